@@ -1,0 +1,97 @@
+/*
+ * chain.c: the plugin modules tallyd knows, building plugins from the
+ * config, and the chain that runs them (see chain.h).  Config loading runs
+ * in one thread; chain_run() is called by every worker at once and only
+ * reads the config.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#include "chain.h"
+#include "log.h"
+
+static const struct plugin_module *const modules[] = {
+	&action_module,
+};
+
+static const struct plugin_module *find_module(const char *name)
+{
+	for (size_t i = 0; i < sizeof(modules) / sizeof(modules[0]); i++) {
+		if (strcasecmp(modules[i]->name, name) == 0)
+			return modules[i];
+	}
+	return NULL;
+}
+
+#define MODULE_NAMES "Action"
+
+struct plugin *chain_create_plugin(const config_setting_t *group, struct config_errors *errors)
+{
+	const char *name = NULL, *module_name = NULL;
+
+	if (config_setting_type(group) != CONFIG_TYPE_GROUP) {
+		config_error(errors, group, "a plugin must be a group: { name = ...; module = ...; }");
+		return NULL;
+	}
+	if (!config_setting_lookup_string(group, "name", &name) || name[0] == '\0') {
+		config_error(errors, group, "plugin without a name (name = \"...\";)");
+		return NULL;
+	}
+	if (!config_setting_lookup_string(group, "module", &module_name)) {
+		config_error(errors, group, "plugin '%s': missing module (one of " MODULE_NAMES ")",
+			     name);
+		return NULL;
+	}
+	const struct plugin_module *module = find_module(module_name);
+	if (module == NULL) {
+		config_error(errors, config_setting_get_member(group, "module"),
+			     "plugin '%s': unknown module '%s' (tallyd has " MODULE_NAMES ")",
+			     name, module_name);
+		return NULL;
+	}
+
+	struct plugin *plugin = xcalloc(1, sizeof(*plugin));
+	plugin->module = module;
+	plugin->name = xstrdup(name);
+	plugin->settings = xcalloc(1, module->settings_size);
+	config_default_options(module->options, plugin->settings);
+
+	char context[300];
+	snprintf(context, sizeof(context), "plugin '%s'", name);
+	int problems = config_apply_options(module->options, plugin->settings, group, context, errors);
+	if (problems == 0 && module->setup)
+		problems = module->setup(plugin, group, errors);
+	if (problems > 0) {
+		chain_free_plugin(plugin);
+		return NULL;
+	}
+	return plugin;
+}
+
+void chain_free_plugin(struct plugin *plugin)
+{
+	if (plugin == NULL)
+		return;
+	if (plugin->module->destroy)
+		plugin->module->destroy(plugin);
+	config_free_options(plugin->module->options, plugin->settings);
+	free(plugin->settings);
+	free(plugin->name);
+	free(plugin);
+}
+
+const char *chain_run(const struct vhost *vhost, const struct request *request,
+		      struct session *session)
+{
+	struct plugin_call call = { .request = request, .session = session };
+
+	if (vhost == NULL)
+		return "dunno";
+	for (size_t i = 0; i < vhost->plugin_count; i++) {
+		const struct plugin *plugin = vhost->plugins[i];
+		if (plugin->module->run(plugin, &call) == PLUGIN_ANSWER)
+			return call.action;
+	}
+	return "dunno";
+}

@@ -1,0 +1,686 @@
+/*
+ * config.c: tallyd.conf → struct config (see config.h).
+ *
+ * Runs in the main thread at start-up and on reload; the result is
+ * immutable.  All checks record "FILE:LINE: message" and go on, so that
+ * `tallyd -t` lists every problem at once.  Relative paths are made
+ * absolute here because the daemon changes directory to /.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "chain.h"
+#include "log.h"
+#include "plugin.h"
+
+/* ------------------------------------------------------------------ errors */
+
+void config_errors_free(struct config_errors *errors)
+{
+	for (size_t i = 0; i < errors->count; i++)
+		free(errors->lines[i]);
+	free(errors->lines);
+	errors->lines = NULL;
+	errors->count = 0;
+}
+
+static void add_error(struct config_errors *errors, const char *file, int line,
+		      const char *message)
+{
+	errors->lines = xrealloc(errors->lines, (errors->count + 1) * sizeof(char *));
+	errors->lines[errors->count++] = xasprintf("%s:%d: %s", file, line, message);
+}
+
+void config_error(struct config_errors *errors, const config_setting_t *where,
+		  const char *fmt, ...)
+{
+	char message[1024];
+	const char *file = errors->file;
+	int line = 0;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	if (where != NULL) {
+		line = config_setting_source_line(where);
+		if (config_setting_source_file(where) != NULL)
+			file = config_setting_source_file(where);
+	}
+	add_error(errors, file, line, message);
+}
+
+/* ----------------------------------------------------------- option tables */
+
+#define FIELD(settings, option, type) ((type *)((char *)(settings) + (option)->offset))
+
+void config_default_options(const struct config_option *options, void *settings)
+{
+	for (const struct config_option *o = options; o->name; o++) {
+		switch (o->type) {
+		case OPTION_STRING:
+			*FIELD(settings, o, char *) =
+				o->default_string ? xstrdup(o->default_string) : NULL;
+			break;
+		case OPTION_INT:
+			*FIELD(settings, o, int) = (int)o->default_number;
+			break;
+		case OPTION_INT64:
+			*FIELD(settings, o, int64_t) = (int64_t)o->default_number;
+			break;
+		case OPTION_DOUBLE:
+			*FIELD(settings, o, double) = o->default_number;
+			break;
+		case OPTION_SWITCH:
+			*FIELD(settings, o, bool) = o->default_number != 0;
+			break;
+		case OPTION_CUSTOM:
+			break;
+		}
+	}
+}
+
+void config_free_options(const struct config_option *options, void *settings)
+{
+	for (const struct config_option *o = options; o->name; o++) {
+		if (o->type == OPTION_STRING) {
+			free(*FIELD(settings, o, char *));
+			*FIELD(settings, o, char *) = NULL;
+		}
+	}
+}
+
+static const struct config_option *find_option(const struct config_option *options, const char *name)
+{
+	for (const struct config_option *o = options; o->name; o++) {
+		if (strcmp(o->name, name) == 0)
+			return o;
+	}
+	return NULL;
+}
+
+static void list_choices(char *out, size_t size, const char *const *choices)
+{
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; choices[i] && used < size; i++)
+		used += (size_t)snprintf(out + used, size - used, "%s%s", i ? ", " : "", choices[i]);
+}
+
+static bool in_choices(const char *value, const char *const *choices)
+{
+	for (size_t i = 0; choices[i]; i++) {
+		if (strcmp(value, choices[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int apply_string(const struct config_option *o, void *settings, const config_setting_t *s,
+			const char *prefix, struct config_errors *errors)
+{
+	const char *value = config_setting_get_string(s);
+	char choices[512];
+
+	if (value == NULL) {
+		config_error(errors, s, "%s%s must be a string (in double quotes)", prefix, o->name);
+		return 1;
+	}
+	if (o->choices && !in_choices(value, o->choices)) {
+		list_choices(choices, sizeof(choices), o->choices);
+		config_error(errors, s, "%s%s must be one of %s; got '%s'", prefix, o->name,
+			     choices, value);
+		return 1;
+	}
+	if (o->valid && !o->valid(value)) {
+		config_error(errors, s, "%s%s must be %s; got '%s'", prefix, o->name,
+			     o->valid_what, value);
+		return 1;
+	}
+	char **field = FIELD(settings, o, char *);
+	free(*field);
+	*field = xstrdup(value);
+	return 0;
+}
+
+static int apply_number(const struct config_option *o, void *settings, const config_setting_t *s,
+			const char *prefix, struct config_errors *errors)
+{
+	int type = config_setting_type(s);
+	bool integer = type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64;
+	double value;
+
+	if (!integer && !(o->type == OPTION_DOUBLE && type == CONFIG_TYPE_FLOAT)) {
+		config_error(errors, s, "%s%s must be %s", prefix, o->name,
+			     o->type == OPTION_DOUBLE ? "a number" : "a whole number (no quotes)");
+		return 1;
+	}
+	value = integer ? (double)config_setting_get_int64(s) : config_setting_get_float(s);
+	if ((o->min != 0 || o->max != 0) && (value < o->min || value > o->max)) {
+		config_error(errors, s, "%s%s must be %.15g..%.15g, got %.15g", prefix, o->name,
+			     o->min, o->max, value);
+		return 1;
+	}
+	switch (o->type) {
+	case OPTION_INT:
+		*FIELD(settings, o, int) = (int)value;
+		break;
+	case OPTION_INT64:
+		*FIELD(settings, o, int64_t) = config_setting_get_int64(s);
+		break;
+	default:
+		*FIELD(settings, o, double) = value;
+		break;
+	}
+	return 0;
+}
+
+static int apply_switch(const struct config_option *o, void *settings, const config_setting_t *s,
+			const char *prefix, struct config_errors *errors)
+{
+	const char *text = config_setting_get_string(s);
+	bool *field = FIELD(settings, o, bool);
+
+	if (config_setting_type(s) == CONFIG_TYPE_BOOL) {
+		*field = config_setting_get_bool(s);
+	} else if (text && (strcmp(text, "on") == 0 || strcmp(text, "off") == 0)) {
+		*field = strcmp(text, "on") == 0;
+	} else {
+		config_error(errors, s, "%s%s must be true or false (or \"on\"/\"off\")", prefix,
+			     o->name);
+		return 1;
+	}
+	return 0;
+}
+
+int config_apply_options(const struct config_option *options, void *settings,
+			 const config_setting_t *group, const char *context,
+			 struct config_errors *errors)
+{
+	char prefix[320];
+	int problems = 0;
+
+	snprintf(prefix, sizeof(prefix), "%s%s", context ? context : "", context ? ": " : "");
+	if (config_setting_type(group) != CONFIG_TYPE_GROUP) {
+		config_error(errors, group, "%s%s must be a group { ... }", prefix,
+			     config_setting_name(group));
+		return 1;
+	}
+	for (int i = 0; i < config_setting_length(group); i++) {
+		const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+		const struct config_option *o = find_option(options, config_setting_name(s));
+
+		if (o == NULL) {
+			config_error(errors, s, "%sunknown setting '%s'", prefix,
+				     config_setting_name(s));
+			problems++;
+		} else if (o->type == OPTION_STRING) {
+			problems += apply_string(o, settings, s, prefix, errors);
+		} else if (o->type == OPTION_SWITCH) {
+			problems += apply_switch(o, settings, s, prefix, errors);
+		} else if (o->type != OPTION_CUSTOM) {
+			problems += apply_number(o, settings, s, prefix, errors);
+		}
+	}
+	for (const struct config_option *o = options; o->name; o++) {
+		if (o->required && config_setting_get_member(group, o->name) == NULL) {
+			config_error(errors, group, "%smissing required setting '%s'", prefix, o->name);
+			problems++;
+		}
+	}
+	return problems;
+}
+
+bool config_is_identifier(const char *s)
+{
+	if (s[0] == '\0' || strlen(s) > 64)
+		return false;
+	for (; *s; s++) {
+		char c = *s;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_'))
+			return false;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------ the tallyd options */
+
+static const char *const log_levels[] = { "error", "warning", "notice", "info", "debug", NULL };
+static const char *const log_targets[] = { "syslog", "stderr", NULL };
+static const char *const facilities[] = {
+	"mail", "daemon", "user", "local0", "local1", "local2", "local3",
+	"local4", "local5", "local6", "local7", NULL
+};
+static const char *const drivers[] = { "sqlite", "mysql", NULL };
+
+#define GLOBAL(field) offsetof(struct config, field)
+#define DATABASE(field) offsetof(struct database_config, field)
+#define ACCOUNTING(field) offsetof(struct accounting_config, field)
+#define VHOST(field) offsetof(struct vhost, field)
+
+static const struct config_option global_options[] = {
+	{ .name = "user", .type = OPTION_STRING, .offset = GLOBAL(user), .default_string = "" },
+	{ .name = "group", .type = OPTION_STRING, .offset = GLOBAL(group), .default_string = "" },
+	{ .name = "pid_file", .type = OPTION_STRING, .offset = GLOBAL(pid_file),
+	  .default_string = "" },
+	{ .name = "log_level", .type = OPTION_STRING, .offset = GLOBAL(log_level_name),
+	  .default_string = "info", .choices = log_levels },
+	{ .name = "log_target", .type = OPTION_STRING, .offset = GLOBAL(log_target_name),
+	  .default_string = "syslog", .choices = log_targets },
+	{ .name = "syslog_facility", .type = OPTION_STRING,
+	  .offset = GLOBAL(syslog_facility_name), .default_string = "mail",
+	  .choices = facilities },
+	{ .name = "instance_id", .type = OPTION_STRING, .offset = GLOBAL(instance_id),
+	  .default_string = "" },
+	{ .name = "listen", .type = OPTION_CUSTOM },
+	{ .name = "workers", .type = OPTION_INT, .offset = GLOBAL(workers),
+	  .default_number = 8, .min = 1, .max = 1024 },
+	{ .name = "max_connections", .type = OPTION_INT, .offset = GLOBAL(max_connections),
+	  .default_number = 4096, .min = 1, .max = 1000000 },
+	{ .name = "request_timeout", .type = OPTION_INT, .offset = GLOBAL(request_timeout),
+	  .default_number = 20, .min = 1, .max = 3600 },
+	{ .name = "keepalive_timeout", .type = OPTION_INT, .offset = GLOBAL(keepalive_timeout),
+	  .default_number = 300, .min = 1, .max = 86400 },
+	{ .name = "max_request_size", .type = OPTION_INT, .offset = GLOBAL(max_request_size),
+	  .default_number = 65536, .min = 1024, .max = 16777216 },
+	{ .name = "max_attributes", .type = OPTION_INT, .offset = GLOBAL(max_attributes),
+	  .default_number = 256, .min = 1, .max = 65536 },
+	{ .name = "user_config_ttl", .type = OPTION_INT, .offset = GLOBAL(user_config_ttl),
+	  .default_number = 60, .min = 0, .max = 86400 },
+	{ .name = "database", .type = OPTION_CUSTOM },
+	{ .name = "accounting", .type = OPTION_CUSTOM },
+	{ .name = "virtual_hosts", .type = OPTION_CUSTOM },
+	{ .name = NULL },
+};
+
+static const struct config_option database_options[] = {
+	{ .name = "driver", .type = OPTION_STRING, .offset = DATABASE(driver_name),
+	  .default_string = "sqlite", .choices = drivers },
+	{ .name = "host", .type = OPTION_STRING, .offset = DATABASE(host),
+	  .default_string = "localhost" },
+	{ .name = "port", .type = OPTION_INT, .offset = DATABASE(port),
+	  .default_number = 3306, .min = 1, .max = 65535 },
+	{ .name = "socket", .type = OPTION_STRING, .offset = DATABASE(socket),
+	  .default_string = "" },
+	{ .name = "user", .type = OPTION_STRING, .offset = DATABASE(user),
+	  .default_string = "tallyd" },
+	{ .name = "password", .type = OPTION_STRING, .offset = DATABASE(password),
+	  .default_string = "" },
+	{ .name = "name", .type = OPTION_STRING, .offset = DATABASE(name),
+	  .default_string = "tallyd" },
+	{ .name = "path", .type = OPTION_STRING, .offset = DATABASE(path),
+	  .default_string = LOCALSTATEDIR "/lib/tallyd/tallyd.sqlite" },
+	{ .name = "pool_size", .type = OPTION_INT, .offset = DATABASE(pool_size),
+	  .default_number = 4, .min = 1, .max = 64 },
+	{ .name = "connect_timeout", .type = OPTION_INT, .offset = DATABASE(connect_timeout),
+	  .default_number = 5, .min = 1, .max = 300 },
+	{ .name = NULL },
+};
+
+static const struct config_option accounting_options[] = {
+	{ .name = "flush_interval", .type = OPTION_DOUBLE, .offset = ACCOUNTING(flush_interval),
+	  .default_number = 1.0, .min = 0.01, .max = 3600 },
+	{ .name = "flush_batch", .type = OPTION_INT, .offset = ACCOUNTING(flush_batch),
+	  .default_number = 1000, .min = 1, .max = 10000 },
+	{ .name = "refresh_interval", .type = OPTION_DOUBLE,
+	  .offset = ACCOUNTING(refresh_interval), .default_number = 10.0,
+	  .min = 0.1, .max = 86400 },
+	{ .name = NULL },
+};
+
+static const struct config_option vhost_options[] = {
+	{ .name = "port", .type = OPTION_INT, .offset = VHOST(port), .min = 1, .max = 65535 },
+	{ .name = "socket", .type = OPTION_STRING, .offset = VHOST(socket), .default_string = "" },
+	{ .name = "name", .type = OPTION_STRING, .offset = VHOST(name), .default_string = "" },
+	{ .name = "plugins", .type = OPTION_CUSTOM, .required = true },
+	{ .name = NULL },
+};
+
+/* ---------------------------------------------------------------- listen */
+
+/* Makes a relative path absolute: the daemon runs in /. */
+static char *absolute_path(const char *path)
+{
+	char cwd[PATH_MAX];
+
+	if (path[0] == '/' || path[0] == '\0' || getcwd(cwd, sizeof(cwd)) == NULL)
+		return xstrdup(path);
+	while (path[0] == '.' && path[1] == '/')
+		path += 2;
+	return xasprintf("%s/%s", cwd, path);
+}
+
+static void make_absolute(char **path)
+{
+	char *abs = absolute_path(*path);
+
+	free(*path);
+	*path = abs;
+}
+
+static const char *parse_port(const char *text, int *port)
+{
+	char *end;
+	long n = strtol(text, &end, 10);
+
+	if (*text == '\0' || *end != '\0' || n < 1 || n > 65535)
+		return "the port must be 1..65535";
+	*port = (int)n;
+	return NULL;
+}
+
+/* Fills `l` from "ADDR:PORT", "[ADDR6]:PORT", "*:PORT" or "unix:PATH";
+ * returns NULL or why the spec is wrong. */
+static const char *parse_listen(const char *spec, struct listen_address *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->spec = xstrdup(spec);
+
+	if (strncmp(spec, "unix:", 5) == 0) {
+		struct sockaddr_un *un = (struct sockaddr_un *)&l->addr;
+		l->path = absolute_path(spec + 5);
+		if (l->path[0] == '\0')
+			return "unix: needs a path";
+		if (strlen(l->path) >= sizeof(un->sun_path))
+			return "the unix socket path is too long";
+		un->sun_family = AF_UNIX;
+		strcpy(un->sun_path, l->path);
+		l->addr_len = sizeof(*un);
+		return NULL;
+	}
+
+	const char *colon = strrchr(spec, ':');
+	if (colon == NULL)
+		return "expected ADDRESS:PORT, [IPV6]:PORT or unix:PATH";
+	const char *why = parse_port(colon + 1, &l->port);
+	if (why)
+		return why;
+
+	char host[INET6_ADDRSTRLEN + 2];
+	size_t host_len = (size_t)(colon - spec);
+	if (host_len >= sizeof(host))
+		return "the address is not a numeric IPv4 or IPv6 address";
+	memcpy(host, spec, host_len);
+	host[host_len] = '\0';
+
+	if (host[0] == '[' && host_len > 2 && host[host_len - 1] == ']') {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&l->addr;
+		host[host_len - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &in6->sin6_addr) != 1)
+			return "the address in [] is not a numeric IPv6 address";
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)l->port);
+		l->addr_len = sizeof(*in6);
+		return NULL;
+	}
+	struct sockaddr_in *in = (struct sockaddr_in *)&l->addr;
+	if (strcmp(host, "*") == 0)
+		in->sin_addr.s_addr = htonl(INADDR_ANY);
+	else if (strcmp(host, "localhost") == 0)
+		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
+		return "the address is not a numeric IPv4 address (IPv6 goes in [])";
+	in->sin_family = AF_INET;
+	in->sin_port = htons((uint16_t)l->port);
+	l->addr_len = sizeof(*in);
+	return NULL;
+}
+
+static void add_listen(struct config *config, const char *spec, const config_setting_t *where,
+		       struct config_errors *errors)
+{
+	struct listen_address l;
+	const char *why = parse_listen(spec, &l);
+
+	for (size_t i = 0; why == NULL && i < config->listen_count; i++) {
+		if (strcmp(config->listen[i].spec, l.spec) == 0)
+			why = "listed twice";
+	}
+	if (why) {
+		config_error(errors, where, "listen '%s': %s", spec, why);
+		free(l.spec);
+		free(l.path);
+		return;
+	}
+	config->listen = xrealloc(config->listen, (config->listen_count + 1) * sizeof(l));
+	config->listen[config->listen_count++] = l;
+}
+
+/* listen = "a:1,b:2" (mtpolicyd's port option) or listen = ["a:1", "b:2"]. */
+static void parse_listen_setting(struct config *config, const config_setting_t *s,
+				 struct config_errors *errors)
+{
+	const char *text = config_setting_get_string(s);
+
+	if (text != NULL) {
+		char *copy = xstrdup(text), *save = NULL;
+		for (char *item = strtok_r(copy, ", \t", &save); item;
+		     item = strtok_r(NULL, ", \t", &save))
+			add_listen(config, item, s, errors);
+		free(copy);
+	} else if (config_setting_is_aggregate(s) && !config_setting_is_group(s)) {
+		for (int i = 0; i < config_setting_length(s); i++) {
+			const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+			if (config_setting_get_string(e) == NULL)
+				config_error(errors, e, "listen: each entry must be a string");
+			else
+				add_listen(config, config_setting_get_string(e), e, errors);
+		}
+	} else {
+		config_error(errors, s, "listen must be a string (\"127.0.0.1:12345,"
+			     "127.0.0.1:12346\") or a list of strings");
+		return;
+	}
+	if (config->listen_count == 0)
+		config_error(errors, s, "listen names no address");
+}
+
+/* ----------------------------------------------------------- virtual hosts */
+
+static bool listens_on(const struct config *config, int port, const char *path)
+{
+	for (size_t i = 0; i < config->listen_count; i++) {
+		const struct listen_address *l = &config->listen[i];
+		if (path ? (l->path && strcmp(l->path, path) == 0) : l->port == port)
+			return true;
+	}
+	return false;
+}
+
+static void parse_plugins(struct vhost *vhost, const config_setting_t *list,
+			  struct config_errors *errors)
+{
+	if (!config_setting_is_list(list) || config_setting_length(list) == 0) {
+		config_error(errors, list, "virtual host '%s': plugins must be a non-empty list "
+			     "( { name = ...; module = ...; }, ... )", vhost->name);
+		return;
+	}
+	int count = config_setting_length(list);
+	vhost->plugins = xcalloc((size_t)count, sizeof(struct plugin *));
+	for (int i = 0; i < count; i++) {
+		const config_setting_t *group = config_setting_get_elem(list, (unsigned)i);
+		struct plugin *plugin = chain_create_plugin(group, errors);
+		if (plugin == NULL)
+			continue;
+		for (size_t j = 0; j < vhost->plugin_count; j++) {
+			if (strcmp(vhost->plugins[j]->name, plugin->name) == 0) {
+				config_error(errors, group, "virtual host '%s': two plugins are named '%s'",
+					     vhost->name, plugin->name);
+				break;
+			}
+		}
+		vhost->plugins[vhost->plugin_count++] = plugin;
+	}
+}
+
+static void check_vhost_address(struct config *config, struct vhost *vhost, size_t index,
+				const config_setting_t *group, struct config_errors *errors)
+{
+	bool has_socket = vhost->socket[0] != '\0';
+
+	if ((vhost->port != 0) == has_socket) {
+		config_error(errors, group, "virtual host '%s': set either port or socket",
+			     vhost->name);
+		return;
+	}
+	if (has_socket)
+		make_absolute(&vhost->socket);
+	if (!listens_on(config, vhost->port, has_socket ? vhost->socket : NULL)) {
+		if (has_socket)
+			config_error(errors, group, "virtual host '%s': no listen entry is "
+				     "unix:%s", vhost->name, vhost->socket);
+		else
+			config_error(errors, group, "virtual host '%s': port %d is not in listen",
+				     vhost->name, vhost->port);
+	}
+	for (size_t i = 0; i < index; i++) {
+		const struct vhost *other = &config->vhosts[i];
+		if (has_socket ? strcmp(other->socket, vhost->socket) == 0 : other->port == vhost->port)
+			config_error(errors, group, "virtual host '%s' serves the same %s as '%s'",
+				     vhost->name, has_socket ? "socket" : "port", other->name);
+	}
+}
+
+static void parse_vhosts(struct config *config, const config_setting_t *list,
+			 struct config_errors *errors)
+{
+	if (!config_setting_is_list(list)) {
+		config_error(errors, list, "virtual_hosts must be a list ( { port = ...; plugins "
+			     "= ( ... ); }, ... )");
+		return;
+	}
+	int count = config_setting_length(list);
+	config->vhosts = xcalloc((size_t)count, sizeof(struct vhost));
+	for (int i = 0; i < count; i++) {
+		const config_setting_t *group = config_setting_get_elem(list, (unsigned)i);
+		struct vhost *vhost = &config->vhosts[config->vhost_count++];
+		char context[64];
+
+		config_default_options(vhost_options, vhost);
+		snprintf(context, sizeof(context), "virtual host %d", i + 1);
+		if (config_apply_options(vhost_options, vhost, group, context, errors) > 0)
+			continue;
+		if (vhost->name[0] == '\0') {
+			free(vhost->name);
+			vhost->name = vhost->port ? xasprintf("port %d", vhost->port) :
+				xstrdup(vhost->socket);
+		}
+		check_vhost_address(config, vhost, (size_t)i, group, errors);
+		parse_plugins(vhost, config_setting_get_member(group, "plugins"), errors);
+	}
+}
+
+/* ------------------------------------------------------------------ loading */
+
+static void apply_group(const struct config_option *options, void *settings, const char *name,
+			const config_setting_t *root, struct config_errors *errors)
+{
+	const config_setting_t *group = config_setting_get_member(root, name);
+
+	config_default_options(options, settings);
+	if (group)
+		config_apply_options(options, settings, group, name, errors);
+}
+
+static void derive(struct config *config)
+{
+	log_level_parse(config->log_level_name, &config->log_level);
+	log_facility_parse(config->syslog_facility_name, &config->syslog_facility);
+	config->log_target = strcmp(config->log_target_name, "stderr") == 0 ?
+		LOG_TARGET_STDERR : LOG_TARGET_SYSLOG;
+	config->database.driver = strcmp(config->database.driver_name, "mysql") == 0 ?
+		DATABASE_MYSQL : DATABASE_SQLITE;
+	make_absolute(&config->database.path);
+	make_absolute(&config->pid_file);
+	if (config->instance_id[0] == '\0' && config->listen_count > 0) {
+		char host[256] = "localhost";
+		gethostname(host, sizeof(host) - 1);
+		free(config->instance_id);
+		config->instance_id = xasprintf("%s/%s", host, config->listen[0].spec);
+	}
+}
+
+struct config *config_load(const char *file, struct config_errors *errors)
+{
+	config_t cf;
+	struct config *config = xcalloc(1, sizeof(*config));
+
+	errors->file = file;
+	config->file = xstrdup(file);
+	config_default_options(global_options, config);
+	config_init(&cf);
+	if (!config_read_file(&cf, file)) {
+		if (config_error_type(&cf) == CONFIG_ERR_FILE_IO)
+			add_error(errors, file, 0, "cannot read the file");
+		else
+			add_error(errors, config_error_file(&cf) ? config_error_file(&cf) : file,
+				  config_error_line(&cf), config_error_text(&cf));
+		goto fail;
+	}
+
+	const config_setting_t *root = config_root_setting(&cf);
+	config_apply_options(global_options, config, root, NULL, errors);
+	const config_setting_t *listen = config_setting_get_member(root, "listen");
+	if (listen)
+		parse_listen_setting(config, listen, errors);
+	else
+		add_listen(config, "127.0.0.1:12345", NULL, errors);
+	apply_group(database_options, &config->database, "database", root, errors);
+	apply_group(accounting_options, &config->accounting, "accounting", root, errors);
+	const config_setting_t *vhosts = config_setting_get_member(root, "virtual_hosts");
+	if (vhosts)
+		parse_vhosts(config, vhosts, errors);
+	if (errors->count > 0)
+		goto fail;
+	derive(config);
+	config_destroy(&cf);
+	return config;
+
+fail:
+	config_destroy(&cf);
+	config_free(config);
+	return NULL;
+}
+
+void config_free(struct config *config)
+{
+	if (config == NULL)
+		return;
+	for (size_t i = 0; i < config->listen_count; i++) {
+		free(config->listen[i].spec);
+		free(config->listen[i].path);
+	}
+	free(config->listen);
+	for (size_t i = 0; i < config->vhost_count; i++) {
+		struct vhost *vhost = &config->vhosts[i];
+		for (size_t j = 0; j < vhost->plugin_count; j++)
+			chain_free_plugin(vhost->plugins[j]);
+		free(vhost->plugins);
+		config_free_options(vhost_options, vhost);
+	}
+	free(config->vhosts);
+	config_free_options(database_options, &config->database);
+	config_free_options(global_options, config);
+	free(config->file);
+	free(config);
+}
+
+const struct vhost *config_find_vhost(const struct config *config, int port, const char *path)
+{
+	for (size_t i = 0; i < config->vhost_count; i++) {
+		const struct vhost *v = &config->vhosts[i];
+		if (path ? strcmp(v->socket, path) == 0 : v->port == port)
+			return v;
+	}
+	return NULL;
+}

@@ -1,0 +1,148 @@
+/*
+ * config.h: tallyd.conf (libconfig syntax) turned into validated structs.
+ *
+ * config_load() reads a file and checks everything that can be checked
+ * without a network or a database: unknown settings, types, ranges, listen
+ * addresses, virtual hosts against listeners, plugin options.  Each problem
+ * becomes a "FILE:LINE: message" in struct config_errors; any problem means
+ * no config.  A loaded config is immutable and shared read-only by all
+ * threads; main.c owns it (and swaps it on reload).
+ *
+ * Option tables (struct config_option) are the one mechanism for settings: the
+ * globals, the database and accounting groups and every plugin module
+ * describe their settings in a table, and config_apply_options() fills the
+ * struct, refusing what the table does not know.
+ */
+#ifndef TALLYD_CONFIG_H
+#define TALLYD_CONFIG_H
+
+#include <libconfig.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+struct config_errors {
+	const char *file;
+	char **lines;              /* "FILE:LINE: message" */
+	size_t count;
+};
+
+void config_errors_free(struct config_errors *errors);
+/* Records a problem at `where` (a setting, or NULL for the file). */
+void config_error(struct config_errors *errors, const config_setting_t *where,
+		  const char *fmt, ...) PRINTF_LIKE(3, 4);
+
+enum option_type {
+	OPTION_STRING,             /* char *, heap copy */
+	OPTION_INT,                /* int */
+	OPTION_INT64,              /* int64_t */
+	OPTION_DOUBLE,             /* double; an integer is accepted */
+	OPTION_SWITCH,             /* bool; true/false or mtpolicyd's "on"/"off" */
+	OPTION_CUSTOM,             /* known name, handled by the caller */
+};
+
+struct config_option {
+	const char *name;
+	enum option_type type;
+	size_t offset;                      /* of the field in the settings struct */
+	const char *default_string;
+	double default_number;              /* numbers and switches */
+	double min, max;                    /* numbers; both 0 means any value */
+	const char *const *choices;         /* strings: the allowed values, NULL-ended */
+	bool (*valid)(const char *value);   /* strings: extra check ... */
+	const char *valid_what;             /* ... and what it wants, for the message */
+	bool required;
+};
+
+/* Sets every option of `options` in `settings` to its default. */
+void config_default_options(const struct config_option *options, void *settings);
+/* Applies the settings of `group` to `settings`; `context` prefixes messages
+ * ("plugin 'QuotaIP'").  Returns the number of problems recorded. */
+int config_apply_options(const struct config_option *options, void *settings,
+			 const config_setting_t *group, const char *context,
+			 struct config_errors *errors);
+void config_free_options(const struct config_option *options, void *settings);
+
+/* True for names that may be pasted into SQL as a table or column name. */
+bool config_is_identifier(const char *s);
+
+struct listen_address {
+	char *spec;                /* as written: "127.0.0.1:12346", "[::1]:12346", "unix:/p" */
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	int port;                  /* TCP port; 0 for unix sockets */
+	char *path;                /* unix socket path, or NULL */
+};
+
+enum database_driver { DATABASE_SQLITE, DATABASE_MYSQL };
+
+struct database_config {
+	char *driver_name;
+	enum database_driver driver;
+	char *host;
+	int port;
+	char *socket;
+	char *user;
+	char *password;
+	char *name;
+	char *path;                /* sqlite */
+	int pool_size;
+	int connect_timeout;       /* seconds; also bounds reads and writes */
+};
+
+struct accounting_config {
+	double flush_interval;
+	int flush_batch;
+	double refresh_interval;
+};
+
+struct vhost {
+	char *name;
+	int port;                  /* 0 when matched by socket */
+	char *socket;
+	struct plugin **plugins;
+	size_t plugin_count;
+};
+
+struct config {
+	char *file;
+	char *user;
+	char *group;
+	char *pid_file;
+	char *log_level_name;
+	int log_level;
+	char *log_target_name;
+	enum log_target log_target;
+	char *syslog_facility_name;
+	int syslog_facility;
+	char *instance_id;
+
+	struct listen_address *listen;
+	size_t listen_count;
+	int workers;
+	int max_connections;
+	int request_timeout;
+	int keepalive_timeout;
+	int max_request_size;
+	int max_attributes;
+	int user_config_ttl;
+
+	struct database_config database;
+	struct accounting_config accounting;
+
+	struct vhost *vhosts;
+	size_t vhost_count;
+};
+
+/* Reads and validates `file`.  On any problem returns NULL and fills
+ * `errors` (the caller frees them either way). */
+struct config *config_load(const char *file, struct config_errors *errors);
+void config_free(struct config *config);
+
+/* The virtual host serving TCP port `port` or unix socket `path`, or NULL. */
+const struct vhost *config_find_vhost(const struct config *config, int port, const char *path);
+
+#endif

@@ -1,0 +1,24 @@
+/*
+ * listener.h: the listening sockets and the acceptor thread.
+ *
+ * listener_open() binds every `listen` address (as root, before privileges
+ * are dropped).  listener_start() runs the acceptor thread: it accepts new
+ * connections, refuses those beyond max_connections, hands the rest to the
+ * worker pool, and once a second sweeps connections past their timeouts.
+ */
+#ifndef TALLYD_LISTENER_H
+#define TALLYD_LISTENER_H
+
+#include "config.h"
+
+/* Binds all listen addresses; -1 (logged) when one cannot be bound. */
+int listener_open(const struct config *config);
+
+/* Starts the acceptor thread; 0 or -1. */
+int listener_start(const struct config *config);
+
+/* Stops accepting: ends the acceptor thread, closes the sockets and removes
+ * unix socket files.  Open connections are not touched. */
+void listener_stop(void);
+
+#endif

@@ -1,0 +1,256 @@
+/*
+ * main.c: tallyd's command line, start-up order and shutdown order.
+ *
+ * Start-up (main thread): read and check the config, bind the listeners
+ * (as root), daemonize, write the pid file, drop privileges, start the
+ * workers and the acceptor, then wait for signals.  Signals are blocked in
+ * every thread and taken here with sigwaitinfo(), so no handler runs inside
+ * other code.  Shutdown reverses it: stop accepting, let the workers finish,
+ * answer what is buffered, exit 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "workers.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#define DEFAULT_CONFIG SYSCONFDIR "/tallyd/tallyd.conf"
+
+struct options {
+	const char *config_file;
+	const char *log_level;
+	bool foreground;
+	bool check_only;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: tallyd [-f] [-t] [-c FILE] [-l LEVEL]\n"
+		"  -c FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+		"  -f        stay in the foreground\n"
+		"  -t        check the configuration and exit (0 when it is good)\n"
+		"  -l LEVEL  log level: error, warning, notice, info or debug\n"
+		"  -V        print the version and exit\n"
+		"  -h        print this help and exit\n");
+}
+
+static void parse_options(int argc, char **argv, struct options *o)
+{
+	int ch;
+
+	o->config_file = DEFAULT_CONFIG;
+	while ((ch = getopt(argc, argv, "c:fl:tVh")) != -1) {
+		switch (ch) {
+		case 'c': o->config_file = optarg; break;
+		case 'f': o->foreground = true; break;
+		case 'l': o->log_level = optarg; break;
+		case 't': o->check_only = true; break;
+		case 'V': printf("tallyd %s\n", PACKAGE_VERSION); exit(0);
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); exit(1);
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		exit(1);
+	}
+}
+
+static struct config *load_config(const struct options *o)
+{
+	struct config_errors errors = { 0 };
+	struct config *config = config_load(o->config_file, &errors);
+
+	for (size_t i = 0; i < errors.count; i++)
+		fprintf(stderr, "%s\n", errors.lines[i]);
+	config_errors_free(&errors);
+	if (config == NULL)
+		exit(1);
+	if (o->log_level && log_level_parse(o->log_level, &config->log_level) < 0) {
+		fprintf(stderr, "tallyd: -l %s: not one of error, warning, notice, info, debug\n",
+			o->log_level);
+		exit(1);
+	}
+	return config;
+}
+
+/*
+ * Forks; the parent waits until the child reports that start-up finished,
+ * so that `tallyd` exits non-zero when the daemon could not start.  Returns
+ * the file descriptor on which the child reports (see report_ready).
+ */
+static int daemonize(void)
+{
+	int ready[2];
+	char byte;
+
+	if (pipe(ready) < 0)
+		fatal("cannot create a pipe: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0)
+		fatal("cannot fork: %s", strerror(errno));
+	if (pid > 0) {
+		close(ready[1]);
+		exit(read(ready[0], &byte, 1) == 1 ? 0 : 1);
+	}
+	close(ready[0]);
+	if (setsid() < 0)
+		fatal("setsid failed: %s", strerror(errno));
+	if (chdir("/") < 0)
+		fatal("cannot change to /: %s", strerror(errno));
+	return ready[1];
+}
+
+static void report_ready(int fd, const struct config *config)
+{
+	int null = open("/dev/null", O_RDWR);
+
+	if (fd < 0)
+		return;
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		if (config->log_target == LOG_TARGET_SYSLOG)
+			dup2(null, STDERR_FILENO);
+		close(null);
+	}
+	if (write(fd, "", 1) != 1)
+		log_warning("cannot report start-up to the parent process: %s", strerror(errno));
+	close(fd);
+}
+
+static void write_pid_file(const struct config *config, uid_t uid, gid_t gid)
+{
+	if (config->pid_file[0] == '\0')
+		return;
+	FILE *f = fopen(config->pid_file, "w");
+	if (f == NULL)
+		fatal("cannot write pid_file %s: %s", config->pid_file, strerror(errno));
+	fprintf(f, "%ld\n", (long)getpid());
+	if (getuid() == 0 && fchown(fileno(f), uid, gid) < 0)
+		log_warning("cannot hand pid_file %s to the tallyd user: %s", config->pid_file,
+			    strerror(errno));
+	fclose(f);
+}
+
+/* Looks up user/group; uid_t -1 when no change is asked for. */
+static void lookup_identity(const struct config *config, uid_t *uid, gid_t *gid)
+{
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	if (config->user[0] != '\0') {
+		struct passwd *pw = getpwnam(config->user);
+		if (pw == NULL)
+			fatal("user '%s' does not exist", config->user);
+		*uid = pw->pw_uid;
+		*gid = pw->pw_gid;
+	}
+	if (config->group[0] != '\0') {
+		struct group *gr = getgrnam(config->group);
+		if (gr == NULL)
+			fatal("group '%s' does not exist", config->group);
+		*gid = gr->gr_gid;
+	}
+}
+
+static void drop_privileges(const struct config *config, uid_t uid, gid_t gid)
+{
+	if (uid == (uid_t)-1 && gid == (gid_t)-1)
+		return;
+	if (geteuid() != 0) {
+		log_debug("not started as root: user and group are left as they are");
+		return;
+	}
+	if (gid != (gid_t)-1 && setgid(gid) < 0)
+		fatal("cannot change to group %ld: %s", (long)gid, strerror(errno));
+	if (uid != (uid_t)-1) {
+		if (initgroups(config->user, gid) < 0)
+			fatal("cannot set the groups of user %s: %s", config->user, strerror(errno));
+		if (setuid(uid) < 0)
+			fatal("cannot change to user %s: %s", config->user, strerror(errno));
+	}
+}
+
+static void block_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Returns the signal that asked tallyd to stop. */
+static int wait_for_stop(const sigset_t *set)
+{
+	for (;;) {
+		siginfo_t info;
+		int sig = sigwaitinfo(set, &info);
+		if (sig == SIGHUP)
+			log_warning("SIGHUP: reloading the configuration is not supported yet; "
+				    "restart tallyd to apply changes");
+		else if (sig > 0)
+			return sig;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	sigset_t signals;
+	uid_t uid;
+	gid_t gid;
+	int ready_fd = -1;
+
+	parse_options(argc, argv, &o);
+	struct config *config = load_config(&o);
+	if (o.check_only) {
+		printf("tallyd: configuration %s is OK\n", o.config_file);
+		config_free(config);
+		return 0;
+	}
+	log_set_level(config->log_level);
+	lookup_identity(config, &uid, &gid);
+	block_signals(&signals);
+
+	if (listener_open(config) < 0)
+		return 1;
+	if (!o.foreground)
+		ready_fd = daemonize();
+	log_open(config->log_target, config->syslog_facility);
+	write_pid_file(config, uid, gid);
+	drop_privileges(config, uid, gid);
+	if (workers_start(config) < 0 || listener_start(config) < 0)
+		fatal("start-up failed");
+	log_notice("tallyd %s started: %zu listener(s), %d workers", PACKAGE_VERSION,
+		   config->listen_count, config->workers);
+	report_ready(ready_fd, config);
+
+	int sig = wait_for_stop(&signals);
+	log_notice("%s: stopping", strsignal(sig));
+	listener_stop();
+	workers_stop();
+	workers_drain();
+	if (config->pid_file[0] != '\0' && unlink(config->pid_file) < 0)
+		log_debug("cannot remove pid_file %s: %s", config->pid_file, strerror(errno));
+	log_notice("stopped");
+	config_free(config);
+	log_close();
+	return 0;
+}

@@ -1,0 +1,307 @@
+/*
+ * workers.c: the worker threads, their shared epoll set, and serving a
+ * connection (see workers.h).
+ *
+ * Each worker owns its struct worker (request attribute array, session);
+ * a connection is touched only by the worker that took its one-shot event.
+ * `epoll_fd` and `stop_fd` are set before the threads start and never change.
+ * The stop eventfd is registered level-triggered (not one-shot), so once it
+ * is written every worker sees it.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "chain.h"
+#include "log.h"
+#include "policy.h"
+#include "session.h"
+#include "workers.h"
+
+enum serve_result { KEEP_READING, KEEP_WRITING, CLOSE };
+
+struct worker {
+	pthread_t thread;
+	const struct config *config;
+	struct policy_limits limits;
+	struct request request;    /* attrs: room for limits.max_attributes */
+	struct session session;
+};
+
+static int epoll_fd = -1;
+static int stop_fd = -1;
+static const struct config *pool_config;
+static struct worker *workers;
+static int worker_count;
+
+/* Bytes read per turn before answering: bounds what one client can make a
+ * worker do before the others get a turn. */
+#define READ_CHUNK 16384
+#define READ_LIMIT (256 * 1024)
+
+static void worker_init(struct worker *w, const struct config *config)
+{
+	memset(w, 0, sizeof(*w));
+	w->config = config;
+	w->limits.max_request_size = (size_t)config->max_request_size;
+	w->limits.max_attributes = (size_t)config->max_attributes;
+	w->request.attrs = xcalloc(w->limits.max_attributes, sizeof(struct attribute));
+	session_init(&w->session);
+}
+
+static void worker_free(struct worker *w)
+{
+	free(w->request.attrs);
+	session_free(&w->session);
+}
+
+/* Writes what is pending; 0, or -1 when the connection is broken. */
+static int write_pending(struct connection *c)
+{
+	while (buf_size(&c->out) > 0) {
+		ssize_t n = write(c->fd, buf_head(&c->out), buf_size(&c->out));
+		if (n > 0) {
+			buf_consume(&c->out, (size_t)n);
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			return 0;
+		} else {
+			log_debug("%s: write failed: %s", c->peer, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Reads what the socket has (up to READ_LIMIT); -1 on a broken connection. */
+static int read_available(struct connection *c, bool *eof)
+{
+	size_t total = 0;
+
+	while (total < READ_LIMIT) {
+		buf_reserve(&c->in, READ_CHUNK);
+		size_t room = c->in.cap - c->in.len - 1;
+		ssize_t n = read(c->fd, c->in.data + c->in.len, room);
+		if (n > 0) {
+			c->in.len += (size_t)n;
+			total += (size_t)n;
+			if ((size_t)n < room)
+				return 0;
+		} else if (n == 0) {
+			*eof = true;
+			return 0;
+		} else if (errno == EINTR) {
+			continue;
+		} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			return 0;
+		} else {
+			log_debug("%s: read failed: %s", c->peer, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Answers every complete request in c->in; false after a malformed one. */
+static bool answer_requests(struct worker *w, struct connection *c)
+{
+	const struct vhost *vhost = config_find_vhost(w->config, c->local_port, c->local_path);
+	enum policy_status status;
+	const char *error = NULL;
+	size_t used;
+
+	while ((status = policy_parse(&c->parser, &w->limits, buf_head(&c->in), buf_size(&c->in),
+				      &w->request, &used, &error)) == POLICY_REQUEST) {
+		const char *action = chain_run(vhost, &w->request, &w->session);
+		policy_write_answer(&c->out, action);
+		c->requests++;
+		log_debug("%s: request %llu answered %s", c->peer,
+			  (unsigned long long)c->requests, action);
+		session_clear(&w->session);
+		buf_consume(&c->in, used);
+	}
+	if (status == POLICY_MALFORMED) {
+		log_warning("%s: malformed request after %llu good ones: %s; closing the connection",
+			    c->peer, (unsigned long long)c->requests, error);
+		return false;
+	}
+	return true;
+}
+
+static void log_eof(const struct worker *w, const struct connection *c)
+{
+	bool partial = buf_size(&c->in) > 0;
+
+	if (atomic_load(&c->expired) && partial)
+		log_warning("%s: request not complete after %d s (request_timeout); closing",
+			    c->peer, w->config->request_timeout);
+	else if (atomic_load(&c->expired))
+		log_debug("%s: idle for %d s (keepalive_timeout); closing", c->peer,
+			  w->config->keepalive_timeout);
+	else if (partial)
+		log_info("%s: client closed the connection in the middle of a request", c->peer);
+	else
+		log_debug("%s: client closed the connection after %llu requests", c->peer,
+			  (unsigned long long)c->requests);
+}
+
+static enum serve_result serve(struct worker *w, struct connection *c)
+{
+	bool eof = false;
+
+	if (write_pending(c) < 0)
+		return CLOSE;
+	if (buf_size(&c->out) > 0)
+		return KEEP_WRITING;          /* the client reads slowly: do not read more */
+	if (read_available(c, &eof) < 0)
+		return CLOSE;
+	bool well_formed = answer_requests(w, c);
+	if (write_pending(c) < 0 || !well_formed)
+		return CLOSE;
+	if (eof) {
+		log_eof(w, c);
+		return CLOSE;
+	}
+	buf_compact(&c->in, READ_CHUNK * 2);
+	return buf_size(&c->out) > 0 ? KEEP_WRITING : KEEP_READING;
+}
+
+static void set_deadline(const struct worker *w, struct connection *c)
+{
+	int64_t now = connection_now();
+
+	if (buf_size(&c->in) == 0) {
+		c->request_started = 0;
+		atomic_store(&c->deadline, now + w->config->keepalive_timeout);
+		return;
+	}
+	if (c->request_started == 0)
+		c->request_started = now;
+	atomic_store(&c->deadline, c->request_started + w->config->request_timeout);
+}
+
+static int arm(struct connection *c, int op, uint32_t events)
+{
+	struct epoll_event ev = { .events = events | EPOLLONESHOT | EPOLLRDHUP, .data.ptr = c };
+
+	return epoll_ctl(epoll_fd, op, c->fd, &ev);
+}
+
+void workers_add(struct connection *c)
+{
+	atomic_store(&c->deadline, connection_now() + pool_config->keepalive_timeout);
+	if (arm(c, EPOLL_CTL_ADD, EPOLLIN) < 0) {
+		log_error("%s: cannot add the connection to the worker pool: %s", c->peer,
+			  strerror(errno));
+		connection_close(c);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct epoll_event ev;
+
+	for (;;) {
+		int n = epoll_wait(epoll_fd, &ev, 1, -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			log_error("worker: epoll_wait failed: %s", strerror(errno));
+			break;
+		}
+		if (ev.data.ptr == NULL)
+			break;                /* stop_fd: shutting down */
+		struct connection *c = ev.data.ptr;
+		atomic_store(&c->deadline, INT64_MAX);
+		enum serve_result r = serve(w, c);
+		if (r == CLOSE) {
+			connection_close(c);
+			continue;
+		}
+		set_deadline(w, c);
+		if (arm(c, EPOLL_CTL_MOD, r == KEEP_WRITING ? EPOLLOUT : EPOLLIN) < 0) {
+			log_error("%s: cannot re-arm the connection: %s", c->peer, strerror(errno));
+			connection_close(c);
+		}
+	}
+	return NULL;
+}
+
+int workers_start(const struct config *config)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+
+	pool_config = config;
+	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (epoll_fd < 0 || stop_fd < 0 || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, stop_fd, &ev) < 0) {
+		log_error("cannot create the worker pool's epoll set: %s", strerror(errno));
+		return -1;
+	}
+	worker_count = config->workers;
+	workers = xcalloc((size_t)worker_count, sizeof(*workers));
+	for (int i = 0; i < worker_count; i++) {
+		worker_init(&workers[i], config);
+		int rc = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+		if (rc != 0) {
+			log_error("cannot start worker thread %d: %s", i, strerror(rc));
+			worker_count = i;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void workers_stop(void)
+{
+	uint64_t one = 1;
+
+	if (write(stop_fd, &one, sizeof(one)) != sizeof(one))
+		log_error("cannot wake the workers: %s", strerror(errno));
+	for (int i = 0; i < worker_count; i++) {
+		pthread_join(workers[i].thread, NULL);
+		worker_free(&workers[i]);
+	}
+	free(workers);
+	workers = NULL;
+	worker_count = 0;
+}
+
+/* Gives a slow reader a last second to take its answers. */
+static void write_before_close(struct connection *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLOUT };
+	int64_t give_up = connection_now() + 2;
+
+	while (buf_size(&c->out) > 0 && connection_now() < give_up &&
+	       poll(&p, 1, 1000) > 0 && write_pending(c) == 0)
+		;
+}
+
+static void drain_one(struct connection *c, void *arg)
+{
+	struct worker *w = arg;
+
+	if (serve(w, c) != CLOSE)
+		write_before_close(c);
+	connection_close(c);
+}
+
+void workers_drain(void)
+{
+	struct worker w;
+
+	worker_init(&w, pool_config);
+	connection_for_each(drain_one, &w);
+	worker_free(&w);
+	close(epoll_fd);
+	close(stop_fd);
+	epoll_fd = stop_fd = -1;
+}
