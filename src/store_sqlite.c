@@ -1,0 +1,351 @@
+/*
+ * store_sqlite.c: the store driver for an embedded SQLite file, tallyd's
+ * default.  One struct sqlite_store per connection (sqlite3 opened with
+ * NOMUTEX), used by one thread at a time: no locking here.  The file is in
+ * WAL mode so that the workers' lookups read while the flusher writes;
+ * writers wait up to connect_timeout for each other (busy timeout).
+ *
+ * Statements are prepared once per connection and cached by SQL text, like
+ * the MySQL driver.  Keys are bound as text with their length, so any byte
+ * reaches the file unchanged and compares with memcmp.
+ */
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "store.h"
+
+#define STATEMENT_CACHE 32
+/* SQLite allows 32766 parameters per statement; an upsert row takes 6. */
+#define MAX_ROWS_PER_STATEMENT 5000
+
+struct cached_statement {
+	char *sql;
+	sqlite3_stmt *stmt;
+	uint64_t last_used;
+};
+
+struct sqlite_store {
+	struct store base;
+	sqlite3 *db;
+	struct cached_statement cache[STATEMENT_CACHE];
+	uint64_t uses;
+	struct buf sql;
+};
+
+static const struct store_ops sqlite_ops;
+
+static enum store_status fail(struct sqlite_store *q, int rc, const char *doing)
+{
+	snprintf(q->base.error, sizeof(q->base.error), "%s: %s", doing, sqlite3_errmsg(q->db));
+	switch (rc & 0xff) {
+	case SQLITE_IOERR: case SQLITE_CORRUPT: case SQLITE_NOTADB: case SQLITE_CANTOPEN:
+		return STORE_LOST;
+	default:
+		return STORE_ERROR;
+	}
+}
+
+/* The prepared statement for `sql`, reset and unbound; NULL on error. */
+static sqlite3_stmt *prepare(struct sqlite_store *q, const char *sql, int *rc)
+{
+	struct cached_statement *slot = &q->cache[0];
+
+	for (int i = 0; i < STATEMENT_CACHE; i++) {
+		struct cached_statement *c = &q->cache[i];
+		if (c->sql && strcmp(c->sql, sql) == 0) {
+			c->last_used = ++q->uses;
+			sqlite3_reset(c->stmt);
+			sqlite3_clear_bindings(c->stmt);
+			return c->stmt;
+		}
+		if (c->last_used < slot->last_used)
+			slot = c;
+	}
+	sqlite3_stmt *stmt;
+	*rc = sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL);
+	if (*rc != SQLITE_OK)
+		return NULL;
+	sqlite3_finalize(slot->stmt);
+	free(slot->sql);
+	slot->sql = xstrdup(sql);
+	slot->stmt = stmt;
+	slot->last_used = ++q->uses;
+	return stmt;
+}
+
+static int64_t clamp(uint64_t v)
+{
+	return v > INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
+/* Runs a statement that returns no rows. */
+static enum store_status run(struct sqlite_store *q, sqlite3_stmt *stmt, const char *doing)
+{
+	int rc = sqlite3_step(stmt);
+
+	sqlite3_reset(stmt);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? STORE_OK : fail(q, rc, doing);
+}
+
+static enum store_status exec(struct sqlite_store *q, const char *sql, const char *doing)
+{
+	int rc = sqlite3_exec(q->db, sql, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? STORE_OK : fail(q, rc, doing);
+}
+
+struct store *store_sqlite_open(const struct database_config *config, char *error, size_t size)
+{
+	sqlite3 *db = NULL;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+	int rc = sqlite3_open_v2(config->path, &db, flags, NULL);
+
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_timeout(db, config->connect_timeout * 1000);
+		rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL,
+				  NULL, NULL);
+	}
+	if (rc != SQLITE_OK) {
+		snprintf(error, size, "cannot open SQLite database %s: %s", config->path,
+			 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return NULL;
+	}
+	struct sqlite_store *q = xcalloc(1, sizeof(*q));
+	q->base.ops = &sqlite_ops;
+	q->db = db;
+	buf_init(&q->sql);
+	return &q->base;
+}
+
+static void sqlite_store_close(struct store *s)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+
+	for (int i = 0; i < STATEMENT_CACHE; i++) {
+		sqlite3_finalize(q->cache[i].stmt);
+		free(q->cache[i].sql);
+	}
+	sqlite3_close(q->db);
+	buf_free(&q->sql);
+	free(q);
+}
+
+static enum store_status sqlite_begin(struct store *s)
+{
+	return exec((struct sqlite_store *)s, "BEGIN IMMEDIATE", "starting a transaction");
+}
+
+static enum store_status sqlite_commit(struct store *s)
+{
+	return exec((struct sqlite_store *)s, "COMMIT", "COMMIT");
+}
+
+static void sqlite_rollback(struct store *s)
+{
+	sqlite3_exec(((struct sqlite_store *)s)->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* mtpolicyd's SQLite tables lack UNIQUE(key, time), which the upsert needs:
+ * the index is added to tables that exist already. */
+static enum store_status sqlite_ensure_table(struct store *s, const char *table)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+
+	buf_reset(&q->sql);
+	buf_printf(&q->sql,
+		   "CREATE TABLE IF NOT EXISTS `%s` ("
+		   "`id` INTEGER PRIMARY KEY, "
+		   "`key` VARCHAR(255) NOT NULL, `time` VARCHAR(255) NOT NULL, "
+		   "`count` INTEGER NOT NULL DEFAULT 0, `count_rcpt` INTEGER NOT NULL DEFAULT 0, "
+		   "`size` INTEGER NOT NULL DEFAULT 0, `size_rcpt` INTEGER NOT NULL DEFAULT 0); "
+		   "CREATE UNIQUE INDEX IF NOT EXISTS `%s_time_key` ON `%s` (`key`, `time`);",
+		   table, table, table);
+	return exec(q, q->sql.data, "creating an accounting table");
+}
+
+static enum store_status upsert_chunk(struct sqlite_store *q, const char *table,
+				      const struct store_row *rows, size_t count)
+{
+	int rc;
+
+	buf_reset(&q->sql);
+	buf_printf(&q->sql, "INSERT INTO `%s` (`key`,`time`,`count`,`count_rcpt`,`size`,"
+		   "`size_rcpt`) VALUES ", table);
+	for (size_t i = 0; i < count; i++)
+		buf_append_str(&q->sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
+	buf_append_str(&q->sql, " ON CONFLICT(`key`,`time`) DO UPDATE SET "
+		       "`count`=`count`+excluded.`count`,"
+		       "`count_rcpt`=`count_rcpt`+excluded.`count_rcpt`,"
+		       "`size`=`size`+excluded.`size`,`size_rcpt`=`size_rcpt`+excluded.`size_rcpt`");
+	sqlite3_stmt *stmt = prepare(q, q->sql.data, &rc);
+	if (stmt == NULL)
+		return fail(q, rc, "writing accounting rows");
+	for (size_t i = 0; i < count; i++) {
+		int p = (int)i * 6 + 1;
+		sqlite3_bind_text(stmt, p, rows[i].key, (int)rows[i].key_len, SQLITE_STATIC);
+		sqlite3_bind_text(stmt, p + 1, rows[i].time, (int)rows[i].time_len, SQLITE_STATIC);
+		for (int v = 0; v < METRIC_COUNT_OF; v++)
+			sqlite3_bind_int64(stmt, p + 2 + v, clamp(rows[i].values.v[v]));
+	}
+	return run(q, stmt, "writing accounting rows");
+}
+
+static enum store_status sqlite_upsert(struct store *s, const char *table,
+				       const struct store_row *rows, size_t count)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	enum store_status status = STORE_OK;
+
+	for (size_t done = 0; done < count && status == STORE_OK; done += MAX_ROWS_PER_STATEMENT) {
+		size_t n = count - done < MAX_ROWS_PER_STATEMENT ? count - done :
+			MAX_ROWS_PER_STATEMENT;
+		status = upsert_chunk(q, table, rows + done, n);
+	}
+	return status;
+}
+
+static bool no_such_table(struct sqlite_store *q)
+{
+	return strncmp(sqlite3_errmsg(q->db), "no such table", 13) == 0;
+}
+
+static enum store_status select_chunk(struct sqlite_store *q, const char *table,
+				      struct store_row *rows, size_t count)
+{
+	int rc;
+
+	buf_reset(&q->sql);
+	buf_printf(&q->sql, "SELECT `key`,`count`,`count_rcpt`,`size`,`size_rcpt` FROM `%s` "
+		   "WHERE `time`=? AND `key` IN (", table);
+	for (size_t i = 0; i < count; i++)
+		buf_append_str(&q->sql, i ? ",?" : "?");
+	buf_append_str(&q->sql, ")");
+	sqlite3_stmt *stmt = prepare(q, q->sql.data, &rc);
+	if (stmt == NULL)
+		return no_such_table(q) ? STORE_OK : fail(q, rc, "reading accounting rows");
+	sqlite3_bind_text(stmt, 1, rows[0].time, (int)rows[0].time_len, SQLITE_STATIC);
+	for (size_t i = 0; i < count; i++)
+		sqlite3_bind_text(stmt, (int)i + 2, rows[i].key, (int)rows[i].key_len,
+				  SQLITE_STATIC);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct store_row probe = {
+			.key = (const char *)sqlite3_column_blob(stmt, 0),
+			.key_len = (size_t)sqlite3_column_bytes(stmt, 0),
+		};
+		struct store_row *row = bsearch(&probe, rows, count, sizeof(*rows),
+						store_row_compare);
+		if (row == NULL)
+			continue;
+		row->found = true;
+		for (int v = 0; v < METRIC_COUNT_OF; v++) {
+			int64_t n = sqlite3_column_int64(stmt, 1 + v);
+			row->values.v[v] = n < 0 ? 0 : (uint64_t)n;
+		}
+	}
+	sqlite3_reset(stmt);
+	return rc == SQLITE_DONE ? STORE_OK : fail(q, rc, "reading accounting rows");
+}
+
+static enum store_status sqlite_select(struct store *s, const char *table, struct store_row *rows,
+				       size_t count)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	enum store_status status = STORE_OK;
+
+	for (size_t i = 0; i < count; i++)
+		rows[i].found = false;
+	for (size_t done = 0; done < count && status == STORE_OK; done += MAX_ROWS_PER_STATEMENT) {
+		size_t n = count - done < MAX_ROWS_PER_STATEMENT ? count - done :
+			MAX_ROWS_PER_STATEMENT;
+		status = select_chunk(q, table, rows + done, n);
+	}
+	return status;
+}
+
+static enum store_status sqlite_ensure_sequence_table(struct store *s)
+{
+	return exec((struct sqlite_store *)s,
+		    "CREATE TABLE IF NOT EXISTS `tallyd_flushes` (`instance` TEXT NOT NULL "
+		    "PRIMARY KEY, `seq` INTEGER NOT NULL, `flushed_at` TEXT)",
+		    "creating tallyd_flushes");
+}
+
+/* Inside the flusher's BEGIN IMMEDIATE the database is already locked. */
+static enum store_status sqlite_read_sequence(struct store *s, const char *instance,
+					      uint64_t *seq)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	int rc;
+	sqlite3_stmt *stmt = prepare(q, "SELECT `seq` FROM `tallyd_flushes` WHERE `instance`=?",
+				     &rc);
+
+	if (stmt == NULL)
+		return fail(q, rc, "reading the flush sequence");
+	sqlite3_bind_text(stmt, 1, instance, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	*seq = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(stmt, 0) : 0;
+	sqlite3_reset(stmt);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK :
+		fail(q, rc, "reading the flush sequence");
+}
+
+static enum store_status sqlite_write_sequence(struct store *s, const char *instance,
+					       uint64_t seq)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	int rc;
+	sqlite3_stmt *stmt = prepare(q, "INSERT INTO `tallyd_flushes` (`instance`,`seq`,"
+				     "`flushed_at`) VALUES (?,?,datetime('now')) ON CONFLICT"
+				     "(`instance`) DO UPDATE SET `seq`=excluded.`seq`,"
+				     "`flushed_at`=excluded.`flushed_at`", &rc);
+
+	if (stmt == NULL)
+		return fail(q, rc, "writing the flush sequence");
+	sqlite3_bind_text(stmt, 1, instance, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 2, clamp(seq));
+	return run(q, stmt, "writing the flush sequence");
+}
+
+static enum store_status sqlite_user_config(struct store *s, const char *sql, const char *value,
+					    size_t value_len, struct buf *out, bool *found)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	int rc;
+	sqlite3_stmt *stmt = prepare(q, sql, &rc);
+
+	*found = false;
+	if (stmt == NULL)
+		return fail(q, rc, "preparing sql_query");
+	if (sqlite3_bind_parameter_count(stmt) != 1 || sqlite3_column_count(stmt) < 1) {
+		snprintf(s->error, sizeof(s->error), "sql_query must take exactly one ? and "
+			 "return at least one column");
+		return STORE_ERROR;
+	}
+	sqlite3_bind_text(stmt, 1, value, (int)value_len, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
+		size_t len = (size_t)sqlite3_column_bytes(stmt, 0);
+		*found = true;
+		if (len > 0)
+			buf_append(out, sqlite3_column_blob(stmt, 0), len);
+	}
+	sqlite3_reset(stmt);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK : fail(q, rc, "running sql_query");
+}
+
+static const struct store_ops sqlite_ops = {
+	.close = sqlite_store_close,
+	.begin = sqlite_begin,
+	.commit = sqlite_commit,
+	.rollback = sqlite_rollback,
+	.ensure_table = sqlite_ensure_table,
+	.upsert = sqlite_upsert,
+	.select = sqlite_select,
+	.ensure_sequence_table = sqlite_ensure_sequence_table,
+	.read_sequence = sqlite_read_sequence,
+	.write_sequence = sqlite_write_sequence,
+	.user_config = sqlite_user_config,
+};
