@@ -1,0 +1,469 @@
+/*
+ * flusher.c: the write-behind thread (see flusher.h).
+ *
+ * `struct flusher` belongs to the flusher thread alone: its database
+ * connection, the batch of keys in flight and its sequence numbers.  The
+ * control block (stop flag, flush requests) is shared with the main thread
+ * and tallyctl's requests and guarded by control_lock; the database is
+ * never used with control_lock held.
+ *
+ * Exactly once: each flush transaction also writes this instance's next
+ * sequence number to tallyd_flushes.  When the connection dies during
+ * COMMIT the outcome is unknown; before taking any new increments the
+ * flusher reads the sequence number back with a locking read (which waits
+ * for a COMMIT still running on the old connection) and learns whether the
+ * batch is in the database.  Only then are new increments added to it.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "counters.h"
+#include "flusher.h"
+#include "log.h"
+#include "store.h"
+#include "usercache.h"
+
+enum outcome { WRITTEN, NOT_WRITTEN, UNKNOWN };
+
+struct flusher {
+	const struct config *config;
+	struct store *store;            /* NULL while disconnected */
+	int ensured_tables;             /* tables [0, n) exist on this connection */
+	struct counter_batch batch;     /* keys in flight: written, or to retry */
+	struct counter_batch refresh;   /* keys being re-read */
+	struct store_row *rows;         /* the batch as rows, same order */
+	size_t rows_cap;
+	uint64_t last_seq;              /* last sequence number known committed */
+	bool seq_known;
+	uint64_t unknown_seq;           /* a COMMIT of unknown outcome, or 0 */
+	int64_t next_connect;           /* ms; backoff while the database is away */
+	int64_t backoff;                /* ms */
+	int64_t last_complaint;         /* ms; failed flushes are logged once a minute */
+};
+
+static struct flusher flusher;
+static pthread_t thread;
+
+static pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t control_changed;          /* guarded by control_lock: */
+static bool stopping;
+static uint64_t requests_made, requests_served;
+static int last_result;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Logs a failure at once, then at most once a minute while they go on. */
+static void complain(struct flusher *f, const char *what, const char *why)
+{
+	int64_t now = now_ms();
+
+	if (now - f->last_complaint >= 60000) {
+		log_error("%s failed: %s; the increments are kept and retried", what, why);
+		f->last_complaint = now;
+	}
+}
+
+/* ------------------------------------------------------------- connection */
+
+static void disconnect(struct flusher *f)
+{
+	if (f->store) {
+		f->store->ops->close(f->store);
+		f->store = NULL;
+	}
+}
+
+/* Creates the tables registered since the last call (DDL: no transaction). */
+static void ensure_tables(struct flusher *f)
+{
+	int count = counters_table_count();
+
+	for (; f->ensured_tables < count; f->ensured_tables++) {
+		const char *table = counters_table_name(f->ensured_tables);
+		if (f->store->ops->ensure_table(f->store, table) != STORE_OK)
+			log_warning("cannot create table %s (it may exist already): %s", table,
+				    f->store->error);
+	}
+}
+
+static bool connect_store(struct flusher *f)
+{
+	char error[512];
+
+	if (f->store)
+		return true;
+	if (now_ms() < f->next_connect)
+		return false;
+	f->store = store_open(&f->config->database, error, sizeof(error));
+	if (f->store == NULL) {
+		store_outage_begin(error);
+		f->backoff = f->backoff ? (f->backoff * 2 > 30000 ? 30000 : f->backoff * 2) : 250;
+		f->next_connect = now_ms() + f->backoff;
+		return false;
+	}
+	store_outage_end();
+	f->backoff = 0;
+	f->ensured_tables = 0;
+	if (f->store->ops->ensure_sequence_table(f->store) != STORE_OK)
+		log_warning("cannot create tallyd_flushes: %s", f->store->error);
+	ensure_tables(f);
+	return true;
+}
+
+/* Closes a connection that reported STORE_LOST. */
+static void lost(struct flusher *f, const char *what)
+{
+	log_warning("%s: database connection lost: %s", what, f->store->error);
+	disconnect(f);
+}
+
+/* ------------------------------------------------------------------ batches */
+
+static int compare_keys(const void *a, const void *b)
+{
+	struct counter_view x, y;
+
+	counter_view(*(struct counter *const *)a, &x);
+	counter_view(*(struct counter *const *)b, &y);
+	if (x.table != y.table)
+		return x.table < y.table ? -1 : 1;
+	struct store_row rx = { .key = x.time, .key_len = x.time_len };
+	struct store_row ry = { .key = y.time, .key_len = y.time_len };
+	int c = store_row_compare(&rx, &ry);
+	if (c != 0)
+		return c;
+	rx = (struct store_row){ .key = x.key, .key_len = x.key_len };
+	ry = (struct store_row){ .key = y.key, .key_len = y.key_len };
+	return store_row_compare(&rx, &ry);
+}
+
+/* Sorts the keys by (table, time, key) — the same order on every instance,
+ * which keeps concurrent flushes from deadlocking — and makes f->rows. */
+static void make_rows(struct flusher *f, struct counter_batch *batch)
+{
+	qsort(batch->keys, batch->count, sizeof(*batch->keys), compare_keys);
+	if (batch->count > f->rows_cap) {
+		f->rows_cap = batch->count;
+		f->rows = xrealloc(f->rows, f->rows_cap * sizeof(*f->rows));
+	}
+	for (size_t i = 0; i < batch->count; i++) {
+		struct counter_view v;
+		counter_view(batch->keys[i], &v);
+		f->rows[i] = (struct store_row){
+			.key = v.key, .key_len = v.key_len, .time = v.time, .time_len = v.time_len,
+			.values = *v.in_flight,
+		};
+	}
+}
+
+/* The end of the group of rows that share table and time with row i. */
+static size_t group_end(const struct counter_batch *batch, const struct store_row *rows, size_t i)
+{
+	struct counter_view first, v;
+	size_t end = i + 1;
+
+	counter_view(batch->keys[i], &first);
+	for (; end < batch->count; end++) {
+		counter_view(batch->keys[end], &v);
+		if (v.table != first.table || v.time_len != rows[i].time_len ||
+		    memcmp(rows[end].time, rows[i].time, rows[i].time_len) != 0)
+			break;
+	}
+	return end;
+}
+
+typedef enum store_status (*row_operation)(struct store *s, const char *table,
+					   struct store_row *rows, size_t count);
+
+static enum store_status upsert_rows(struct store *s, const char *table, struct store_row *rows,
+				     size_t count)
+{
+	return s->ops->upsert(s, table, rows, count);
+}
+
+/* Applies op to each group of rows, flush_batch rows at a time. */
+static enum store_status for_each_chunk(struct flusher *f, struct counter_batch *batch,
+					row_operation op)
+{
+	size_t chunk = (size_t)f->config->accounting.flush_batch;
+	enum store_status status = STORE_OK;
+
+	for (size_t i = 0, end; i < batch->count && status == STORE_OK; i = end) {
+		struct counter_view v;
+		counter_view(batch->keys[i], &v);
+		const char *table = counters_table_name(v.table);
+		end = group_end(batch, f->rows, i);
+		for (size_t k = i; k < end && status == STORE_OK; k += chunk)
+			status = op(f->store, table, f->rows + k, end - k < chunk ? end - k : chunk);
+	}
+	return status;
+}
+
+/* ------------------------------------------------------------------ flushes */
+
+/* One transaction: upserts, totals, sequence number, COMMIT. */
+static enum outcome write_batch(struct flusher *f, uint64_t seq)
+{
+	struct store *s = f->store;
+	enum store_status status = s->ops->begin(s);
+
+	if (status == STORE_OK)
+		status = for_each_chunk(f, &f->batch, upsert_rows);
+	if (status == STORE_OK)
+		status = for_each_chunk(f, &f->batch, s->ops->select);
+	if (status == STORE_OK)
+		status = s->ops->write_sequence(s, f->config->instance_id, seq);
+	if (status == STORE_OK) {
+		status = s->ops->commit(s);
+		if (status == STORE_LOST) {
+			lost(f, "COMMIT");
+			return UNKNOWN;
+		}
+	}
+	if (status == STORE_OK)
+		return WRITTEN;
+	complain(f, "writing the accounting increments", s->error);
+	if (status == STORE_LOST)
+		lost(f, "flush");
+	else
+		s->ops->rollback(s);
+	return NOT_WRITTEN;
+}
+
+/* The batch is in the database: hand the totals to the cache. */
+static void batch_written(struct flusher *f, bool with_totals)
+{
+	for (size_t i = 0; i < f->batch.count; i++) {
+		const struct store_row *row = &f->rows[i];
+		counters_committed(f->batch.keys[i], with_totals && row->found ? &row->values : NULL);
+	}
+	f->batch.count = 0;
+}
+
+/* Reads the instance's sequence number: which flushes are committed. */
+static bool read_sequence(struct flusher *f, uint64_t *seq)
+{
+	struct store *s = f->store;
+	enum store_status status = s->ops->begin(s);
+
+	if (status == STORE_OK)
+		status = s->ops->read_sequence(s, f->config->instance_id, seq);
+	if (status == STORE_LOST) {
+		lost(f, "reading the flush sequence");
+		return false;
+	}
+	s->ops->rollback(s);
+	if (status != STORE_OK) {
+		complain(f, "reading the flush sequence", s->error);
+		return false;
+	}
+	return true;
+}
+
+/* After a COMMIT of unknown outcome: was that batch written? */
+static bool resolve_unknown(struct flusher *f)
+{
+	uint64_t seq;
+
+	if (!read_sequence(f, &seq))
+		return false;
+	if (seq >= f->unknown_seq) {
+		log_notice("flush %llu was committed before the connection broke",
+			   (unsigned long long)f->unknown_seq);
+		batch_written(f, false);
+	} else {
+		log_notice("flush %llu was not committed; writing it again",
+			   (unsigned long long)f->unknown_seq);
+	}
+	f->last_seq = seq;
+	f->unknown_seq = 0;
+	return true;
+}
+
+/* One flush; true when nothing is left in flight. */
+static bool flush(struct flusher *f)
+{
+	if (!connect_store(f))
+		return false;
+	if (!f->seq_known) {
+		if (!read_sequence(f, &f->last_seq))
+			return false;
+		f->seq_known = true;
+	}
+	if (f->unknown_seq && !resolve_unknown(f))
+		return false;
+	counters_take_pending(&f->batch);
+	if (f->batch.count == 0)
+		return true;
+	ensure_tables(f);
+	make_rows(f, &f->batch);
+
+	int64_t started = now_ms();
+	uint64_t seq = f->last_seq + 1;
+	enum outcome outcome = write_batch(f, seq);
+	if (outcome == UNKNOWN) {
+		f->unknown_seq = seq;
+		return false;
+	}
+	if (outcome == NOT_WRITTEN)
+		return false;
+	log_debug("flush %llu: %zu keys in %lld ms", (unsigned long long)seq, f->batch.count,
+		  (long long)(now_ms() - started));
+	f->last_seq = seq;
+	f->last_complaint = 0;
+	batch_written(f, true);
+	return true;
+}
+
+/* Re-reads the totals of keys Quota used, for other instances' increments. */
+static void refresh(struct flusher *f)
+{
+	enum store_status status = STORE_ERROR;
+
+	counters_take_touched(&f->refresh);
+	if (f->refresh.count == 0)
+		return;
+	if (connect_store(f)) {
+		make_rows(f, &f->refresh);
+		status = for_each_chunk(f, &f->refresh, f->store->ops->select);
+		if (status == STORE_LOST)
+			lost(f, "refresh");
+	}
+	for (size_t i = 0; i < f->refresh.count; i++) {
+		const struct store_row *row = &f->rows[i];
+		counters_refreshed(f->refresh.keys[i], row->found ? &row->values : NULL,
+				   status != STORE_OK);
+	}
+	f->refresh.count = 0;
+}
+
+/* ------------------------------------------------------------------ thread */
+
+static void housekeeping(void)
+{
+	size_t evicted = counters_evict_stale(time(NULL));
+
+	if (evicted)
+		log_info("dropped %zu cached keys of past periods", evicted);
+	usercache_sweep();
+}
+
+/* Waits on control_changed until `until` (ms); control_lock held. */
+static void wait_until(int64_t until)
+{
+	struct timespec ts = { .tv_sec = until / 1000, .tv_nsec = (until % 1000) * 1000000 };
+
+	pthread_cond_timedwait(&control_changed, &control_lock, &ts);
+}
+
+static void final_flush(struct flusher *f)
+{
+	int64_t give_up = now_ms() + 2000LL * f->config->database.connect_timeout;
+	struct counters_stats stats;
+
+	while (!flush(f) && now_ms() < give_up) {
+		pthread_mutex_lock(&control_lock);
+		wait_until(now_ms() + 250);          /* a retry pause, not a handshake */
+		pthread_mutex_unlock(&control_lock);
+	}
+	counters_stats(&stats);
+	if (f->batch.count > 0 || stats.dirty_keys > 0)
+		log_error("stopping with the database unreachable: the increments of %zu keys "
+			  "were not written", f->batch.count + stats.dirty_keys);
+}
+
+static void *flusher_main(void *arg)
+{
+	struct flusher *f = arg;
+	int64_t interval = (int64_t)(f->config->accounting.flush_interval * 1000);
+	int64_t refresh_every = (int64_t)(f->config->accounting.refresh_interval * 1000);
+	int64_t next_flush = now_ms() + interval, next_refresh = now_ms() + refresh_every;
+
+	pthread_mutex_lock(&control_lock);
+	while (!stopping) {
+		bool requested = requests_made > requests_served;
+		int64_t now = now_ms();
+		if (!requested && now < next_flush && now < next_refresh) {
+			wait_until(next_flush < next_refresh ? next_flush : next_refresh);
+			continue;
+		}
+		uint64_t serving = requests_made;
+		pthread_mutex_unlock(&control_lock);
+
+		bool done = true;
+		if (requested || now >= next_flush) {
+			done = flush(f);
+			next_flush = now_ms() + interval;
+		}
+		if (now >= next_refresh) {
+			if (refresh_every > 0)
+				refresh(f);
+			housekeeping();
+			next_refresh = now_ms() + (refresh_every > 0 ? refresh_every : 10000);
+		}
+
+		pthread_mutex_lock(&control_lock);
+		if (requested) {
+			requests_served = serving;
+			last_result = done ? 0 : -1;
+			pthread_cond_broadcast(&control_changed);
+		}
+	}
+	pthread_mutex_unlock(&control_lock);
+	final_flush(f);
+	return NULL;
+}
+
+int flusher_start(const struct config *config)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&control_changed, &attr);
+	pthread_condattr_destroy(&attr);
+	memset(&flusher, 0, sizeof(flusher));
+	flusher.config = config;
+	stopping = false;
+	int rc = pthread_create(&thread, NULL, flusher_main, &flusher);
+	if (rc != 0) {
+		log_error("cannot start the flusher thread: %s", strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+int flusher_flush_now(void)
+{
+	pthread_mutex_lock(&control_lock);
+	uint64_t mine = ++requests_made;
+	pthread_cond_broadcast(&control_changed);
+	while (requests_served < mine && !stopping)
+		pthread_cond_wait(&control_changed, &control_lock);
+	int result = requests_served >= mine ? last_result : -1;
+	pthread_mutex_unlock(&control_lock);
+	return result;
+}
+
+void flusher_stop(void)
+{
+	pthread_mutex_lock(&control_lock);
+	stopping = true;
+	pthread_cond_broadcast(&control_changed);
+	pthread_mutex_unlock(&control_lock);
+	pthread_join(thread, NULL);
+	disconnect(&flusher);
+	counter_batch_free(&flusher.batch);
+	counter_batch_free(&flusher.refresh);
+	free(flusher.rows);
+	pthread_cond_destroy(&control_changed);
+}

@@ -1,0 +1,30 @@
+/*
+ * flusher.h: the write-behind thread.
+ *
+ * Every accounting.flush_interval the flusher takes the pending increments
+ * out of the counter cache and writes them in one transaction: multi-row
+ * upserts of flush_batch rows each, then a read of the totals of the keys
+ * it wrote (so other instances' increments become visible), then its flush
+ * sequence number, then COMMIT.  Every refresh_interval it re-reads the
+ * totals of other keys that Quota used.  A failed flush keeps its
+ * increments and is retried with backoff; a COMMIT whose outcome is unknown
+ * is looked up by its sequence number before anything else is written, so
+ * no increment is lost or written twice.
+ */
+#ifndef TALLYD_FLUSHER_H
+#define TALLYD_FLUSHER_H
+
+#include "config.h"
+
+/* Starts the thread; -1 when it cannot be created. */
+int flusher_start(const struct config *config);
+
+/* Asks for a flush now and waits until it has ended; 0 when everything
+ * pending was written, -1 when the database refused. */
+int flusher_flush_now(void);
+
+/* Writes what is pending and ends the thread.  When the database stays
+ * unreachable for 2 × connect_timeout it gives up and logs what is lost. */
+void flusher_stop(void);
+
+#endif
