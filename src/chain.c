@@ -13,6 +13,9 @@
 
 static const struct plugin_module *const modules[] = {
 	&action_module,
+	&accounting_module,
+	&quota_module,
+	&sqluserconfig_module,
 };
 
 static const struct plugin_module *find_module(const char *name)
@@ -24,7 +27,7 @@ static const struct plugin_module *find_module(const char *name)
 	return NULL;
 }
 
-#define MODULE_NAMES "Action"
+#define MODULE_NAMES "Accounting, Action, Quota, SqlUserConfig"
 
 struct plugin *chain_create_plugin(const config_setting_t *group, struct config_errors *errors)
 {

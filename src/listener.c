@@ -110,17 +110,13 @@ static void describe_peer(const struct sockaddr_storage *ss, const struct listen
 	}
 }
 
-/* Complains about refused connections at most once every ten seconds. */
 static void warn_full(void)
 {
-	static int64_t last;
-	int64_t now = connection_now();
+	static _Atomic long long last;
 
-	if (now - last >= 10) {
-		last = now;
+	if (log_ratelimit(&last, 10))
 		log_warning("max_connections (%d) reached: refusing new connections",
 			    max_connections);
-	}
 }
 
 static void accept_all(struct listener *l)

@@ -130,6 +130,17 @@ void log_msg(int priority, const char *fmt, ...)
 	va_end(ap);
 }
 
+bool log_ratelimit(_Atomic long long *last, int seconds)
+{
+	struct timespec now;
+	long long previous = atomic_load(last);
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	/* the first caller after the pause wins; the others stay quiet */
+	return (now.tv_sec - previous >= seconds || previous == 0) &&
+	       atomic_compare_exchange_strong(last, &previous, (long long)now.tv_sec);
+}
+
 void fatal(const char *fmt, ...)
 {
 	va_list ap;

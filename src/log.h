@@ -43,6 +43,10 @@ void log_vmsg(int priority, const char *fmt, va_list ap) PRINTF_LIKE(2, 0);
 
 _Noreturn void fatal(const char *fmt, ...) PRINTF_LIKE(1, 2);
 
+/* For warnings that input can repeat without end: true at most once every
+ * `seconds` per `last` (a static the caller keeps, starting at 0). */
+bool log_ratelimit(_Atomic long long *last, int seconds);
+
 /* Out of memory is the one failure tallyd does not try to survive. */
 void *xmalloc(size_t size);
 void *xcalloc(size_t count, size_t size);

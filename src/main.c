@@ -2,11 +2,12 @@
  * main.c: tallyd's command line, start-up order and shutdown order.
  *
  * Start-up (main thread): read and check the config, bind the listeners
- * (as root), daemonize, write the pid file, drop privileges, start the
- * workers and the acceptor, then wait for signals.  Signals are blocked in
- * every thread and taken here with sigwaitinfo(), so no handler runs inside
- * other code.  Shutdown reverses it: stop accepting, let the workers finish,
- * answer what is buffered, exit 0.
+ * (as root), daemonize, write the pid file, drop privileges, open the
+ * database side (caches, lookup pool, flusher), start the workers and the
+ * acceptor, then wait for signals.  Signals are blocked in every thread and
+ * taken here with sigwaitinfo(), so no handler runs inside other code.
+ * Shutdown reverses it: stop accepting, let the workers finish, answer what
+ * is buffered, write every pending increment, exit 0.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,8 +22,12 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "counters.h"
+#include "flusher.h"
 #include "listener.h"
 #include "log.h"
+#include "store.h"
+#include "usercache.h"
 #include "workers.h"
 
 #ifndef SYSCONFDIR
@@ -186,6 +191,39 @@ static void drop_privileges(const struct config *config, uid_t uid, gid_t gid)
 	}
 }
 
+/* The caches, the lookup pool and the flusher.  An unreachable MySQL server
+ * is an outage tallyd rides out; an SQLite file it cannot open is a mistake
+ * to report now. */
+static void start_database(const struct config *config)
+{
+	const struct counters_loader loader = {
+		.load = store_load_totals,
+		.wait_seconds = config->database.connect_timeout,
+	};
+	char error[512];
+
+	counters_init(&loader);
+	usercache_init(config->user_config_ttl, config->database.connect_timeout);
+	store_pool_init(&config->database);
+	struct store *probe = store_open(&config->database, error, sizeof(error));
+	if (probe == NULL && config->database.driver == DATABASE_SQLITE)
+		fatal("%s", error);
+	if (probe == NULL)
+		store_outage_begin(error);
+	else
+		probe->ops->close(probe);
+	if (flusher_start(config) < 0)
+		fatal("start-up failed");
+}
+
+static void stop_database(void)
+{
+	flusher_stop();
+	store_pool_free();
+	usercache_free_all();
+	counters_free_all();
+}
+
 static void block_signals(sigset_t *set)
 {
 	sigemptyset(set);
@@ -236,6 +274,7 @@ int main(int argc, char **argv)
 	log_open(config->log_target, config->syslog_facility);
 	write_pid_file(config, uid, gid);
 	drop_privileges(config, uid, gid);
+	start_database(config);
 	if (workers_start(config) < 0 || listener_start(config) < 0)
 		fatal("start-up failed");
 	log_notice("tallyd %s started: %zu listener(s), %d workers", PACKAGE_VERSION,
@@ -247,6 +286,7 @@ int main(int argc, char **argv)
 	listener_stop();
 	workers_stop();
 	workers_drain();
+	stop_database();
 	if (config->pid_file[0] != '\0' && unlink(config->pid_file) < 0)
 		log_debug("cannot remove pid_file %s: %s", config->pid_file, strerror(errno));
 	log_notice("stopped");

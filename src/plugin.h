@@ -18,6 +18,7 @@
 #include "config.h"
 #include "policy.h"
 #include "session.h"
+#include "timekey.h"
 
 enum plugin_result {
 	PLUGIN_NEXT,               /* go on with the next plugin */
@@ -56,6 +57,34 @@ struct plugin {
 #define PLUGIN_COMMON_OPTIONS \
 	{ .name = "name", .type = OPTION_CUSTOM }, \
 	{ .name = "module", .type = OPTION_CUSTOM }
+
+/* The options of the modules that use accounting tables (Accounting and
+ * Quota): `settings` must have char *time_pattern and char *table_prefix. */
+#define PLUGIN_TABLE_OPTIONS(settings) \
+	{ .name = "time_pattern", .type = OPTION_STRING, \
+	  .offset = offsetof(settings, time_pattern), .default_string = "%Y-%m", \
+	  .valid = timekey_pattern_is_valid, \
+	  .valid_what = "a strftime pattern giving 1 to 255 bytes" }, \
+	{ .name = "table_prefix", .type = OPTION_STRING, \
+	  .offset = offsetof(settings, table_prefix), .default_string = "acct_", \
+	  .valid = plugin_valid_prefix, \
+	  .valid_what = "empty or a plain identifier (letters, digits, _)" }
+
+/* ---- helpers the modules share (plugin.c) ---- */
+
+bool plugin_valid_prefix(const char *prefix);
+
+/* The uc_ option as the session rules want it: NULL when not set. */
+const char *plugin_uc(const char *uc_option);
+
+/* Registers table prefix + field with the counter cache, for a time pattern;
+ * -1 when prefix + field is not a plain identifier of 64 characters at most. */
+int plugin_table(const char *prefix, const char *field, const char *time_pattern);
+
+/* False (logged, rate-limited) when a key or time key is too long to store
+ * or the time key is empty. */
+bool plugin_key_is_storable(const struct plugin *plugin, const char *field,
+			    const struct attribute *key, size_t time_len);
 
 extern const struct plugin_module action_module;
 extern const struct plugin_module accounting_module;

@@ -1,0 +1,139 @@
+/*
+ * plugins/quota.c: the Quota module (mtpolicyd's Quota).
+ *
+ *   { name = "QuotaIP"; module = "Quota"; field = "client_address";
+ *     metric = "count"; threshold = 1000; uc_threshold = "quota_count";
+ *     action = "defer you exceeded your monthly limit, please insert coin"; }
+ *
+ * Answers `action` when the metric's total for (table_prefix + field, time
+ * key, value) — flushed, in flight and pending — is >= threshold, so the
+ * message that crosses the limit is accepted and the next is deferred.
+ * enabled, field, threshold, action and metric can be replaced per request
+ * by session values (uc_...).  Settings are read-only after setup; run()
+ * is called by all workers at once.
+ */
+#include <stddef.h>
+#include <stdio.h>
+
+#include "counters.h"
+#include "log.h"
+#include "metrics.h"
+#include "plugin.h"
+#include "timekey.h"
+
+struct quota_settings {
+	char *field;
+	char *metric;
+	int64_t threshold;
+	char *action;
+	char *time_pattern;
+	char *table_prefix;
+	bool enabled;
+	char *uc_enabled;
+	char *uc_field;
+	char *uc_threshold;
+	char *uc_action;
+	char *uc_metric;
+	int table;                 /* table of the configured field */
+};
+
+#define SETTING(field) offsetof(struct quota_settings, field)
+
+static const char *const metrics[] = { "count", "count_rcpt", "size", "size_rcpt", NULL };
+
+static const struct config_option quota_options[] = {
+	PLUGIN_COMMON_OPTIONS,
+	{ .name = "field", .type = OPTION_STRING, .offset = SETTING(field), .required = true,
+	  .valid = config_is_identifier, .valid_what = "an attribute name (letters, digits, _)" },
+	{ .name = "metric", .type = OPTION_STRING, .offset = SETTING(metric), .required = true,
+	  .choices = metrics },
+	{ .name = "threshold", .type = OPTION_INT64, .offset = SETTING(threshold),
+	  .required = true },
+	{ .name = "action", .type = OPTION_STRING, .offset = SETTING(action),
+	  .default_string = "defer smtp traffic quota has been exceeded",
+	  .valid = policy_action_is_valid, .valid_what = "a one-line action text" },
+	PLUGIN_TABLE_OPTIONS(struct quota_settings),
+	{ .name = "enabled", .type = OPTION_SWITCH, .offset = SETTING(enabled),
+	  .default_number = 1 },
+	{ .name = "uc_enabled", .type = OPTION_STRING, .offset = SETTING(uc_enabled),
+	  .default_string = "" },
+	{ .name = "uc_field", .type = OPTION_STRING, .offset = SETTING(uc_field),
+	  .default_string = "" },
+	{ .name = "uc_threshold", .type = OPTION_STRING, .offset = SETTING(uc_threshold),
+	  .default_string = "" },
+	{ .name = "uc_action", .type = OPTION_STRING, .offset = SETTING(uc_action),
+	  .default_string = "" },
+	{ .name = "uc_metric", .type = OPTION_STRING, .offset = SETTING(uc_metric),
+	  .default_string = "" },
+	{ .name = NULL },
+};
+
+static int quota_setup(struct plugin *plugin, const config_setting_t *where,
+		       struct config_errors *errors)
+{
+	struct quota_settings *q = plugin->settings;
+
+	q->table = plugin_table(q->table_prefix, q->field, q->time_pattern);
+	if (q->table < 0) {
+		config_error(errors, where, "plugin '%s': table_prefix + field ('%s%s') must be a "
+			     "plain identifier of 64 characters at most", plugin->name,
+			     q->table_prefix, q->field);
+		return 1;
+	}
+	return 0;
+}
+
+/* The table for a field named by uc_field (registered on first use). */
+static int table_for(const struct quota_settings *q, const char *field)
+{
+	if (field == q->field)
+		return q->table;
+	return plugin_table(q->table_prefix, field, q->time_pattern);
+}
+
+static enum plugin_result quota_run(const struct plugin *plugin, struct plugin_call *call)
+{
+	const struct quota_settings *q = plugin->settings;
+	const struct session *session = call->session;
+	const char *name = plugin->name;
+	struct metric_values total;
+	size_t time_len;
+
+	if (!session_uc_switch(session, plugin_uc(q->uc_enabled), q->enabled))
+		return PLUGIN_NEXT;
+	const char *field = session_uc_text(session, plugin_uc(q->uc_field), q->field,
+					    config_is_identifier, name, "field");
+	const char *metric = session_uc_text(session, plugin_uc(q->uc_metric), q->metric,
+					     metric_is_valid, name, "metric");
+	int64_t threshold = session_uc_number(session, plugin_uc(q->uc_threshold), q->threshold,
+					      name);
+	const char *action = session_uc_text(session, plugin_uc(q->uc_action), q->action,
+					     policy_action_is_valid, name, "action");
+
+	const struct attribute *key = request_find(call->request, field);
+	if (attribute_is_blank(key))
+		return PLUGIN_NEXT;
+	const char *time = timekey_now(q->time_pattern, &time_len);
+	int table = table_for(q, field);
+	if (table < 0 || !plugin_key_is_storable(plugin, field, key, time_len))
+		return PLUGIN_NEXT;
+
+	counters_total(table, key->value, key->value_len, time, time_len, &total);
+	uint64_t value = total.v[metric_parse(metric)];
+	if (threshold <= 0 || value >= (uint64_t)threshold) {
+		log_debug("plugin %s: %s %.*s has %s %llu of %lld: %s", name, field,
+			 (int)key->value_len, key->value, metric, (unsigned long long)value,
+			 (long long)threshold, action);
+		call->action = action;
+		return PLUGIN_ANSWER;
+	}
+	return PLUGIN_NEXT;
+}
+
+const struct plugin_module quota_module = {
+	.name = "Quota",
+	.options = quota_options,
+	.settings_size = sizeof(struct quota_settings),
+	.setup = quota_setup,
+	.run = quota_run,
+};

@@ -1,0 +1,77 @@
+/*
+ * plugins/sqluserconfig.c: the SqlUserConfig module (mtpolicyd's).
+ *
+ *   { name = "QuotaPolicyConfig"; module = "SqlUserConfig"; field = "client_address";
+ *     sql_query = "SELECT p.config FROM ... WHERE h.client_address=?"; }
+ *
+ * Runs sql_query with the field's value bound to `?` (through the user
+ * config cache), parses column 1 of row 1 as a JSON object and puts its
+ * keys in the session, where later plugins' uc_ options find them.  No row,
+ * a blank field, bad JSON or a database error: logged, nothing is set.
+ * Never answers.  Settings are read-only after setup; any worker.
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "log.h"
+#include "plugin.h"
+#include "usercache.h"
+
+struct sqluserconfig_settings {
+	char *sql_query;
+	char *field;
+	int query;                 /* usercache_query() id */
+};
+
+#define SETTING(field) offsetof(struct sqluserconfig_settings, field)
+
+static bool has_placeholder(const char *sql)
+{
+	return strchr(sql, '?') != NULL;
+}
+
+static const struct config_option sqluserconfig_options[] = {
+	PLUGIN_COMMON_OPTIONS,
+	{ .name = "sql_query", .type = OPTION_STRING, .offset = SETTING(sql_query),
+	  .default_string = "SELECT config FROM user_config WHERE address=?",
+	  .valid = has_placeholder, .valid_what = "an SQL query with one ? for the field's value" },
+	{ .name = "field", .type = OPTION_STRING, .offset = SETTING(field),
+	  .default_string = "recipient", .valid = config_is_identifier,
+	  .valid_what = "an attribute name (letters, digits, _)" },
+	{ .name = NULL },
+};
+
+static int sqluserconfig_setup(struct plugin *plugin, const config_setting_t *where,
+			       struct config_errors *errors)
+{
+	struct sqluserconfig_settings *u = plugin->settings;
+
+	u->query = usercache_query(u->sql_query);
+	if (u->query < 0) {
+		config_error(errors, where, "plugin '%s': too many different sql_query texts",
+			     plugin->name);
+		return 1;
+	}
+	return 0;
+}
+
+static enum plugin_result sqluserconfig_run(const struct plugin *plugin, struct plugin_call *call)
+{
+	const struct sqluserconfig_settings *u = plugin->settings;
+	const struct attribute *key = request_find(call->request, u->field);
+
+	if (attribute_is_blank(key)) {
+		log_debug("plugin %s: %s is empty; no user config", plugin->name, u->field);
+		return PLUGIN_NEXT;
+	}
+	usercache_lookup(u->query, plugin->name, key->value, key->value_len, call->session);
+	return PLUGIN_NEXT;
+}
+
+const struct plugin_module sqluserconfig_module = {
+	.name = "SqlUserConfig",
+	.options = sqluserconfig_options,
+	.settings_size = sizeof(struct sqluserconfig_settings),
+	.setup = sqluserconfig_setup,
+	.run = sqluserconfig_run,
+};
