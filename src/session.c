@@ -92,6 +92,9 @@ bool session_get(const struct session *s, const char *name, struct session_view 
 	return true;
 }
 
+/* A user config with an unusable value would otherwise log per request. */
+static _Atomic long long last_complaint;
+
 /* The session value that overrides an option, if there is one. */
 static bool override(const struct session *s, const char *uc, struct session_view *v)
 {
@@ -182,8 +185,9 @@ int64_t session_uc_number(const struct session *s, const char *uc, int64_t confi
 	if ((v.kind == SESSION_STRING || v.kind == SESSION_NUMBER) &&
 	    session_parse_number(v.text, v.len, &n))
 		return n;
-	log_warning("plugin %s: session value %s is not a number, using the configured %lld",
-		    plugin, uc, (long long)configured);
+	if (log_ratelimit(&last_complaint, 10))
+		log_warning("plugin %s: session value %s is not a number, using the configured "
+			    "%lld", plugin, uc, (long long)configured);
 	return configured;
 }
 
@@ -197,7 +201,8 @@ const char *session_uc_text(const struct session *s, const char *uc, const char 
 	if (v.kind == SESSION_STRING && v.len > 0 && strlen(v.text) == v.len &&
 	    (valid == NULL || valid(v.text)))
 		return v.text;
-	log_warning("plugin %s: session value %s is not a usable %s, using the configured '%s'",
-		    plugin, uc, option, configured);
+	if (log_ratelimit(&last_complaint, 10))
+		log_warning("plugin %s: session value %s is not a usable %s, using the configured "
+			    "'%s'", plugin, uc, option, configured);
 	return configured;
 }
