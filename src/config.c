@@ -334,7 +334,10 @@ static const struct config_option accounting_options[] = {
 	  .default_number = 1000, .min = 1, .max = 10000 },
 	{ .name = "refresh_interval", .type = OPTION_DOUBLE,
 	  .offset = ACCOUNTING(refresh_interval), .default_number = 10.0,
-	  .min = 0.1, .max = 86400 },
+	  .min = 0, .max = 86400 },
+	{ .name = "journal", .type = OPTION_STRING, .offset = ACCOUNTING(journal),
+	  .default_string = "" },
+	{ .name = "journal_sync", .type = OPTION_SWITCH, .offset = ACCOUNTING(journal_sync) },
 	{ .name = NULL },
 };
 
@@ -601,6 +604,7 @@ static void derive(struct config *config)
 	config->database.driver = strcmp(config->database.driver_name, "mysql") == 0 ?
 		DATABASE_MYSQL : DATABASE_SQLITE;
 	make_absolute(&config->database.path);
+	make_absolute(&config->accounting.journal);
 	make_absolute(&config->pid_file);
 	if (config->instance_id[0] == '\0' && config->listen_count > 0) {
 		char host[256] = "localhost";
@@ -670,6 +674,7 @@ void config_free(struct config *config)
 	}
 	free(config->vhosts);
 	config_free_options(database_options, &config->database);
+	config_free_options(accounting_options, &config->accounting);
 	config_free_options(global_options, config);
 	free(config->file);
 	free(config);

@@ -97,6 +97,8 @@ struct accounting_config {
 	double flush_interval;
 	int flush_batch;
 	double refresh_interval;
+	char *journal;             /* directory; "" = no journal */
+	bool journal_sync;
 };
 
 struct vhost {

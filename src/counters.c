@@ -62,6 +62,7 @@ struct shard {
 	size_t bucket_count;            /* a power of two */
 	size_t count;
 	size_t dirty_count;
+	uint32_t takes;                 /* counters_take_pending() calls that took this shard */
 	struct counter *dirty;
 	struct counter *touched;
 } __attribute__((aligned(64)));
@@ -245,13 +246,14 @@ static bool is_zero(const struct metric_values *v)
 
 /* ---------------------------------------------------------------- hot path */
 
-void counters_add(int table, const char *key, size_t key_len, const char *time, size_t time_len,
-		  const struct metric_values *delta)
+uint32_t counters_add(int table, const char *key, size_t key_len, const char *time,
+		      size_t time_len, const struct metric_values *delta)
 {
 	uint64_t hash = key_hash(table, key, key_len, time, time_len);
 	struct shard *s = shard_of(hash);
 
 	pthread_mutex_lock(&s->lock);
+	uint32_t take = s->takes + 1;
 	struct counter *c = find_or_create(s, hash, table, key, key_len, time, time_len);
 	metrics_add(&c->pending, delta);
 	if (!(c->flags & DIRTY)) {
@@ -261,6 +263,7 @@ void counters_add(int table, const char *key, size_t key_len, const char *time, 
 		s->dirty_count++;
 	}
 	pthread_mutex_unlock(&s->lock);
+	return take;
 }
 
 /* Waits (shard locked) until another worker's load of c ends; false when it
@@ -370,13 +373,14 @@ void counter_view(const struct counter *c, struct counter_view *out)
 	out->in_flight = &c->in_flight;
 }
 
-size_t counters_take_pending(struct counter_batch *batch)
+uint32_t counters_take_pending(struct counter_batch *batch)
 {
-	size_t taken = 0;
+	uint32_t take = 0;
 
 	for (int i = 0; i < SHARD_COUNT; i++) {
 		struct shard *s = &shards[i];
 		pthread_mutex_lock(&s->lock);
+		take = ++s->takes;
 		for (struct counter *c = s->dirty, *next; c; c = next) {
 			next = c->dirty_next;
 			c->dirty_next = NULL;
@@ -387,13 +391,29 @@ size_t counters_take_pending(struct counter_batch *batch)
 				c->flags |= IN_FLUSH;
 				batch_push(batch, c);
 			}
-			taken++;
 		}
 		s->dirty = NULL;
 		s->dirty_count = 0;
 		pthread_mutex_unlock(&s->lock);
 	}
-	return taken;
+	return take;
+}
+
+void counters_restore_in_flight(int table, const char *key, size_t key_len, const char *time,
+				size_t time_len, const struct metric_values *values,
+				struct counter_batch *batch)
+{
+	uint64_t hash = key_hash(table, key, key_len, time, time_len);
+	struct shard *s = shard_of(hash);
+
+	pthread_mutex_lock(&s->lock);
+	struct counter *c = find_or_create(s, hash, table, key, key_len, time, time_len);
+	metrics_add(&c->in_flight, values);
+	if (!(c->flags & IN_FLUSH)) {
+		c->flags |= IN_FLUSH;
+		batch_push(batch, c);
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
 void counters_committed(struct counter *c, const struct metric_values *total)

@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "metrics.h"
@@ -49,9 +50,12 @@ void counters_init(const struct counters_loader *loader);
 /* Frees every key (at exit, when no other thread uses the cache). */
 void counters_free_all(void);
 
-/* Adds one request's increments (worker threads). */
-void counters_add(int table, const char *key, size_t key_len, const char *time, size_t time_len,
-		  const struct metric_values *delta);
+/* Adds one request's increments (worker threads).  Returns the number of
+ * the flusher's take (counters_take_pending) that will carry them to the
+ * database: the journal records it, so that a restart knows which
+ * increments a committed flush already holds. */
+uint32_t counters_add(int table, const char *key, size_t key_len, const char *time,
+		      size_t time_len, const struct metric_values *delta);
 
 /* The current totals.  A key not cached yet is loaded once, however many
  * workers ask at the same time.  Returns false when its database totals are
@@ -86,8 +90,16 @@ void counter_view(const struct counter *c, struct counter_view *out);
 
 /* Moves every pending increment to in_flight and adds the keys concerned
  * to `batch` (keys already in it from a failed flush get the new increments
- * added).  Returns the number of keys that had pending increments. */
-size_t counters_take_pending(struct counter_batch *batch);
+ * added).  Returns the number of this take: takes are numbered 1, 2, ...
+ * from start-up, and every increment counters_add() numbered with it or
+ * lower is now in the batch. */
+uint32_t counters_take_pending(struct counter_batch *batch);
+
+/* At start-up, before any take: puts increments whose flush had an unknown
+ * outcome back in flight, in `batch` (the journal's replay). */
+void counters_restore_in_flight(int table, const char *key, size_t key_len, const char *time,
+				size_t time_len, const struct metric_values *values,
+				struct counter_batch *batch);
 
 /* After COMMIT: the key's in-flight increments are in the database, whose
  * totals are now `total` (NULL when unknown).  Unpins it. */

@@ -22,6 +22,7 @@
 
 #include "counters.h"
 #include "flusher.h"
+#include "journal.h"
 #include "log.h"
 #include "store.h"
 #include "usercache.h"
@@ -38,7 +39,9 @@ struct flusher {
 	size_t rows_cap;
 	uint64_t last_seq;              /* last sequence number known committed */
 	bool seq_known;
-	uint64_t unknown_seq;           /* a COMMIT of unknown outcome, or 0 */
+	uint32_t last_take;             /* counters_take_pending() number of the batch */
+	uint64_t unknown_seq;           /* a COMMIT of unknown outcome, or 0 ... */
+	uint32_t unknown_take;          /* ... and the take it carried */
 	int64_t next_connect;           /* ms; backoff while the database is away */
 	int64_t backoff;                /* ms */
 	int64_t last_complaint;         /* ms; failed flushes are logged once a minute */
@@ -279,6 +282,7 @@ static bool resolve_unknown(struct flusher *f)
 	if (seq >= f->unknown_seq) {
 		log_notice("flush %llu was committed before the connection broke",
 			   (unsigned long long)f->unknown_seq);
+		journal_committed(f->unknown_seq, f->unknown_take);
 		batch_written(f, false);
 	} else {
 		log_notice("flush %llu was not committed; writing it again",
@@ -301,17 +305,22 @@ static bool flush(struct flusher *f)
 	}
 	if (f->unknown_seq && !resolve_unknown(f))
 		return false;
-	counters_take_pending(&f->batch);
-	if (f->batch.count == 0)
+	journal_rotate(f->last_take + 1);
+	f->last_take = counters_take_pending(&f->batch);
+	if (f->batch.count == 0) {
+		journal_idle(f->last_seq, f->last_take);
 		return true;
+	}
 	ensure_tables(f);
 	make_rows(f, &f->batch);
 
 	int64_t started = now_ms();
 	uint64_t seq = f->last_seq + 1;
+	journal_intent(seq, f->last_take);
 	enum outcome outcome = write_batch(f, seq);
 	if (outcome == UNKNOWN) {
 		f->unknown_seq = seq;
+		f->unknown_take = f->last_take;
 		return false;
 	}
 	if (outcome == NOT_WRITTEN)
@@ -320,6 +329,7 @@ static bool flush(struct flusher *f)
 		  (long long)(now_ms() - started));
 	f->last_seq = seq;
 	f->last_complaint = 0;
+	journal_committed(seq, f->last_take);
 	batch_written(f, true);
 	return true;
 }
@@ -376,9 +386,13 @@ static void final_flush(struct flusher *f)
 		pthread_mutex_unlock(&control_lock);
 	}
 	counters_stats(&stats);
-	if (f->batch.count > 0 || stats.dirty_keys > 0)
+	size_t unwritten = f->batch.count + stats.dirty_keys;
+	if (unwritten > 0 && journal_enabled())
+		log_warning("stopping with the database unreachable: the increments of %zu keys "
+			    "stay in the journal for the next start", unwritten);
+	else if (unwritten > 0)
 		log_error("stopping with the database unreachable: the increments of %zu keys "
-			  "were not written", f->batch.count + stats.dirty_keys);
+			  "are lost (accounting.journal keeps them across restarts)", unwritten);
 }
 
 static void *flusher_main(void *arg)
@@ -423,7 +437,7 @@ static void *flusher_main(void *arg)
 	return NULL;
 }
 
-int flusher_start(const struct config *config)
+int flusher_start(const struct config *config, struct journal_replay *replay)
 {
 	pthread_condattr_t attr;
 
@@ -433,6 +447,11 @@ int flusher_start(const struct config *config)
 	pthread_condattr_destroy(&attr);
 	memset(&flusher, 0, sizeof(flusher));
 	flusher.config = config;
+	if (replay) {            /* a flush of unknown outcome from the last run */
+		flusher.batch = replay->in_flight;
+		flusher.unknown_seq = replay->unknown_seq;
+		memset(&replay->in_flight, 0, sizeof(replay->in_flight));
+	}
 	stopping = false;
 	int rc = pthread_create(&thread, NULL, flusher_main, &flusher);
 	if (rc != 0) {

@@ -15,9 +15,11 @@
 #define TALLYD_FLUSHER_H
 
 #include "config.h"
+#include "journal.h"
 
-/* Starts the thread; -1 when it cannot be created. */
-int flusher_start(const struct config *config);
+/* Starts the thread, taking over what the journal's replay put back in
+ * flight (replay may be NULL); -1 when it cannot be created. */
+int flusher_start(const struct config *config, struct journal_replay *replay);
 
 /* Asks for a flush now and waits until it has ended; 0 when everything
  * pending was written, -1 when the database refused. */

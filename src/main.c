@@ -24,6 +24,7 @@
 #include "config.h"
 #include "counters.h"
 #include "flusher.h"
+#include "journal.h"
 #include "listener.h"
 #include "log.h"
 #include "store.h"
@@ -212,13 +213,25 @@ static void start_database(const struct config *config)
 		store_outage_begin(error);
 	else
 		probe->ops->close(probe);
-	if (flusher_start(config) < 0)
+
+	struct journal_replay replay = { 0 };
+	const char *journal = config->accounting.journal;
+	if (journal[0] != '\0') {
+		if (journal_open(journal, config->accounting.journal_sync, &replay, error,
+				 sizeof(error)) < 0)
+			fatal("journal: %s", error);
+		if (replay.records > 0)
+			log_notice("journal %s: %zu increments read back, %zu not yet known to be "
+				   "in the database", journal, replay.records, replay.restored);
+	}
+	if (flusher_start(config, &replay) < 0)
 		fatal("start-up failed");
 }
 
 static void stop_database(void)
 {
 	flusher_stop();
+	journal_close();
 	store_pool_free();
 	usercache_free_all();
 	counters_free_all();

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "chain.h"
+#include "journal.h"
 #include "log.h"
 #include "policy.h"
 #include "session.h"
@@ -162,6 +163,7 @@ static enum serve_result serve(struct worker *w, struct connection *c)
 	if (read_available(c, &eof) < 0)
 		return CLOSE;
 	bool well_formed = answer_requests(w, c);
+	journal_wait();               /* the increments behind the answers first */
 	if (write_pending(c) < 0 || !well_formed)
 		return CLOSE;
 	if (eof) {

@@ -5,8 +5,8 @@
  *     time_pattern = "%Y-%m"; table_prefix = "acct_"; }
  *
  * For each field whose value is not blank it adds the request's metrics to
- * (table_prefix + field, time key, value) in the counter cache; the flusher
- * writes them.  Never answers.  Settings are read-only after setup; run()
+ * (table_prefix + field, time key, value) in the counter cache, and to the
+ * journal when there is one; the flusher writes them to the database.  Never answers.  Settings are read-only after setup; run()
  * is called by all workers at once and only touches the counter cache.
  */
 #include <stddef.h>
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "counters.h"
+#include "journal.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin.h"
@@ -110,7 +111,10 @@ static enum plugin_result accounting_run(const struct plugin *plugin, struct plu
 			continue;
 		if (!plugin_key_is_storable(plugin, a->list[i].name, key, time_len))
 			continue;
-		counters_add(a->list[i].table, key->value, key->value_len, time, time_len, &delta);
+		uint32_t take = counters_add(a->list[i].table, key->value, key->value_len, time,
+					     time_len, &delta);
+		journal_record(take, a->list[i].table, key->value, key->value_len, time, time_len,
+			       &delta);
 	}
 	return PLUGIN_NEXT;
 }

@@ -9,11 +9,14 @@
  * key, value) — flushed, in flight and pending — is >= threshold, so the
  * message that crosses the limit is accepted and the next is deferred.
  * enabled, field, threshold, action and metric can be replaced per request
- * by session values (uc_...).  Settings are read-only after setup; run()
+ * by session values (uc_...).  When the database is unreachable and the key
+ * was never loaded, the total holds only tallyd's own increments: then
+ * on_db_error decides ("continue" with that total, or an action to answer).  Settings are read-only after setup; run()
  * is called by all workers at once.
  */
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "counters.h"
 #include "log.h"
@@ -34,6 +37,7 @@ struct quota_settings {
 	char *uc_threshold;
 	char *uc_action;
 	char *uc_metric;
+	char *on_db_error;
 	int table;                 /* table of the configured field */
 };
 
@@ -65,6 +69,9 @@ static const struct config_option quota_options[] = {
 	  .default_string = "" },
 	{ .name = "uc_metric", .type = OPTION_STRING, .offset = SETTING(uc_metric),
 	  .default_string = "" },
+	{ .name = "on_db_error", .type = OPTION_STRING, .offset = SETTING(on_db_error),
+	  .default_string = "continue", .valid = policy_action_is_valid,
+	  .valid_what = "\"continue\" or a one-line action text" },
 	{ .name = NULL },
 };
 
@@ -118,7 +125,11 @@ static enum plugin_result quota_run(const struct plugin *plugin, struct plugin_c
 	if (table < 0 || !plugin_key_is_storable(plugin, field, key, time_len))
 		return PLUGIN_NEXT;
 
-	counters_total(table, key->value, key->value_len, time, time_len, &total);
+	if (!counters_total(table, key->value, key->value_len, time, time_len, &total) &&
+	    strcmp(q->on_db_error, "continue") != 0) {
+		call->action = q->on_db_error;
+		return PLUGIN_ANSWER;
+	}
 	uint64_t value = total.v[metric_parse(metric)];
 	if (threshold <= 0 || value >= (uint64_t)threshold) {
 		log_debug("plugin %s: %s %.*s has %s %llu of %lld: %s", name, field,

@@ -151,7 +151,7 @@ START_TEST(test_in_flight_increments_count_until_committed)
 
 	total("192.0.2.1", "2026-11", &t);          /* loaded: zeros */
 	add("192.0.2.1", "2026-11");
-	ck_assert_uint_eq(counters_take_pending(&batch), 1);
+	counters_take_pending(&batch);
 	ck_assert_uint_eq(batch.count, 1);
 	add("192.0.2.1", "2026-11");                /* pending again, while in flight */
 	total("192.0.2.1", "2026-11", &t);
@@ -325,6 +325,36 @@ START_TEST(test_concurrent_adds_are_all_counted)
 }
 END_TEST
 
+START_TEST(test_increments_are_numbered_with_the_take_that_carries_them)
+{
+	struct counter_batch batch = { 0 };
+
+	ck_assert_uint_eq(counters_add(table, "a", 1, "2026-11", 7, &one_message), 1);
+	ck_assert_uint_eq(counters_add(table, "b", 1, "2026-11", 7, &one_message), 1);
+	ck_assert_uint_eq(counters_take_pending(&batch), 1);
+	ck_assert_uint_eq(counters_add(table, "a", 1, "2026-11", 7, &one_message), 2);
+	ck_assert_uint_eq(counters_take_pending(&batch), 2);
+	ck_assert_uint_eq(counters_take_pending(&batch), 3);
+	counter_batch_free(&batch);
+}
+END_TEST
+
+START_TEST(test_restored_in_flight_increments_join_the_batch)
+{
+	struct counter_batch batch = { 0 };
+	struct metric_values t;
+
+	counters_restore_in_flight(table, "a", 1, "2026-11", 7, &one_message, &batch);
+	ck_assert_uint_eq(batch.count, 1);
+	ck_assert(!total("a", "2026-11", &t));    /* in flight: the flusher will load it */
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 1);
+	counters_committed(batch.keys[0], &(struct metric_values){ { 5, 5, 5, 5 } });
+	ck_assert(total("a", "2026-11", &t));
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 5);
+	counter_batch_free(&batch);
+}
+END_TEST
+
 START_TEST(test_table_registry_reuses_ids_by_name)
 {
 	ck_assert_int_eq(counters_table("acct_client_address"), table);
@@ -354,6 +384,8 @@ static Suite *counters_suite(void)
 	tcase_add_test(tc, test_refresh_replaces_flushed_totals_of_touched_keys);
 	tcase_add_test(tc, test_past_periods_are_evicted_once_written);
 	tcase_add_test(tc, test_concurrent_adds_are_all_counted);
+	tcase_add_test(tc, test_increments_are_numbered_with_the_take_that_carries_them);
+	tcase_add_test(tc, test_restored_in_flight_increments_join_the_batch);
 	tcase_add_test(tc, test_table_registry_reuses_ids_by_name);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1,0 +1,608 @@
+/*
+ * journal.c: the crash-safety journal (see journal.h).
+ *
+ * Files: DIR/segment-NNNNNNNNNNNNNNNN, each a 16-byte header ("TALLYDJ1",
+ * a flags byte: BASE = this segment supersedes every older one) and then
+ * batches: u32 payload length, u32 zero, u64 hash of the payload, payload.
+ * A payload is records: 'R' take table time key values (an increment),
+ * 'I' seq take (intent: flush seq carries takes <= take), 'C' seq take
+ * (committed).  A torn batch at a segment's end is ignored: whoever
+ * recorded it was never answered.
+ *
+ * Locking: `lock` guards `pending`, the byte counters, `writing` and `fd`.
+ * One thread at a time is the writer (`writing`): it takes the pending
+ * records, unlocks, writes them, locks again; threads that wait for their
+ * records wait on `written`.  The flusher rotates segments the same way,
+ * so no thread writes to the file while holding the lock.  `closed` (the
+ * segments awaiting deletion) belongs to the flusher thread alone.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "hash.h"
+#include "journal.h"
+#include "log.h"
+
+#define MAGIC "TALLYDJ1"
+#define HEADER_SIZE 16
+#define FLAG_BASE 1
+#define BATCH_HEADER 16
+
+struct closed_segment {
+	uint64_t number;
+	uint32_t limit;            /* its increments belong to takes <= limit */
+};
+
+static struct {
+	bool enabled;
+	bool sync;
+	char *dir;
+	pthread_mutex_t lock;
+	pthread_cond_t written;
+	struct buf pending;        /* records not yet written */
+	struct buf writing_buf;    /* the writer's batch */
+	uint64_t appended;         /* payload bytes ever recorded */
+	uint64_t durable;          /* payload bytes ever written */
+	bool writing;
+	int fd;
+	uint64_t segment;
+	uint64_t rotated_at;       /* `appended` at the last rotation (flusher only) */
+	struct closed_segment *closed;   /* flusher only */
+	size_t closed_count;
+} j = { .lock = PTHREAD_MUTEX_INITIALIZER, .written = PTHREAD_COND_INITIALIZER, .fd = -1 };
+
+static _Thread_local uint64_t my_end;   /* where this thread's last record ends */
+
+bool journal_enabled(void)
+{
+	return j.enabled;
+}
+
+/* ---------------------------------------------------------------- encoding */
+
+static void put(struct buf *b, const void *data, size_t len)
+{
+	buf_append(b, data, len);
+}
+
+static void put_string(struct buf *b, const char *s, size_t len)
+{
+	uint8_t n = (uint8_t)len;
+
+	put(b, &n, 1);
+	put(b, s, len);
+}
+
+static void encode_record(struct buf *b, uint32_t take, const char *table, const char *key,
+			  size_t key_len, const char *time, size_t time_len,
+			  const struct metric_values *delta)
+{
+	put(b, "R", 1);
+	put(b, &take, sizeof(take));
+	put_string(b, table, strlen(table));
+	put_string(b, time, time_len);
+	put_string(b, key, key_len);
+	put(b, delta->v, sizeof(delta->v));
+}
+
+static void encode_marker(struct buf *b, char type, uint64_t seq, uint32_t take)
+{
+	put(b, &type, 1);
+	put(b, &seq, sizeof(seq));
+	put(b, &take, sizeof(take));
+}
+
+/* --------------------------------------------------------------- segments */
+
+static char *segment_path(uint64_t number)
+{
+	return xasprintf("%s/segment-%016llu", j.dir, (unsigned long long)number);
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int write_batch(int fd, const struct buf *payload)
+{
+	char header[BATCH_HEADER] = { 0 };
+	uint32_t len = (uint32_t)payload->len;
+	uint64_t hash = hash_bytes(HASH_SEED, payload->data, payload->len);
+
+	if (payload->len == 0)
+		return 0;
+	memcpy(header, &len, 4);
+	memcpy(header + 8, &hash, 8);
+	if (write_all(fd, header, sizeof(header)) < 0 || write_all(fd, payload->data, len) < 0)
+		return -1;
+	return j.sync ? fdatasync(fd) : 0;
+}
+
+static int create_segment(uint64_t number, bool base, const struct buf *content)
+{
+	char header[HEADER_SIZE] = MAGIC;
+	char *path = segment_path(number);
+	char *temporary = xasprintf("%s.new", path);
+	int fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	header[8] = base ? FLAG_BASE : 0;
+	/* a base segment must appear whole: it supersedes the older ones */
+	if (fd < 0 || write_all(fd, header, sizeof(header)) < 0 ||
+	    (content && write_batch(fd, content) < 0) || ((base || j.sync) && fsync(fd) < 0) ||
+	    rename(temporary, path) < 0) {
+		log_error("journal: cannot write %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	} else {
+		close(fd);
+		fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	}
+	free(temporary);
+	free(path);
+	return fd;
+}
+
+static void delete_segment(uint64_t number)
+{
+	char *path = segment_path(number);
+
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_warning("journal: cannot remove %s: %s", path, strerror(errno));
+	free(path);
+}
+
+/* ---------------------------------------------------------------- writing */
+
+void journal_record(uint32_t take, int table, const char *key, size_t key_len, const char *time,
+		    size_t time_len, const struct metric_values *delta)
+{
+	if (!j.enabled)
+		return;
+	const char *name = counters_table_name(table);
+	pthread_mutex_lock(&j.lock);
+	size_t before = j.pending.len;
+	encode_record(&j.pending, take, name, key, key_len, time, time_len, delta);
+	j.appended += j.pending.len - before;
+	my_end = j.appended;
+	pthread_mutex_unlock(&j.lock);
+}
+
+/* Writes what is pending (lock held on entry and exit, not during I/O). */
+static void lead(void)
+{
+	static _Atomic long long last_complaint;
+	struct buf batch;
+
+	j.writing = true;
+	batch = j.pending;
+	j.pending = j.writing_buf;
+	buf_reset(&j.pending);
+	int fd = j.fd;
+	pthread_mutex_unlock(&j.lock);
+
+	if (write_batch(fd, &batch) < 0 && log_ratelimit(&last_complaint, 10))
+		log_error("journal: write failed: %s; answered increments are not crash-safe "
+			  "until it works again", strerror(errno));
+
+	pthread_mutex_lock(&j.lock);
+	j.durable += batch.len;
+	buf_reset(&batch);
+	j.writing_buf = batch;
+	j.writing = false;
+	pthread_cond_broadcast(&j.written);
+}
+
+void journal_wait(void)
+{
+	if (!j.enabled || my_end == 0)
+		return;
+	pthread_mutex_lock(&j.lock);
+	while (j.durable < my_end) {
+		if (j.writing)
+			pthread_cond_wait(&j.written, &j.lock);
+		else
+			lead();
+	}
+	pthread_mutex_unlock(&j.lock);
+	my_end = 0;
+}
+
+void journal_rotate(uint32_t next_take)
+{
+	if (!j.enabled)
+		return;
+	pthread_mutex_lock(&j.lock);
+	uint64_t appended = j.appended;
+	pthread_mutex_unlock(&j.lock);
+	if (appended == j.rotated_at)
+		return;               /* nothing new: an idle relay keeps its segment */
+
+	/* only the flusher creates segments: prepare the next one unlocked */
+	uint64_t old = j.segment;
+	int fd = create_segment(old + 1, false, NULL);
+	if (fd < 0)
+		return;               /* logged; keep writing to the old one */
+
+	pthread_mutex_lock(&j.lock);
+	while (j.writing)
+		pthread_cond_wait(&j.written, &j.lock);
+	int old_fd = j.fd;
+	j.fd = fd;
+	j.segment = old + 1;
+	j.rotated_at = j.appended;
+	pthread_mutex_unlock(&j.lock);
+	close(old_fd);
+
+	/* everything in the old segment was counted before next_take began */
+	j.closed = xrealloc(j.closed, (j.closed_count + 1) * sizeof(*j.closed));
+	j.closed[j.closed_count++] = (struct closed_segment){ old, next_take };
+}
+
+static void write_marker(char type, uint64_t seq, uint32_t take)
+{
+	pthread_mutex_lock(&j.lock);
+	size_t before = j.pending.len;
+	encode_marker(&j.pending, type, seq, take);
+	j.appended += j.pending.len - before;
+	my_end = j.appended;
+	pthread_mutex_unlock(&j.lock);
+	journal_wait();
+}
+
+void journal_intent(uint64_t seq, uint32_t take)
+{
+	if (j.enabled)
+		write_marker('I', seq, take);
+}
+
+void journal_committed(uint64_t seq, uint32_t take)
+{
+	size_t kept = 0;
+
+	if (!j.enabled)
+		return;
+	/* the marker goes into the current segment, newer than any deleted
+	 * below, so a replay still knows that takes <= take are written */
+	write_marker('C', seq, take);
+	for (size_t i = 0; i < j.closed_count; i++) {
+		if (j.closed[i].limit <= take)
+			delete_segment(j.closed[i].number);
+		else
+			j.closed[kept++] = j.closed[i];
+	}
+	j.closed_count = kept;
+}
+
+void journal_idle(uint64_t seq, uint32_t take)
+{
+	if (!j.enabled || j.closed_count == 0)
+		return;
+	journal_committed(seq, take);
+	/* a marker alone is no reason to start a segment: an idle relay
+	 * would otherwise rotate every flush_interval */
+	pthread_mutex_lock(&j.lock);
+	j.rotated_at = j.appended;
+	pthread_mutex_unlock(&j.lock);
+}
+
+/* ----------------------------------------------------------------- replay */
+
+struct replayed {
+	uint32_t take;
+	char table[65];
+	const char *time, *key;     /* point into the segment's bytes */
+	size_t time_len, key_len;
+	struct metric_values values;
+};
+
+struct reading {
+	struct replayed *records;
+	size_t count, cap;
+	uint32_t committed_take;    /* the last 'C' marker's */
+	bool has_committed;
+	uint64_t intent_seq;        /* the last 'I' marker after it, or 0 */
+	uint32_t intent_take;
+	char **contents;            /* segment bytes, kept while records point in */
+	size_t content_count;
+};
+
+static bool get(const char **p, const char *end, void *out, size_t len)
+{
+	if ((size_t)(end - *p) < len)
+		return false;
+	memcpy(out, *p, len);
+	*p += len;
+	return true;
+}
+
+static bool get_string(const char **p, const char *end, const char **s, size_t *len)
+{
+	uint8_t n;
+
+	if (!get(p, end, &n, 1) || (size_t)(end - *p) < n)
+		return false;
+	*s = *p;
+	*len = n;
+	*p += n;
+	return true;
+}
+
+static bool parse_record(struct reading *r, const char **p, const char *end)
+{
+	struct replayed rec;
+	const char *table;
+	size_t table_len;
+
+	if (!get(p, end, &rec.take, 4) || !get_string(p, end, &table, &table_len) ||
+	    !get_string(p, end, &rec.time, &rec.time_len) ||
+	    !get_string(p, end, &rec.key, &rec.key_len) ||
+	    !get(p, end, rec.values.v, sizeof(rec.values.v)) || table_len >= sizeof(rec.table))
+		return false;
+	memcpy(rec.table, table, table_len);
+	rec.table[table_len] = '\0';
+	if (r->count == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 1024;
+		r->records = xrealloc(r->records, r->cap * sizeof(*r->records));
+	}
+	r->records[r->count++] = rec;
+	return true;
+}
+
+static bool parse_payload(struct reading *r, const char *p, const char *end)
+{
+	while (p < end) {
+		char type = *p++;
+		uint64_t seq;
+		uint32_t take;
+
+		if (type == 'R') {
+			if (!parse_record(r, &p, end))
+				return false;
+		} else if ((type == 'I' || type == 'C') && get(&p, end, &seq, 8) &&
+			   get(&p, end, &take, 4)) {
+			if (type == 'C') {
+				r->committed_take = take;
+				r->has_committed = true;
+				r->intent_seq = 0;
+			} else {
+				r->intent_seq = seq;
+				r->intent_take = take;
+			}
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Reads one segment's batches; stops at a torn or damaged one. */
+static void read_segment(struct reading *r, const char *path, const char *data, size_t size)
+{
+	const char *p = data + HEADER_SIZE, *end = data + size;
+
+	while ((size_t)(end - p) >= BATCH_HEADER) {
+		uint32_t len;
+		uint64_t hash;
+		memcpy(&len, p, 4);
+		memcpy(&hash, p + 8, 8);
+		if ((size_t)(end - p - BATCH_HEADER) < len ||
+		    hash_bytes(HASH_SEED, p + BATCH_HEADER, len) != hash ||
+		    !parse_payload(r, p + BATCH_HEADER, p + BATCH_HEADER + len)) {
+			log_warning("journal: %s: damaged or incomplete batch at byte %td ignored "
+				    "(it was never answered)", path, p - data);
+			return;
+		}
+		p += BATCH_HEADER + len;
+	}
+}
+
+static int load_file(const char *path, char **data, size_t *size)
+{
+	struct buf b;
+	char chunk[65536];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	buf_init(&b);
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+		buf_append(&b, chunk, (size_t)n);
+	close(fd);
+	if (n < 0) {
+		buf_free(&b);
+		return -1;
+	}
+	*data = b.data ? b.data : xstrdup("");
+	*size = b.len;
+	return 0;
+}
+
+static int compare_numbers(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The segment numbers in the directory, sorted. */
+static uint64_t *list_segments(size_t *count)
+{
+	DIR *d = opendir(j.dir);
+	struct dirent *e;
+	uint64_t *numbers = NULL;
+
+	*count = 0;
+	while (d && (e = readdir(d)) != NULL) {
+		unsigned long long n;
+		char rest;
+		if (sscanf(e->d_name, "segment-%16llu%c", &n, &rest) != 1)
+			continue;   /* also skips "*.new" left by a crash */
+		numbers = xrealloc(numbers, (*count + 1) * sizeof(*numbers));
+		numbers[(*count)++] = n;
+	}
+	if (d)
+		closedir(d);
+	qsort(numbers, *count, sizeof(*numbers), compare_numbers);
+	return numbers;
+}
+
+/* Reads every segment from the newest base one on. */
+static int read_all(struct reading *r, uint64_t *numbers, size_t count, char *error,
+		    size_t error_size)
+{
+	size_t first = 0;
+	char **datas = xcalloc(count + 1, sizeof(char *));
+	size_t *sizes = xcalloc(count + 1, sizeof(size_t));
+
+	r->contents = datas;           /* freed by free_reading(), even on error */
+	r->content_count = count;
+	for (size_t i = 0; i < count; i++) {
+		char *path = segment_path(numbers[i]);
+		if (load_file(path, &datas[i], &sizes[i]) < 0) {
+			snprintf(error, error_size, "cannot read %s: %s", path, strerror(errno));
+			free(path);
+			free(sizes);
+			return -1;
+		}
+		if (sizes[i] < HEADER_SIZE || memcmp(datas[i], MAGIC, 8) != 0) {
+			snprintf(error, error_size, "%s is not a tallyd journal segment", path);
+			free(path);
+			free(sizes);
+			return -1;
+		}
+		if (datas[i][8] & FLAG_BASE)
+			first = i;
+		free(path);
+	}
+	for (size_t i = first; i < count; i++) {
+		char *path = segment_path(numbers[i]);
+		read_segment(r, path, datas[i], sizes[i]);
+		free(path);
+	}
+	free(sizes);
+	return 0;
+}
+
+/* Puts the increments back and writes them into a new base segment. */
+static void restore(struct reading *r, struct journal_replay *replay, struct buf *base)
+{
+	uint32_t known = r->has_committed ? r->committed_take : 0;
+
+	for (size_t i = 0; i < r->count; i++) {
+		struct replayed *rec = &r->records[i];
+		if (r->has_committed && rec->take <= known)
+			continue;                        /* in the database */
+		int table = counters_table(rec->table);
+		if (table < 0)
+			continue;
+		bool unknown = r->intent_seq != 0 && rec->take <= r->intent_take;
+		if (unknown) {
+			counters_restore_in_flight(table, rec->key, rec->key_len, rec->time,
+						   rec->time_len, &rec->values, &replay->in_flight);
+			encode_record(base, 0, rec->table, rec->key, rec->key_len, rec->time,
+				      rec->time_len, &rec->values);
+		} else {
+			uint32_t take = counters_add(table, rec->key, rec->key_len, rec->time,
+						     rec->time_len, &rec->values);
+			encode_record(base, take, rec->table, rec->key, rec->key_len, rec->time,
+				      rec->time_len, &rec->values);
+		}
+		replay->restored++;
+	}
+	replay->records = r->count;
+	if (r->intent_seq != 0 && replay->in_flight.count > 0) {
+		replay->unknown_seq = r->intent_seq;
+		encode_marker(base, 'I', r->intent_seq, 0);
+	}
+}
+
+static void free_reading(struct reading *r)
+{
+	for (size_t i = 0; i < r->content_count; i++)
+		free(r->contents[i]);
+	free(r->contents);
+	free(r->records);
+}
+
+int journal_open(const char *dir, bool sync, struct journal_replay *replay, char *error,
+		 size_t error_size)
+{
+	struct reading r = { 0 };
+	struct buf base;
+	size_t count;
+
+	memset(replay, 0, sizeof(*replay));
+	j.dir = xstrdup(dir);
+	j.sync = sync;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(error, error_size, "cannot create journal directory %s: %s", dir,
+			 strerror(errno));
+		return -1;
+	}
+	uint64_t *numbers = list_segments(&count);
+	if (read_all(&r, numbers, count, error, error_size) < 0) {
+		free(numbers);
+		free_reading(&r);
+		return -1;
+	}
+	buf_init(&base);
+	restore(&r, replay, &base);
+	j.segment = count ? numbers[count - 1] + 1 : 1;
+	j.fd = create_segment(j.segment, true, &base);
+	buf_free(&base);
+	free_reading(&r);
+	if (j.fd < 0) {
+		snprintf(error, error_size, "cannot write the journal in %s", dir);
+		free(numbers);
+		return -1;
+	}
+	for (size_t i = 0; i < count; i++)       /* superseded by the base segment */
+		delete_segment(numbers[i]);
+	free(numbers);
+	j.enabled = true;
+	return 0;
+}
+
+void journal_close(void)
+{
+	if (!j.enabled)
+		return;
+	pthread_mutex_lock(&j.lock);
+	while (j.writing)
+		pthread_cond_wait(&j.written, &j.lock);
+	if (j.durable < j.appended)
+		lead();
+	pthread_mutex_unlock(&j.lock);
+	close(j.fd);
+	j.fd = -1;
+	j.enabled = false;
+	buf_free(&j.pending);
+	buf_free(&j.writing_buf);
+	free(j.closed);
+	j.closed = NULL;
+	j.closed_count = 0;
+	free(j.dir);
+	j.dir = NULL;
+}

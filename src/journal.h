@@ -1,0 +1,64 @@
+/*
+ * journal.h: the append-only journal that makes answered increments
+ * survive a crash (accounting.journal; off when empty).
+ *
+ * Before a worker sends answers, every increment behind them is written to
+ * the journal (journal_record(), then journal_wait()): the first waiting
+ * thread writes the records of all waiting threads in one batch, so the
+ * cost is one write() per batch, not per request.  Each record carries the
+ * number of the flusher's take that will carry it to the database; the
+ * flusher writes a marker before each COMMIT (journal_intent) and after it
+ * (journal_committed), and starts a new segment file at each take.
+ *
+ * At start-up journal_replay() reads it back: increments of committed
+ * flushes are dropped, those of a flush whose COMMIT outcome is unknown go
+ * back in flight for the flusher to resolve by its sequence number, and the
+ * rest become pending again.  Segments whose increments are all committed
+ * are deleted.
+ */
+#ifndef TALLYD_JOURNAL_H
+#define TALLYD_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "counters.h"
+#include "metrics.h"
+
+/* What replay hands to the flusher. */
+struct journal_replay {
+	struct counter_batch in_flight;   /* increments of a flush of unknown outcome */
+	uint64_t unknown_seq;             /* that flush's sequence number, or 0 */
+	size_t records;                   /* increments read back */
+	size_t restored;                  /* of which not known to be in the database */
+};
+
+/* Opens (creating it) the journal directory and replays it into the
+ * counter cache; then writes a fresh base segment that supersedes the old
+ * ones.  Returns 0, or -1 with a message in error[] (the daemon stops: it
+ * must not run without the increments it was trusted with). */
+int journal_open(const char *dir, bool sync, struct journal_replay *replay, char *error,
+		 size_t error_size);
+bool journal_enabled(void);
+void journal_close(void);
+
+/* Worker threads: appends an increment (no wait). */
+void journal_record(uint32_t take, int table, const char *key, size_t key_len, const char *time,
+		    size_t time_len, const struct metric_values *delta);
+/* Waits until everything this thread recorded is written. */
+void journal_wait(void);
+
+/* Flusher thread. */
+/* Starts a new segment (when the current one has anything new); call just
+ * before counters_take_pending() returns take `next_take`. */
+void journal_rotate(uint32_t next_take);
+/* Flush `seq` will carry every increment of takes <= take. */
+void journal_intent(uint64_t seq, uint32_t take);
+/* Flush `seq` (takes <= take) is committed: older segments can go. */
+void journal_committed(uint64_t seq, uint32_t take);
+/* Take `take` found nothing to write, so everything up to it is in the
+ * database as of flush `seq`: removes the segments that are left. */
+void journal_idle(uint64_t seq, uint32_t take);
+
+#endif
