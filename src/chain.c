@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <time.h>
 
 #include "chain.h"
 #include "log.h"
@@ -81,20 +82,55 @@ void chain_free_plugin(struct plugin *plugin)
 	config_free_options(plugin->module->options, plugin->settings);
 	free(plugin->settings);
 	free(plugin->name);
+	free(plugin->stats);
 	free(plugin);
+}
+
+void chain_enable_stats(struct config *config)
+{
+	for (size_t i = 0; i < config->vhost_count; i++) {
+		struct vhost *v = &config->vhosts[i];
+		v->stats = object_stats_new();
+		for (size_t j = 0; j < v->plugin_count; j++)
+			v->plugins[j]->stats = object_stats_new();
+	}
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 const char *chain_run(const struct vhost *vhost, const struct request *request,
 		      struct session *session)
 {
 	struct plugin_call call = { .request = request, .session = session };
+	int slot = stats_thread_index();
 
 	if (vhost == NULL)
 		return "dunno";
+	if (vhost->stats)
+		stats_bump(&vhost->stats[slot].calls, 1);
+	uint64_t then = now_ns();
 	for (size_t i = 0; i < vhost->plugin_count; i++) {
 		const struct plugin *plugin = vhost->plugins[i];
-		if (plugin->module->run(plugin, &call) == PLUGIN_ANSWER)
+		enum plugin_result result = plugin->module->run(plugin, &call);
+		if (plugin->stats) {
+			uint64_t now = now_ns();
+			struct object_stats *mine = &plugin->stats[slot];
+			stats_bump(&mine->calls, 1);
+			stats_bump(&mine->nanoseconds, now - then);
+			stats_bump(&mine->answers, result == PLUGIN_ANSWER);
+			then = now;
+		}
+		if (result == PLUGIN_ANSWER) {
+			if (vhost->stats)
+				stats_bump(&vhost->stats[slot].answers, 1);
 			return call.action;
+		}
 	}
 	return "dunno";
 }

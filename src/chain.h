@@ -19,6 +19,10 @@
 struct plugin *chain_create_plugin(const config_setting_t *group, struct config_errors *errors);
 void chain_free_plugin(struct plugin *plugin);
 
+/* Gives every virtual host and plugin of `config` its per-thread counters;
+ * when a config goes live (stats_init() has run). */
+void chain_enable_stats(struct config *config);
+
 /* The answer's action text; valid until the session is cleared.  vhost may
  * be NULL (a listener no virtual host serves): the answer is "dunno". */
 const char *chain_run(const struct vhost *vhost, const struct request *request,

@@ -282,6 +282,10 @@ static const struct config_option global_options[] = {
 	  .choices = facilities },
 	{ .name = "instance_id", .type = OPTION_STRING, .offset = GLOBAL(instance_id),
 	  .default_string = "" },
+	{ .name = "control_socket", .type = OPTION_STRING, .offset = GLOBAL(control_socket),
+	  .default_string = "/run/tallyd/control.sock" },
+	{ .name = "metrics_listen", .type = OPTION_STRING, .offset = GLOBAL(metrics_listen),
+	  .default_string = "" },
 	{ .name = "listen", .type = OPTION_CUSTOM },
 	{ .name = "workers", .type = OPTION_INT, .offset = GLOBAL(workers),
 	  .default_number = 8, .min = 1, .max = 1024 },
@@ -488,6 +492,25 @@ static void parse_listen_setting(struct config *config, const config_setting_t *
 		config_error(errors, s, "listen names no address");
 }
 
+/* metrics_listen = "127.0.0.1:9187": one TCP address. */
+static void check_metrics_listen(struct config *config, const config_setting_t *where,
+				 struct config_errors *errors)
+{
+	struct listen_address *m = &config->metrics_address;
+
+	if (config->metrics_listen[0] == '\0')
+		return;
+	const char *why = parse_listen(config->metrics_listen, m);
+	if (why == NULL && m->path != NULL)
+		why = "must be a TCP address";
+	for (size_t i = 0; why == NULL && i < config->listen_count; i++) {
+		if (config->listen[i].port == m->port)
+			why = "uses a port that listen uses too";
+	}
+	if (why)
+		config_error(errors, where, "metrics_listen '%s': %s", config->metrics_listen, why);
+}
+
 /* ----------------------------------------------------------- virtual hosts */
 
 static bool listens_on(const struct config *config, int port, const char *path)
@@ -606,6 +629,7 @@ static void derive(struct config *config)
 	make_absolute(&config->database.path);
 	make_absolute(&config->accounting.journal);
 	make_absolute(&config->pid_file);
+	make_absolute(&config->control_socket);
 	if (config->instance_id[0] == '\0' && config->listen_count > 0) {
 		char host[256] = "localhost";
 		gethostname(host, sizeof(host) - 1);
@@ -644,6 +668,7 @@ struct config *config_load(const char *file, struct config_errors *errors)
 	const config_setting_t *vhosts = config_setting_get_member(root, "virtual_hosts");
 	if (vhosts)
 		parse_vhosts(config, vhosts, errors);
+	check_metrics_listen(config, config_setting_get_member(root, "metrics_listen"), errors);
 	if (errors->count > 0)
 		goto fail;
 	derive(config);
@@ -665,11 +690,14 @@ void config_free(struct config *config)
 		free(config->listen[i].path);
 	}
 	free(config->listen);
+	free(config->metrics_address.spec);
+	free(config->metrics_address.path);
 	for (size_t i = 0; i < config->vhost_count; i++) {
 		struct vhost *vhost = &config->vhosts[i];
 		for (size_t j = 0; j < vhost->plugin_count; j++)
 			chain_free_plugin(vhost->plugins[j]);
 		free(vhost->plugins);
+		free(vhost->stats);
 		config_free_options(vhost_options, vhost);
 	}
 	free(config->vhosts);

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "stats.h"
 
 struct config_errors {
 	const char *file;
@@ -107,6 +108,7 @@ struct vhost {
 	char *socket;
 	struct plugin **plugins;
 	size_t plugin_count;
+	struct object_stats *stats;   /* per thread; set when the config goes live */
 };
 
 struct config {
@@ -121,6 +123,9 @@ struct config {
 	char *syslog_facility_name;
 	int syslog_facility;
 	char *instance_id;
+	char *control_socket;      /* tallyctl's unix socket; "" = none */
+	char *metrics_listen;      /* Prometheus HTTP listener; "" = none */
+	struct listen_address metrics_address;
 
 	struct listen_address *listen;
 	size_t listen_count;

@@ -38,7 +38,7 @@ struct connection *connection_open(int fd, int local_port, const char *local_pat
 	struct connection *c = xcalloc(1, sizeof(*c));
 	c->fd = fd;
 	c->local_port = local_port;
-	c->local_path = local_path;
+	c->local_path = local_path ? xstrdup(local_path) : NULL;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	buf_init(&c->in);
 	buf_init(&c->out);
@@ -67,6 +67,7 @@ void connection_close(struct connection *c)
 	pthread_mutex_unlock(&table_lock);
 	buf_free(&c->in);
 	buf_free(&c->out);
+	free(c->local_path);
 	free(c);
 }
 

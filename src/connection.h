@@ -27,7 +27,8 @@
 struct connection {
 	int fd;
 	int local_port;            /* TCP port it arrived on; 0 for unix sockets */
-	const char *local_path;    /* unix socket path it arrived on, or NULL */
+	char *local_path;          /* unix socket path it arrived on, or NULL: a copy,
+	                              since a reload may close the listener */
 	char peer[64];             /* "203.0.113.5:40312" or "unix" for log lines */
 
 	struct buf in;             /* bytes received, not yet answered */

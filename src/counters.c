@@ -69,6 +69,7 @@ struct shard {
 
 struct table {
 	char *name;
+	char *field;                    /* set by plugins; NULL for tables the journal named */
 	char *patterns[MAX_PATTERNS];
 	int pattern_count;
 };
@@ -120,6 +121,34 @@ const char *counters_table_name(int table)
 	return name;
 }
 
+void counters_table_set_field(int table, const char *field)
+{
+	pthread_mutex_lock(&tables_lock);
+	if (tables[table].field == NULL)
+		tables[table].field = xstrdup(field);
+	pthread_mutex_unlock(&tables_lock);
+}
+
+int counters_tables_for(const char *field, int *ids, int max, const char **pattern)
+{
+	int found = 0;
+
+	*pattern = NULL;
+	pthread_mutex_lock(&tables_lock);
+	for (int i = 0; i < table_count; i++) {
+		struct table *t = &tables[i];
+		if (strcmp(t->name, field) != 0 && (t->field == NULL || strcmp(t->field, field) != 0))
+			continue;
+		if (found == 0 && t->pattern_count > 0)
+			*pattern = t->patterns[0];
+		if (found < max)
+			ids[found] = i;
+		found++;
+	}
+	pthread_mutex_unlock(&tables_lock);
+	return found;
+}
+
 int counters_table_count(void)
 {
 	pthread_mutex_lock(&tables_lock);
@@ -164,6 +193,7 @@ void counters_free_all(void)
 	}
 	for (int i = 0; i < table_count; i++) {
 		free(tables[i].name);
+		free(tables[i].field);
 		for (int p = 0; p < tables[i].pattern_count; p++)
 			free(tables[i].patterns[p]);
 	}
@@ -215,17 +245,27 @@ static void grow(struct shard *s)
 	s->bucket_count = count;
 }
 
+/* The cached key, or NULL (shard locked). */
+static struct counter *find(struct shard *s, uint64_t hash, int table, const char *key,
+			    size_t key_len, const char *time, size_t time_len)
+{
+	struct counter *c = s->buckets[hash & (s->bucket_count - 1)];
+
+	while (c && !same_key(c, hash, table, key, key_len, time, time_len))
+		c = c->next;
+	return c;
+}
+
 /* The cached key, created UNLOADED when missing.  Shard locked. */
 static struct counter *find_or_create(struct shard *s, uint64_t hash, int table, const char *key,
 				      size_t key_len, const char *time, size_t time_len)
 {
 	struct counter **head = &s->buckets[hash & (s->bucket_count - 1)];
+	struct counter *c = find(s, hash, table, key, key_len, time, time_len);
 
-	for (struct counter *c = *head; c; c = c->next) {
-		if (same_key(c, hash, table, key, key_len, time, time_len))
-			return c;
-	}
-	struct counter *c = xcalloc(1, sizeof(*c) + time_len + key_len);
+	if (c)
+		return c;
+	c = xcalloc(1, sizeof(*c) + time_len + key_len);
 	c->hash = hash;
 	c->table = (uint16_t)table;
 	c->time_len = (uint8_t)time_len;
@@ -530,6 +570,37 @@ size_t counters_evict_stale(time_t now)
 		free(periods[t]);
 	free(periods);
 	return evicted;
+}
+
+bool counters_peek(int table, const char *key, size_t key_len, const char *time,
+		   size_t time_len, struct metric_values *flushed, struct metric_values *in_flight,
+		   struct metric_values *pending)
+{
+	uint64_t hash = key_hash(table, key, key_len, time, time_len);
+	struct shard *s = shard_of(hash);
+
+	pthread_mutex_lock(&s->lock);
+	struct counter *c = find(s, hash, table, key, key_len, time, time_len);
+	if (c) {
+		*flushed = c->flushed;
+		*in_flight = c->in_flight;
+		*pending = c->pending;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return c != NULL;
+}
+
+void counters_reset(int table, const char *key, size_t key_len, const char *time,
+		    size_t time_len)
+{
+	uint64_t hash = key_hash(table, key, key_len, time, time_len);
+	struct shard *s = shard_of(hash);
+
+	pthread_mutex_lock(&s->lock);
+	struct counter *c = find(s, hash, table, key, key_len, time, time_len);
+	if (c && c->state == LOADED && is_zero(&c->in_flight))
+		memset(&c->flushed, 0, sizeof(c->flushed));
+	pthread_mutex_unlock(&s->lock);
 }
 
 void counters_stats(struct counters_stats *out)

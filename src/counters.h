@@ -35,6 +35,11 @@ int counters_table(const char *name);           /* id, or -1 when 256 tables exi
 void counters_table_add_pattern(int table, const char *pattern);
 const char *counters_table_name(int table);
 int counters_table_count(void);
+/* The request field a plugin keeps in the table (for tallyctl). */
+void counters_table_set_field(int table, const char *field);
+/* Tables kept for `field`, or named `field`: up to `max` ids; returns how
+ * many there are.  *pattern gets the first one's first time pattern. */
+int counters_tables_for(const char *field, int *ids, int max, const char **pattern);
 
 /* How counters_total() reads a key it has not cached: returns 0 with *out
  * filled (zeros when the database has no such row or table), or -1 when the
@@ -116,6 +121,16 @@ void counters_refreshed(struct counter *c, const struct metric_values *total, bo
 /* Drops keys of periods that are no longer current and have nothing left
  * to write. */
 size_t counters_evict_stale(time_t now);
+
+/* For tallyctl show: the parts of a cached key; false when not cached. */
+bool counters_peek(int table, const char *key, size_t key_len, const char *time,
+		   size_t time_len, struct metric_values *flushed, struct metric_values *in_flight,
+		   struct metric_values *pending);
+
+/* After the database row was set to zero (flusher thread, nothing in
+ * flight): the cached total restarts at zero plus what is pending. */
+void counters_reset(int table, const char *key, size_t key_len, const char *time,
+		    size_t time_len);
 
 struct counters_stats {
 	size_t keys;

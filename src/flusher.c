@@ -3,9 +3,9 @@
  *
  * `struct flusher` belongs to the flusher thread alone: its database
  * connection, the batch of keys in flight and its sequence numbers.  The
- * control block (stop flag, flush requests) is shared with the main thread
- * and tallyctl's requests and guarded by control_lock; the database is
- * never used with control_lock held.
+ * control block (stop flag, the one request being served for tallyctl,
+ * the status it reports) is shared with the main and admin threads and
+ * guarded by control_lock; the database is never used with it held.
  *
  * Exactly once: each flush transaction also writes this instance's next
  * sequence number to tallyd_flushes.  When the connection dies during
@@ -50,11 +50,20 @@ struct flusher {
 static struct flusher flusher;
 static pthread_t thread;
 
+/* A flush (and reset) asked for by tallyctl. */
+struct admin_request {
+	bool reset;
+	int table;
+	struct store_row row;
+	int result;
+	bool done;
+};
+
 static pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t control_changed;          /* guarded by control_lock: */
 static bool stopping;
-static uint64_t requests_made, requests_served;
-static int last_result;
+static struct admin_request *request;           /* waiting or being served */
+static struct flusher_status shared_status;
 
 static int64_t now_ms(void)
 {
@@ -64,11 +73,24 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Logs a failure at once, then at most once a minute while they go on. */
+/* Records a failure for tallyctl stats. */
+static void note_failure(const char *what, const char *why)
+{
+	pthread_mutex_lock(&control_lock);
+	shared_status.failures++;
+	/* truncating a long driver message is fine here */
+	int n = snprintf(shared_status.last_error, sizeof(shared_status.last_error), "%.60s: %.512s",
+			 what, why);
+	(void)n;
+	pthread_mutex_unlock(&control_lock);
+}
+
+/* Records a failure and logs it at once, then once a minute while they go on. */
 static void complain(struct flusher *f, const char *what, const char *why)
 {
 	int64_t now = now_ms();
 
+	note_failure(what, why);
 	if (now - f->last_complaint >= 60000) {
 		log_error("%s failed: %s; the increments are kept and retried", what, why);
 		f->last_complaint = now;
@@ -108,7 +130,8 @@ static bool connect_store(struct flusher *f)
 		return false;
 	f->store = store_open(&f->config->database, error, sizeof(error));
 	if (f->store == NULL) {
-		store_outage_begin(error);
+		note_failure("connecting to the database", error);
+		store_outage_begin(error);       /* logs the outage, once */
 		f->backoff = f->backoff ? (f->backoff * 2 > 30000 ? 30000 : f->backoff * 2) : 250;
 		f->next_connect = now_ms() + f->backoff;
 		return false;
@@ -325,8 +348,17 @@ static bool flush(struct flusher *f)
 	}
 	if (outcome == NOT_WRITTEN)
 		return false;
+	int64_t took = now_ms() - started;
 	log_debug("flush %llu: %zu keys in %lld ms", (unsigned long long)seq, f->batch.count,
-		  (long long)(now_ms() - started));
+		  (long long)took);
+	pthread_mutex_lock(&control_lock);
+	shared_status.flushes++;
+	shared_status.last_seq = seq;
+	shared_status.last_flush = (int64_t)time(NULL);
+	shared_status.last_duration = (double)took / 1000.0;
+	shared_status.last_keys = f->batch.count;
+	shared_status.last_error[0] = '\0';
+	pthread_mutex_unlock(&control_lock);
 	f->last_seq = seq;
 	f->last_complaint = 0;
 	journal_committed(seq, f->last_take);
@@ -354,6 +386,24 @@ static void refresh(struct flusher *f)
 				   status != STORE_OK);
 	}
 	f->refresh.count = 0;
+}
+
+/* tallyctl reset: after a flush, with nothing in flight. */
+static int reset_row(struct flusher *f, struct admin_request *r)
+{
+	const char *table = counters_table_name(r->table);
+	enum store_status st = f->store->ops->reset_row(f->store, table, &r->row);
+
+	if (st == STORE_LOST)
+		lost(f, "reset");
+	if (st != STORE_OK) {
+		log_warning("reset of %.*s in %s failed", (int)r->row.key_len, r->row.key, table);
+		return -1;
+	}
+	counters_reset(r->table, r->row.key, r->row.key_len, r->row.time, r->row.time_len);
+	log_notice("reset %.*s %.*s in %s", (int)r->row.key_len, r->row.key,
+		   (int)r->row.time_len, r->row.time, table);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ thread */
@@ -404,18 +454,19 @@ static void *flusher_main(void *arg)
 
 	pthread_mutex_lock(&control_lock);
 	while (!stopping) {
-		bool requested = requests_made > requests_served;
+		struct admin_request *serving = request && !request->done ? request : NULL;
 		int64_t now = now_ms();
-		if (!requested && now < next_flush && now < next_refresh) {
+		if (!serving && now < next_flush && now < next_refresh) {
 			wait_until(next_flush < next_refresh ? next_flush : next_refresh);
 			continue;
 		}
-		uint64_t serving = requests_made;
 		pthread_mutex_unlock(&control_lock);
 
-		bool done = true;
-		if (requested || now >= next_flush) {
-			done = flush(f);
+		int result = 0;
+		if (serving || now >= next_flush) {
+			result = flush(f) ? 0 : -1;
+			if (serving && serving->reset && result == 0)
+				result = reset_row(f, serving);
 			next_flush = now_ms() + interval;
 		}
 		if (now >= next_refresh) {
@@ -426,9 +477,10 @@ static void *flusher_main(void *arg)
 		}
 
 		pthread_mutex_lock(&control_lock);
-		if (requested) {
-			requests_served = serving;
-			last_result = done ? 0 : -1;
+		shared_status.in_flight_keys = f->batch.count;
+		if (serving) {
+			serving->result = result;
+			serving->done = true;
 			pthread_cond_broadcast(&control_changed);
 		}
 	}
@@ -446,6 +498,7 @@ int flusher_start(const struct config *config, struct journal_replay *replay)
 	pthread_cond_init(&control_changed, &attr);
 	pthread_condattr_destroy(&attr);
 	memset(&flusher, 0, sizeof(flusher));
+	memset(&shared_status, 0, sizeof(shared_status));
 	flusher.config = config;
 	if (replay) {            /* a flush of unknown outcome from the last run */
 		flusher.batch = replay->in_flight;
@@ -461,16 +514,46 @@ int flusher_start(const struct config *config, struct journal_replay *replay)
 	return 0;
 }
 
-int flusher_flush_now(void)
+/* Hands r to the flusher and waits for its result (requests one at a time). */
+static int ask(struct admin_request *r)
 {
 	pthread_mutex_lock(&control_lock);
-	uint64_t mine = ++requests_made;
-	pthread_cond_broadcast(&control_changed);
-	while (requests_served < mine && !stopping)
+	while (request != NULL && !stopping)
 		pthread_cond_wait(&control_changed, &control_lock);
-	int result = requests_served >= mine ? last_result : -1;
+	request = r;
+	pthread_cond_broadcast(&control_changed);
+	while (!r->done && !stopping)
+		pthread_cond_wait(&control_changed, &control_lock);
+	int result = r->done ? r->result : -1;
+	request = NULL;
+	pthread_cond_broadcast(&control_changed);
 	pthread_mutex_unlock(&control_lock);
 	return result;
+}
+
+int flusher_flush_now(void)
+{
+	struct admin_request r = { .reset = false };
+
+	return ask(&r);
+}
+
+int flusher_reset(int table, const char *key, size_t key_len, const char *time,
+		  size_t time_len)
+{
+	struct admin_request r = {
+		.reset = true, .table = table,
+		.row = { .key = key, .key_len = key_len, .time = time, .time_len = time_len },
+	};
+
+	return ask(&r);
+}
+
+void flusher_status(struct flusher_status *out)
+{
+	pthread_mutex_lock(&control_lock);
+	*out = shared_status;
+	pthread_mutex_unlock(&control_lock);
 }
 
 void flusher_stop(void)

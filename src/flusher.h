@@ -14,6 +14,9 @@
 #ifndef TALLYD_FLUSHER_H
 #define TALLYD_FLUSHER_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "config.h"
 #include "journal.h"
 
@@ -24,6 +27,23 @@ int flusher_start(const struct config *config, struct journal_replay *replay);
 /* Asks for a flush now and waits until it has ended; 0 when everything
  * pending was written, -1 when the database refused. */
 int flusher_flush_now(void);
+
+/* Writes what is pending, then sets the database row of (table, key, time)
+ * to zero; 0, or -1 when the database could not be reached. */
+int flusher_reset(int table, const char *key, size_t key_len, const char *time,
+		  size_t time_len);
+
+struct flusher_status {
+	uint64_t flushes;             /* committed */
+	uint64_t failures;            /* attempts that wrote nothing */
+	uint64_t last_seq;
+	int64_t last_flush;           /* unix time of the last committed flush, or 0 */
+	double last_duration;         /* seconds */
+	size_t last_keys;
+	size_t in_flight_keys;        /* waiting for the database */
+	char last_error[600];         /* of the last failed attempt, "" after a success */
+};
+void flusher_status(struct flusher_status *out);
 
 /* Writes what is pending and ends the thread.  When the database stays
  * unreachable for 2 × connect_timeout it gives up and logs what is lost. */

@@ -23,7 +23,9 @@
 
 #include "connection.h"
 #include "listener.h"
+#include "live.h"
 #include "log.h"
+#include "stats.h"
 #include "workers.h"
 
 struct listener {
@@ -35,7 +37,6 @@ struct listener {
 
 static struct listener *listeners;
 static size_t listener_count;
-static int max_connections;
 static int epoll_fd = -1;            /* the listeners and stop_fd */
 static int stop_fd = -1;
 static pthread_t acceptor;
@@ -75,20 +76,77 @@ fail:
 	return -1;
 }
 
+static void close_listener(struct listener *l)
+{
+	close(l->fd);
+	if (l->path)
+		unlink(l->path);
+	free(l->path);
+	free(l->spec);
+}
+
+static void warn_unserved(const struct config *config)
+{
+	for (size_t i = 0; i < config->listen_count; i++) {
+		const struct listen_address *a = &config->listen[i];
+		if (config_find_vhost(config, a->port, a->path) == NULL)
+			log_warning("listen %s: no virtual host serves it; its requests are "
+				    "answered dunno", a->spec);
+	}
+}
+
+/* The index in old[] of the listener for `spec`, or -1. */
+static long find_listener(const struct listener *old, size_t old_count, const char *spec)
+{
+	for (size_t k = 0; k < old_count; k++) {
+		if (old[k].spec != NULL && strcmp(old[k].spec, spec) == 0)
+			return (long)k;
+	}
+	return -1;
+}
+
+/* The listeners `config` asks for: existing sockets are moved over from
+ * old[] (their spec is cleared there), missing ones are bound.  NULL when
+ * one cannot be bound; then old[] is as it was. */
+static struct listener *bind_all(const struct config *config, struct listener *old,
+				 size_t old_count)
+{
+	size_t count = config->listen_count;
+	struct listener *next = xcalloc(count + 1, sizeof(*next));
+	long *from = xcalloc(count + 1, sizeof(*from));
+	size_t i;
+
+	for (i = 0; i < count; i++) {
+		const struct listen_address *a = &config->listen[i];
+		from[i] = find_listener(old, old_count, a->spec);
+		if (from[i] >= 0) {
+			next[i] = old[from[i]];
+			old[from[i]].spec = NULL;
+		} else if (bind_one(a, &next[i]) < 0) {
+			break;
+		}
+	}
+	if (i < count) {                /* undo: give back or close */
+		while (i-- > 0) {
+			if (from[i] >= 0)
+				old[from[i]] = next[i];
+			else
+				close_listener(&next[i]);
+		}
+		free(next);
+		next = NULL;
+	}
+	free(from);
+	return next;
+}
+
 int listener_open(const struct config *config)
 {
-	listeners = xcalloc(config->listen_count, sizeof(*listeners));
-	for (size_t i = 0; i < config->listen_count; i++) {
-		if (bind_one(&config->listen[i], &listeners[i]) < 0) {
-			listener_count = i;
-			listener_stop();
-			return -1;
-		}
-		listener_count = i + 1;
-		if (config_find_vhost(config, config->listen[i].port, config->listen[i].path) == NULL)
-			log_warning("listen %s: no virtual host serves it; its requests are "
-				    "answered dunno", config->listen[i].spec);
-	}
+	listeners = bind_all(config, NULL, 0);
+	if (listeners == NULL)
+		return -1;
+	listener_count = config->listen_count;
+	warn_unserved(config);
 	return 0;
 }
 
@@ -110,16 +168,17 @@ static void describe_peer(const struct sockaddr_storage *ss, const struct listen
 	}
 }
 
-static void warn_full(void)
+static void warn_full(int max_connections)
 {
 	static _Atomic long long last;
 
+	stats_bump(&stats_mine()->refused, 1);
 	if (log_ratelimit(&last, 10))
 		log_warning("max_connections (%d) reached: refusing new connections",
 			    max_connections);
 }
 
-static void accept_all(struct listener *l)
+static void accept_all(struct listener *l, const struct config *config)
 {
 	for (;;) {
 		struct sockaddr_storage ss;
@@ -138,22 +197,25 @@ static void accept_all(struct listener *l)
 		}
 		char peer[64];
 		describe_peer(&ss, l, peer, sizeof(peer));
-		struct connection *c = connection_open(fd, l->port, l->path, peer, max_connections);
+		struct connection *c = connection_open(fd, l->port, l->path, peer,
+						       config->max_connections);
 		if (c == NULL) {
-			warn_full();
+			warn_full(config->max_connections);
 			close(fd);
 			continue;
 		}
+		stats_bump(&stats_mine()->connections, 1);
 		log_debug("%s: connected to %s", peer, l->spec);
-		workers_add(c);
+		workers_add(c, config->keepalive_timeout);
 	}
 }
 
-static void *acceptor_main(void *unused)
+static void *acceptor_main(void *arg)
 {
 	struct epoll_event events[16];
 	int64_t last_sweep = connection_now();
 
+	stats_bind(*(int *)arg);
 	for (;;) {
 		int n = epoll_wait(epoll_fd, events, 16, 1000);
 		if (n < 0 && errno != EINTR) {
@@ -162,8 +224,9 @@ static void *acceptor_main(void *unused)
 		}
 		for (int i = 0; i < n; i++) {
 			if (events[i].data.ptr == NULL)
-				goto out;
-			accept_all(events[i].data.ptr);
+				return NULL;
+			accept_all(events[i].data.ptr, live_enter());
+			live_leave();
 		}
 		int64_t now = connection_now();
 		if (now != last_sweep) {
@@ -171,16 +234,15 @@ static void *acceptor_main(void *unused)
 			last_sweep = now;
 		}
 	}
-out:
-	(void)unused;
 	return NULL;
 }
 
-int listener_start(const struct config *config)
+static int acceptor_slot;
+
+static int start_acceptor(void)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 
-	max_connections = config->max_connections;
 	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (epoll_fd < 0 || stop_fd < 0 || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, stop_fd, &ev) < 0)
@@ -190,7 +252,7 @@ int listener_start(const struct config *config)
 		if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listeners[i].fd, &ev) < 0)
 			goto fail;
 	}
-	int rc = pthread_create(&acceptor, NULL, acceptor_main, NULL);
+	int rc = pthread_create(&acceptor, NULL, acceptor_main, &acceptor_slot);
 	if (rc != 0) {
 		errno = rc;
 		goto fail;
@@ -202,7 +264,7 @@ fail:
 	return -1;
 }
 
-void listener_stop(void)
+static void stop_acceptor(void)
 {
 	uint64_t one = 1;
 
@@ -217,13 +279,39 @@ void listener_stop(void)
 	if (epoll_fd >= 0)
 		close(epoll_fd);
 	stop_fd = epoll_fd = -1;
+}
+
+int listener_start(int stats_slot)
+{
+	acceptor_slot = stats_slot;
+	return start_acceptor();
+}
+
+int listener_reload(const struct config *config)
+{
+	struct listener *next = bind_all(config, listeners, listener_count);
+
+	if (next == NULL)
+		return -1;
+	stop_acceptor();               /* new connections wait in the backlog */
 	for (size_t i = 0; i < listener_count; i++) {
-		close(listeners[i].fd);
-		if (listeners[i].path)
-			unlink(listeners[i].path);
-		free(listeners[i].path);
-		free(listeners[i].spec);
+		if (listeners[i].spec != NULL) {
+			log_notice("no longer listening on %s", listeners[i].spec);
+			close_listener(&listeners[i]);
+		}
 	}
+	free(listeners);
+	listeners = next;
+	listener_count = config->listen_count;
+	warn_unserved(config);
+	return start_acceptor();
+}
+
+void listener_stop(void)
+{
+	stop_acceptor();
+	for (size_t i = 0; i < listener_count; i++)
+		close_listener(&listeners[i]);
 	free(listeners);
 	listeners = NULL;
 	listener_count = 0;

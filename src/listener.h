@@ -14,8 +14,14 @@
 /* Binds all listen addresses; -1 (logged) when one cannot be bound. */
 int listener_open(const struct config *config);
 
-/* Starts the acceptor thread; 0 or -1. */
-int listener_start(const struct config *config);
+/* Starts the acceptor thread, counting in stats slot `stats_slot`; it takes
+ * max_connections and keepalive_timeout from the config in force. 0 or -1. */
+int listener_start(int stats_slot);
+
+/* Reload: binds the addresses `config` adds, keeps the sockets it keeps,
+ * closes the ones it drops.  -1 (logged, nothing changed) when a new
+ * address cannot be bound.  Open connections are not touched. */
+int listener_reload(const struct config *config);
 
 /* Stops accepting: ends the acceptor thread, closes the sockets and removes
  * unix socket files.  Open connections are not touched. */

@@ -3,16 +3,25 @@
  *
  * Start-up (main thread): read and check the config, bind the listeners
  * (as root), daemonize, write the pid file, drop privileges, open the
- * database side (caches, lookup pool, flusher), start the workers and the
- * acceptor, then wait for signals.  Signals are blocked in every thread and
- * taken here with sigwaitinfo(), so no handler runs inside other code.
- * Shutdown reverses it: stop accepting, let the workers finish, answer what
- * is buffered, write every pending increment, exit 0.
+ * database side (caches, journal, lookup pool, flusher), start the workers,
+ * the acceptor and the admin thread, then wait for signals.  Signals are
+ * blocked in every thread and taken here with sigwaitinfo(), so no handler
+ * runs inside other code.  Shutdown reverses it: stop accepting, let the
+ * workers finish, answer what is buffered, write every pending increment.
+ *
+ * Reload (SIGHUP, or tallyctl through the admin thread; reload_lock keeps
+ * them apart) swaps in a new config for listeners, virtual hosts, plugins,
+ * limits and the log level.  The start-up config stays alive to the end:
+ * the database side was built from it, and its settings need a restart.
+ *
+ * Threads and their statistics slots: workers 0..N-1, then the acceptor,
+ * the main thread and the admin thread.
  */
 #include <errno.h>
 #include <fcntl.h>
 
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,12 +30,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "chain.h"
 #include "config.h"
+#include "control.h"
 #include "counters.h"
 #include "flusher.h"
 #include "journal.h"
 #include "listener.h"
+#include "live.h"
 #include "log.h"
+#include "stats.h"
 #include "store.h"
 #include "usercache.h"
 #include "workers.h"
@@ -42,6 +55,10 @@ struct options {
 	bool foreground;
 	bool check_only;
 };
+
+static struct options options;
+static struct config *startup_config;       /* alive until exit */
+static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void usage(FILE *out)
 {
@@ -93,6 +110,90 @@ static struct config *load_config(const struct options *o)
 		exit(1);
 	}
 	return config;
+}
+
+/* Settings the running daemon cannot change: a reload says so. */
+static void warn_restart_only(const struct config *old, const struct config *next)
+{
+	const struct { const char *name; const char *a, *b; } strings[] = {
+		{ "user", old->user, next->user }, { "group", old->group, next->group },
+		{ "pid_file", old->pid_file, next->pid_file },
+		{ "log_target", old->log_target_name, next->log_target_name },
+		{ "syslog_facility", old->syslog_facility_name, next->syslog_facility_name },
+		{ "instance_id", old->instance_id, next->instance_id },
+		{ "control_socket", old->control_socket, next->control_socket },
+		{ "metrics_listen", old->metrics_listen, next->metrics_listen },
+		{ "database.driver", old->database.driver_name, next->database.driver_name },
+		{ "database.host", old->database.host, next->database.host },
+		{ "database.socket", old->database.socket, next->database.socket },
+		{ "database.user", old->database.user, next->database.user },
+		{ "database.password", old->database.password, next->database.password },
+		{ "database.name", old->database.name, next->database.name },
+		{ "database.path", old->database.path, next->database.path },
+		{ "accounting.journal", old->accounting.journal, next->accounting.journal },
+	};
+	const struct { const char *name; double a, b; } numbers[] = {
+		{ "workers", old->workers, next->workers },
+		{ "user_config_ttl", old->user_config_ttl, next->user_config_ttl },
+		{ "database.port", old->database.port, next->database.port },
+		{ "database.pool_size", old->database.pool_size, next->database.pool_size },
+		{ "database.connect_timeout", old->database.connect_timeout,
+		  next->database.connect_timeout },
+		{ "accounting.flush_interval", old->accounting.flush_interval,
+		  next->accounting.flush_interval },
+		{ "accounting.flush_batch", old->accounting.flush_batch,
+		  next->accounting.flush_batch },
+		{ "accounting.refresh_interval", old->accounting.refresh_interval,
+		  next->accounting.refresh_interval },
+		{ "accounting.journal_sync", old->accounting.journal_sync,
+		  next->accounting.journal_sync },
+	};
+
+	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+		if (strcmp(strings[i].a, strings[i].b) != 0)
+			log_warning("reload: %s changed; it takes effect after a restart",
+				    strings[i].name);
+	}
+	for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++) {
+		if (numbers[i].a != numbers[i].b)
+			log_warning("reload: %s changed; it takes effect after a restart",
+				    numbers[i].name);
+	}
+}
+
+/* Reads the config file again and puts it in force; on any problem the
+ * running config stays and `why` says what was wrong. */
+static int reload(struct buf *why)
+{
+	struct config_errors errors = { 0 };
+
+	pthread_mutex_lock(&reload_lock);
+	struct config *next = config_load(options.config_file, &errors);
+	for (size_t i = 0; i < errors.count; i++) {
+		log_error("reload refused: %s", errors.lines[i]);
+		buf_printf(why, "%s\n", errors.lines[i]);
+	}
+	config_errors_free(&errors);
+	if (next && listener_reload(next) < 0) {
+		buf_append_str(why, "a new listen address cannot be bound (see the log)\n");
+		config_free(next);
+		next = NULL;
+	}
+	if (next == NULL) {
+		pthread_mutex_unlock(&reload_lock);
+		return -1;
+	}
+	if (options.log_level)
+		log_level_parse(options.log_level, &next->log_level);
+	warn_restart_only(startup_config, next);
+	chain_enable_stats(next);
+	log_set_level(next->log_level);
+	const struct config *old = live_replace(next);
+	if (old != startup_config)
+		config_free((struct config *)old);
+	log_notice("configuration %s reloaded", options.config_file);
+	pthread_mutex_unlock(&reload_lock);
+	return 0;
 }
 
 /*
@@ -247,55 +348,66 @@ static void block_signals(sigset_t *set)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-/* Returns the signal that asked tallyd to stop. */
+/* Reloads on SIGHUP; returns the signal that asked tallyd to stop. */
 static int wait_for_stop(const sigset_t *set)
 {
 	for (;;) {
 		siginfo_t info;
 		int sig = sigwaitinfo(set, &info);
-		if (sig == SIGHUP)
-			log_warning("SIGHUP: reloading the configuration is not supported yet; "
-				    "restart tallyd to apply changes");
-		else if (sig > 0)
+		if (sig == SIGHUP) {
+			struct buf why;
+			buf_init(&why);
+			reload(&why);
+			buf_free(&why);
+		} else if (sig > 0) {
 			return sig;
+		}
 	}
 }
 
 int main(int argc, char **argv)
 {
-	struct options o = { 0 };
 	sigset_t signals;
 	uid_t uid;
 	gid_t gid;
 	int ready_fd = -1;
 
-	parse_options(argc, argv, &o);
-	struct config *config = load_config(&o);
-	if (o.check_only) {
-		printf("tallyd: configuration %s is OK\n", o.config_file);
+	parse_options(argc, argv, &options);
+	struct config *config = load_config(&options);
+	if (options.check_only) {
+		printf("tallyd: configuration %s is OK\n", options.config_file);
 		config_free(config);
 		return 0;
 	}
+	startup_config = config;
+	int workers = config->workers;
+	int acceptor_slot = workers, main_slot = workers + 1, admin_slot = workers + 2;
+	stats_init(workers + 3);
+	stats_bind(main_slot);
+	chain_enable_stats(config);
+	live_init(config, workers + 3);
 	log_set_level(config->log_level);
 	lookup_identity(config, &uid, &gid);
 	block_signals(&signals);
 
 	if (listener_open(config) < 0)
 		return 1;
-	if (!o.foreground)
+	if (!options.foreground)
 		ready_fd = daemonize();
 	log_open(config->log_target, config->syslog_facility);
 	write_pid_file(config, uid, gid);
 	drop_privileges(config, uid, gid);
 	start_database(config);
-	if (workers_start(config) < 0 || listener_start(config) < 0)
+	if (workers_start(workers) < 0 || listener_start(acceptor_slot) < 0)
 		fatal("start-up failed");
+	control_start(config, admin_slot, reload);
 	log_notice("tallyd %s started: %zu listener(s), %d workers", PACKAGE_VERSION,
-		   config->listen_count, config->workers);
+		   config->listen_count, workers);
 	report_ready(ready_fd, config);
 
 	int sig = wait_for_stop(&signals);
 	log_notice("%s: stopping", strsignal(sig));
+	control_stop();
 	listener_stop();
 	workers_stop();
 	workers_drain();
@@ -303,6 +415,10 @@ int main(int argc, char **argv)
 	if (config->pid_file[0] != '\0' && unlink(config->pid_file) < 0)
 		log_debug("cannot remove pid_file %s: %s", config->pid_file, strerror(errno));
 	log_notice("stopped");
+	const struct config *last = live_replace(config);
+	if (last != config)
+		config_free((struct config *)last);
+	live_free();
 	config_free(config);
 	log_close();
 	return 0;

@@ -29,8 +29,10 @@ int plugin_table(const char *prefix, const char *field, const char *time_pattern
 	    !config_is_identifier(name))
 		return -1;
 	int table = counters_table(name);
-	if (table >= 0)
+	if (table >= 0) {
 		counters_table_add_pattern(table, time_pattern);
+		counters_table_set_field(table, field);
+	}
 	return table;
 }
 

@@ -51,6 +51,7 @@ struct plugin {
 	const struct plugin_module *module;
 	char *name;
 	void *settings;            /* the module's settings struct */
+	struct object_stats *stats;   /* per thread; set when the config goes live */
 };
 
 /* Every option table begins with these: the chain reads them. */

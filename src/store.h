@@ -62,6 +62,8 @@ struct store_ops {
 	 * sequence number of its last committed flush (0 when none).  Reading
 	 * locks the row until the transaction ends, so a COMMIT still running
 	 * on a dead connection is waited for. */
+	/* Sets the four counters of one row to zero (tallyctl reset). */
+	enum store_status (*reset_row)(struct store *s, const char *table, const struct store_row *row);
 	enum store_status (*ensure_sequence_table)(struct store *s);
 	enum store_status (*read_sequence)(struct store *s, const char *instance, uint64_t *seq);
 	enum store_status (*write_sequence)(struct store *s, const char *instance, uint64_t seq);

@@ -340,6 +340,25 @@ static enum store_status mysql_select(struct store *s, const char *table, struct
 	return fetch_totals(m, stmt, rows, count);
 }
 
+static enum store_status mysql_reset_row(struct store *s, const char *table,
+					 const struct store_row *row)
+{
+	struct mysql_store *m = (struct mysql_store *)s;
+	unsigned int err;
+	MYSQL_BIND params[2];
+
+	buf_reset(&m->sql);
+	buf_printf(&m->sql, "UPDATE `%s` SET `count`=0,`count_rcpt`=0,`size`=0,`size_rcpt`=0 "
+		   "WHERE `key`=? AND `time`=?", table);
+	MYSQL_STMT *stmt = prepare(m, m->sql.data, &err);
+	if (stmt == NULL)
+		return err == ER_NO_SUCH_TABLE ? STORE_OK : classify(err);
+	memset(params, 0, sizeof(params));
+	bind_bytes(&params[0], row->key, row->key_len, MYSQL_TYPE_BLOB);
+	bind_bytes(&params[1], row->time, row->time_len, MYSQL_TYPE_BLOB);
+	return execute(m, stmt, params, "resetting a row");
+}
+
 /* --------------------------------------------------------------- sequences */
 
 static enum store_status mysql_ensure_sequence_table(struct store *s)
@@ -474,6 +493,7 @@ static const struct store_ops mysql_ops = {
 	.ensure_table = mysql_ensure_table,
 	.upsert = mysql_upsert,
 	.select = mysql_select,
+	.reset_row = mysql_reset_row,
 	.ensure_sequence_table = mysql_ensure_sequence_table,
 	.read_sequence = mysql_read_sequence,
 	.write_sequence = mysql_write_sequence,

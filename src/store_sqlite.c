@@ -265,6 +265,23 @@ static enum store_status sqlite_select(struct store *s, const char *table, struc
 	return status;
 }
 
+static enum store_status sqlite_reset_row(struct store *s, const char *table,
+					  const struct store_row *row)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	int rc;
+
+	buf_reset(&q->sql);
+	buf_printf(&q->sql, "UPDATE `%s` SET `count`=0,`count_rcpt`=0,`size`=0,`size_rcpt`=0 "
+		   "WHERE `key`=? AND `time`=?", table);
+	sqlite3_stmt *stmt = prepare(q, q->sql.data, &rc);
+	if (stmt == NULL)
+		return no_such_table(q) ? STORE_OK : fail(q, rc, "resetting a row");
+	sqlite3_bind_text(stmt, 1, row->key, (int)row->key_len, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, row->time, (int)row->time_len, SQLITE_STATIC);
+	return run(q, stmt, "resetting a row");
+}
+
 static enum store_status sqlite_ensure_sequence_table(struct store *s)
 {
 	return exec((struct sqlite_store *)s,
@@ -344,6 +361,7 @@ static const struct store_ops sqlite_ops = {
 	.ensure_table = sqlite_ensure_table,
 	.upsert = sqlite_upsert,
 	.select = sqlite_select,
+	.reset_row = sqlite_reset_row,
 	.ensure_sequence_table = sqlite_ensure_sequence_table,
 	.read_sequence = sqlite_read_sequence,
 	.write_sequence = sqlite_write_sequence,

@@ -5,6 +5,7 @@
  * Each worker owns its struct worker (request attribute array, session);
  * a connection is touched only by the worker that took its one-shot event.
  * `epoll_fd` and `stop_fd` are set before the threads start and never change.
+ * Each event is served with the config in force when it began (live.h).
  * The stop eventfd is registered level-triggered (not one-shot), so once it
  * is written every worker sees it.
  */
@@ -21,22 +22,25 @@
 #include "journal.h"
 #include "log.h"
 #include "policy.h"
+#include "live.h"
 #include "session.h"
+#include "stats.h"
 #include "workers.h"
 
 enum serve_result { KEEP_READING, KEEP_WRITING, CLOSE };
 
 struct worker {
 	pthread_t thread;
-	const struct config *config;
+	int slot;                  /* stats slot, also its live.h use mark */
+	const struct config *config;   /* in force for the current event */
 	struct policy_limits limits;
-	struct request request;    /* attrs: room for limits.max_attributes */
+	struct request request;    /* attrs: room for attrs_cap attributes */
+	size_t attrs_cap;
 	struct session session;
 };
 
 static int epoll_fd = -1;
 static int stop_fd = -1;
-static const struct config *pool_config;
 static struct worker *workers;
 static int worker_count;
 
@@ -45,14 +49,27 @@ static int worker_count;
 #define READ_CHUNK 16384
 #define READ_LIMIT (256 * 1024)
 
-static void worker_init(struct worker *w, const struct config *config)
+static void worker_init(struct worker *w, int slot)
 {
 	memset(w, 0, sizeof(*w));
+	w->slot = slot;
+	session_init(&w->session);
+}
+
+/* Takes the config in force for one event. */
+static void worker_enter(struct worker *w)
+{
+	const struct config *config = live_enter();
+
+	if (config == w->config)
+		return;
 	w->config = config;
 	w->limits.max_request_size = (size_t)config->max_request_size;
 	w->limits.max_attributes = (size_t)config->max_attributes;
-	w->request.attrs = xcalloc(w->limits.max_attributes, sizeof(struct attribute));
-	session_init(&w->session);
+	if (w->attrs_cap < w->limits.max_attributes) {
+		w->attrs_cap = w->limits.max_attributes;
+		w->request.attrs = xrealloc(w->request.attrs, w->attrs_cap * sizeof(struct attribute));
+	}
 }
 
 static void worker_free(struct worker *w)
@@ -117,17 +134,22 @@ static bool answer_requests(struct worker *w, struct connection *c)
 	const char *error = NULL;
 	size_t used;
 
+	struct stats_slot *stats = stats_mine();
+
 	while ((status = policy_parse(&c->parser, &w->limits, buf_head(&c->in), buf_size(&c->in),
 				      &w->request, &used, &error)) == POLICY_REQUEST) {
 		const char *action = chain_run(vhost, &w->request, &w->session);
 		policy_write_answer(&c->out, action);
 		c->requests++;
+		stats_bump(&stats->requests, 1);
+		stats_bump(&stats->answers[stats_classify(action)], 1);
 		log_debug("%s: request %llu answered %s", c->peer,
 			  (unsigned long long)c->requests, action);
 		session_clear(&w->session);
 		buf_consume(&c->in, used);
 	}
 	if (status == POLICY_MALFORMED) {
+		stats_bump(&stats->malformed, 1);
 		log_warning("%s: malformed request after %llu good ones: %s; closing the connection",
 			    c->peer, (unsigned long long)c->requests, error);
 		return false;
@@ -139,6 +161,8 @@ static void log_eof(const struct worker *w, const struct connection *c)
 {
 	bool partial = buf_size(&c->in) > 0;
 
+	if (atomic_load(&c->expired))
+		stats_bump(&stats_mine()->timeouts, 1);
 	if (atomic_load(&c->expired) && partial)
 		log_warning("%s: request not complete after %d s (request_timeout); closing",
 			    c->peer, w->config->request_timeout);
@@ -195,9 +219,9 @@ static int arm(struct connection *c, int op, uint32_t events)
 	return epoll_ctl(epoll_fd, op, c->fd, &ev);
 }
 
-void workers_add(struct connection *c)
+void workers_add(struct connection *c, int keepalive_timeout)
 {
-	atomic_store(&c->deadline, connection_now() + pool_config->keepalive_timeout);
+	atomic_store(&c->deadline, connection_now() + keepalive_timeout);
 	if (arm(c, EPOLL_CTL_ADD, EPOLLIN) < 0) {
 		log_error("%s: cannot add the connection to the worker pool: %s", c->peer,
 			  strerror(errno));
@@ -210,6 +234,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct epoll_event ev;
 
+	stats_bind(w->slot);
 	for (;;) {
 		int n = epoll_wait(epoll_fd, &ev, 1, -1);
 		if (n < 0 && errno == EINTR)
@@ -222,12 +247,15 @@ static void *worker_main(void *arg)
 			break;                /* stop_fd: shutting down */
 		struct connection *c = ev.data.ptr;
 		atomic_store(&c->deadline, INT64_MAX);
+		worker_enter(w);
 		enum serve_result r = serve(w, c);
+		if (r != CLOSE)
+			set_deadline(w, c);
+		live_leave();
 		if (r == CLOSE) {
 			connection_close(c);
 			continue;
 		}
-		set_deadline(w, c);
 		if (arm(c, EPOLL_CTL_MOD, r == KEEP_WRITING ? EPOLLOUT : EPOLLIN) < 0) {
 			log_error("%s: cannot re-arm the connection: %s", c->peer, strerror(errno));
 			connection_close(c);
@@ -236,21 +264,20 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-int workers_start(const struct config *config)
+int workers_start(int count)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 
-	pool_config = config;
 	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (epoll_fd < 0 || stop_fd < 0 || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, stop_fd, &ev) < 0) {
 		log_error("cannot create the worker pool's epoll set: %s", strerror(errno));
 		return -1;
 	}
-	worker_count = config->workers;
+	worker_count = count;
 	workers = xcalloc((size_t)worker_count, sizeof(*workers));
 	for (int i = 0; i < worker_count; i++) {
-		worker_init(&workers[i], config);
+		worker_init(&workers[i], i);
 		int rc = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
 		if (rc != 0) {
 			log_error("cannot start worker thread %d: %s", i, strerror(rc));
@@ -291,8 +318,10 @@ static void drain_one(struct connection *c, void *arg)
 {
 	struct worker *w = arg;
 
+	worker_enter(w);
 	if (serve(w, c) != CLOSE)
 		write_before_close(c);
+	live_leave();
 	connection_close(c);
 }
 
@@ -300,7 +329,7 @@ void workers_drain(void)
 {
 	struct worker w;
 
-	worker_init(&w, pool_config);
+	worker_init(&w, stats_thread_index());
 	connection_for_each(drain_one, &w);
 	worker_free(&w);
 	close(epoll_fd);

@@ -5,7 +5,8 @@
  * registered one-shot: an event hands the connection to exactly one worker,
  * which reads, answers every complete request, writes, and re-arms it.  An
  * idle connection therefore holds no thread, and a worker that waits for the
- * database delays only the connection it holds.
+ * database delays only the connection it holds.  Workers take the config in
+ * force at each event (live.h), so a reload applies to the next request.
  */
 #ifndef TALLYD_WORKERS_H
 #define TALLYD_WORKERS_H
@@ -13,11 +14,13 @@
 #include "config.h"
 #include "connection.h"
 
-/* Creates the epoll set and starts config->workers threads.  0 or -1. */
-int workers_start(const struct config *config);
+/* Creates the epoll set and starts `count` threads using stats slots
+ * 0 .. count-1.  0 or -1. */
+int workers_start(int count);
 
-/* Hands a new connection to the pool (called by the acceptor). */
-void workers_add(struct connection *c);
+/* Hands a new connection to the pool (the acceptor); `keepalive_timeout`
+ * is its first deadline. */
+void workers_add(struct connection *c, int keepalive_timeout);
 
 /* Wakes every worker and waits until each has finished the connection it
  * holds; afterwards no worker touches any connection. */

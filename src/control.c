@@ -1,0 +1,476 @@
+/*
+ * control.c: the admin thread (see control.h).  It owns the two listening
+ * sockets and serves one client at a time: a flush or a reload asked for by
+ * tallyctl waits for the flusher or the main thread, not for a lock.  It
+ * reads statistics the way any reader does (summing per-thread slots), and
+ * the config through live.h like a worker.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "connection.h"
+#include "control.h"
+#include "counters.h"
+#include "flusher.h"
+#include "journal.h"
+#include "live.h"
+#include "log.h"
+#include "plugin.h"
+#include "stats.h"
+#include "store.h"
+#include "timekey.h"
+
+static int control_fd = -1;
+static int metrics_fd = -1;
+static int stop_pipe[2] = { -1, -1 };
+static pthread_t thread;
+static bool running;
+static int slot;
+static control_reload_fn reload_hook;
+static char *control_path;
+static time_t started;
+
+/* ---------------------------------------------------------------- sockets */
+
+static int open_control_socket(const char *path)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(un.sun_path)) {
+		log_error("control_socket %s: path too long", path);
+		return -1;
+	}
+	strcpy(un.sun_path, path);
+	unlink(path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&un, sizeof(un)) < 0 || chmod(path, 0660) < 0 ||
+	    listen(fd, 16) < 0) {
+		log_error("control_socket %s: %s; tallyctl will not reach tallyd", path,
+			  strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int open_metrics_socket(const struct listen_address *a)
+{
+	int one = 1;
+	int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, (const struct sockaddr *)&a->addr, a->addr_len) < 0 ||
+	    listen(fd, 16) < 0) {
+		log_error("metrics_listen %s: %s; no Prometheus metrics", a->spec, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* ------------------------------------------------------------------ report */
+
+static void format_time(char *out, size_t size, int64_t unix_time)
+{
+	struct tm tm;
+	time_t t = (time_t)unix_time;
+
+	if (unix_time == 0) {
+		snprintf(out, size, "never");
+		return;
+	}
+	localtime_r(&t, &tm);
+	strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
+}
+
+static void stats_text(struct buf *out, const struct config *config)
+{
+	struct stats_slot t;
+	struct counters_stats cache;
+	struct flusher_status f;
+	char when[32];
+
+	stats_read(&t);
+	counters_stats(&cache);
+	flusher_status(&f);
+	buf_printf(out, "uptime_seconds %lld\n", (long long)(time(NULL) - started));
+	buf_printf(out, "connections_open %d\n", connection_count());
+	buf_printf(out, "connections_total %llu\n", (unsigned long long)t.connections);
+	buf_printf(out, "connections_refused %llu\n", (unsigned long long)t.refused);
+	buf_printf(out, "requests %llu\n", (unsigned long long)t.requests);
+	buf_printf(out, "malformed %llu\n", (unsigned long long)t.malformed);
+	buf_printf(out, "timeouts %llu\n", (unsigned long long)t.timeouts);
+	for (int a = 0; a < ACTION_COUNT_OF; a++)
+		buf_printf(out, "answers %s %llu\n", stats_action_names[a],
+			   (unsigned long long)t.answers[a]);
+	for (size_t i = 0; i < config->vhost_count; i++) {
+		const struct vhost *v = &config->vhosts[i];
+		uint64_t calls, answers, ns;
+		object_stats_read(v->stats, &calls, &answers, &ns);
+		buf_printf(out, "vhost %s requests %llu answered %llu\n", v->name,
+			   (unsigned long long)calls, (unsigned long long)answers);
+		for (size_t j = 0; j < v->plugin_count; j++) {
+			const struct plugin *p = v->plugins[j];
+			object_stats_read(p->stats, &calls, &answers, &ns);
+			buf_printf(out, "plugin %s %s calls %llu answers %llu avg_us %.1f\n", v->name,
+				   p->name, (unsigned long long)calls, (unsigned long long)answers,
+				   calls ? (double)ns / (double)calls / 1000.0 : 0.0);
+		}
+	}
+	buf_printf(out, "cache_keys %zu\n", cache.keys);
+	buf_printf(out, "pending_keys %zu\n", cache.dirty_keys);
+	buf_printf(out, "in_flight_keys %zu\n", f.in_flight_keys);
+	buf_printf(out, "flushes %llu\n", (unsigned long long)f.flushes);
+	buf_printf(out, "flush_failures %llu\n", (unsigned long long)f.failures);
+	format_time(when, sizeof(when), f.last_flush);
+	buf_printf(out, "last_flush %s seq %llu keys %zu seconds %.3f\n", when,
+		   (unsigned long long)f.last_seq, f.last_keys, f.last_duration);
+	buf_printf(out, "last_flush_error %s\n", f.last_error[0] ? f.last_error : "-");
+	buf_printf(out, "database %s\n", store_is_down() ? "down" : "up");
+	buf_printf(out, "journal %s\n", journal_enabled() ? "on" : "off");
+}
+
+/* Prometheus label values escape \, " and newlines. */
+static void label(struct buf *out, const char *value)
+{
+	for (const char *p = value; *p; p++) {
+		if (*p == '\\' || *p == '"')
+			buf_printf(out, "\\%c", *p);
+		else if (*p == '\n')
+			buf_append_str(out, "\\n");
+		else
+			buf_append(out, p, 1);
+	}
+}
+
+static void metric(struct buf *out, const char *name, const char *type, const char *help,
+		   double value)
+{
+	buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name,
+		   value);
+}
+
+static void object_metrics(struct buf *out, const struct config *config)
+{
+	static const char *const names[] = { "tallyd_plugin_calls_total",
+					     "tallyd_plugin_answers_total",
+					     "tallyd_plugin_seconds_total" };
+
+	for (int which = 0; which < 3; which++) {
+		buf_printf(out, "# TYPE %s counter\n", names[which]);
+		for (size_t i = 0; i < config->vhost_count; i++) {
+			const struct vhost *v = &config->vhosts[i];
+			for (size_t j = 0; j < v->plugin_count; j++) {
+				uint64_t value[3];
+				object_stats_read(v->plugins[j]->stats, &value[0], &value[1], &value[2]);
+				buf_printf(out, "%s{vhost=\"", names[which]);
+				label(out, v->name);
+				buf_append_str(out, "\",plugin=\"");
+				label(out, v->plugins[j]->name);
+				buf_printf(out, "\"} %.17g\n", which == 2 ? (double)value[2] / 1e9 :
+					   (double)value[which]);
+			}
+		}
+	}
+}
+
+static void prometheus_text(struct buf *out, const struct config *config)
+{
+	struct stats_slot t;
+	struct counters_stats cache;
+	struct flusher_status f;
+
+	stats_read(&t);
+	counters_stats(&cache);
+	flusher_status(&f);
+	metric(out, "tallyd_connections_open", "gauge", "Open client connections.",
+	       connection_count());
+	metric(out, "tallyd_connections_total", "counter", "Connections accepted.",
+	       (double)t.connections);
+	metric(out, "tallyd_connections_refused_total", "counter",
+	       "Connections refused at max_connections.", (double)t.refused);
+	metric(out, "tallyd_requests_total", "counter", "Policy requests answered.",
+	       (double)t.requests);
+	metric(out, "tallyd_malformed_requests_total", "counter",
+	       "Connections closed for a malformed request.", (double)t.malformed);
+	metric(out, "tallyd_timeouts_total", "counter",
+	       "Connections closed by request_timeout or keepalive_timeout.", (double)t.timeouts);
+	buf_append_str(out, "# HELP tallyd_answers_total Answers by action.\n"
+		       "# TYPE tallyd_answers_total counter\n");
+	for (int a = 0; a < ACTION_COUNT_OF; a++)
+		buf_printf(out, "tallyd_answers_total{action=\"%s\"} %llu\n", stats_action_names[a],
+			   (unsigned long long)t.answers[a]);
+	object_metrics(out, config);
+	metric(out, "tallyd_cache_keys", "gauge", "Keys in the counter cache.",
+	       (double)cache.keys);
+	metric(out, "tallyd_pending_keys", "gauge", "Keys with increments not yet flushed.",
+	       (double)(cache.dirty_keys + f.in_flight_keys));
+	metric(out, "tallyd_flushes_total", "counter", "Flushes committed.", (double)f.flushes);
+	metric(out, "tallyd_flush_failures_total", "counter", "Flush attempts that failed.",
+	       (double)f.failures);
+	metric(out, "tallyd_last_flush_timestamp_seconds", "gauge",
+	       "Unix time of the last committed flush.", (double)f.last_flush);
+	metric(out, "tallyd_last_flush_duration_seconds", "gauge",
+	       "Duration of the last committed flush.", f.last_duration);
+	metric(out, "tallyd_database_up", "gauge", "1 when the database is reachable.",
+	       store_is_down() ? 0 : 1);
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static void show_metrics(struct buf *out, int table, const char *key, const char *time)
+{
+	struct metric_values total, flushed, in_flight, pending;
+	bool known = counters_total(table, key, strlen(key), time, strlen(time), &total);
+
+	counters_peek(table, key, strlen(key), time, strlen(time), &flushed, &in_flight, &pending);
+	buf_printf(out, "ok\ntable %s\nkey %s\ntime %s\n", counters_table_name(table), key, time);
+	for (int m = 0; m < METRIC_COUNT_OF; m++)
+		buf_printf(out, "%s %llu (flushed %llu, in flight %llu, pending %llu)\n",
+			   metric_names[m], (unsigned long long)total.v[m],
+			   (unsigned long long)flushed.v[m], (unsigned long long)in_flight.v[m],
+			   (unsigned long long)pending.v[m]);
+	if (!known)
+		buf_append_str(out, "note: the database is unreachable; only this tallyd's own "
+			       "increments are shown\n");
+}
+
+/* show|reset FIELD KEY [TIME] */
+static void command_key(struct buf *out, char **args, int count)
+{
+	bool reset = strcmp(args[0], "reset") == 0;
+	int ids[8];
+	const char *pattern;
+	size_t time_len;
+
+	if (count < 3 || count > 4) {
+		buf_printf(out, "error: usage: %s FIELD KEY [TIME]\n", args[0]);
+		return;
+	}
+	int found = counters_tables_for(args[1], ids, 8, &pattern);
+	if (found != 1) {
+		buf_printf(out, "error: %s %s\n", found ? "several tables keep" :
+			   "no accounting table keeps", args[1]);
+		for (int i = 0; i < found && i < 8; i++)
+			buf_printf(out, "table %s\n", counters_table_name(ids[i]));
+		return;
+	}
+	if (strlen(args[2]) > ACCOUNTING_VALUE_MAX) {
+		buf_printf(out, "error: the key is longer than %d bytes\n", ACCOUNTING_VALUE_MAX);
+		return;
+	}
+	char time[ACCOUNTING_VALUE_MAX + 1];
+	snprintf(time, sizeof(time), "%s", count == 4 ? args[3] :
+		 timekey_now(pattern ? pattern : "%Y-%m", &time_len));
+	if (reset && flusher_reset(ids[0], args[2], strlen(args[2]), time, strlen(time)) < 0) {
+		buf_append_str(out, "error: the database could not be reached; nothing was reset\n");
+		return;
+	}
+	show_metrics(out, ids[0], args[2], time);
+}
+
+static void run_command(struct buf *out, char *line)
+{
+	char *args[8], *save = NULL;
+	int count = 0;
+
+	line[strcspn(line, "\r\n")] = '\0';
+	for (char *a = strtok_r(line, " \t", &save); a && count < 8; a = strtok_r(NULL, " \t", &save))
+		args[count++] = a;
+	if (count == 0) {
+		buf_append_str(out, "error: no command\n");
+	} else if (strcmp(args[0], "stats") == 0) {
+		buf_append_str(out, "ok\n");
+		stats_text(out, live_enter());
+		live_leave();
+	} else if (strcmp(args[0], "show") == 0 || strcmp(args[0], "reset") == 0) {
+		command_key(out, args, count);
+	} else if (strcmp(args[0], "flush") == 0) {
+		buf_append_str(out, flusher_flush_now() == 0 ? "ok\nflushed\n" :
+			       "error: the flush failed; see the log (tallyctl stats shows the last "
+			       "error)\n");
+	} else if (strcmp(args[0], "reload") == 0) {
+		struct buf why;
+		buf_init(&why);
+		if (reload_hook(&why) == 0)
+			buf_append_str(out, "ok\nreloaded\n");
+		else
+			buf_printf(out, "error: reload refused; the running configuration stays\n%s",
+				   why.data ? why.data : "");
+		buf_free(&why);
+	} else {
+		buf_printf(out, "error: unknown command '%s' (stats, show, reset, flush, reload)\n",
+			   args[0]);
+	}
+}
+
+/* ------------------------------------------------------------------- thread */
+
+static void write_all(int fd, const struct buf *b)
+{
+	size_t done = 0;
+
+	while (done < b->len) {
+		ssize_t n = write(fd, b->data + done, b->len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		done += (size_t)n;
+	}
+}
+
+/* Reads until `end` appears or 8 KiB; false on timeout or EOF before it. */
+static bool read_until(int fd, char *in, size_t size, const char *end)
+{
+	size_t len = 0;
+
+	while (len + 1 < size) {
+		ssize_t n = read(fd, in + len, size - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		in[len] = '\0';
+		if (strstr(in, end))
+			return true;
+	}
+	in[len] = '\0';
+	return len > 0 && strstr(in, end) != NULL;
+}
+
+static void serve_control(int fd)
+{
+	char line[4096];
+	struct buf out;
+
+	buf_init(&out);
+	if (read_until(fd, line, sizeof(line), "\n"))
+		run_command(&out, line);
+	else
+		buf_append_str(&out, "error: send one command line\n");
+	write_all(fd, &out);
+	buf_free(&out);
+}
+
+static void serve_metrics(int fd)
+{
+	char request[8192];
+	struct buf body, out;
+
+	buf_init(&body);
+	buf_init(&out);
+	if (!read_until(fd, request, sizeof(request), "\n")) {
+		buf_free(&body);
+		return;
+	}
+	if (strncmp(request, "GET /metrics ", 13) == 0 || strncmp(request, "GET / ", 6) == 0) {
+		prometheus_text(&body, live_enter());
+		live_leave();
+		buf_printf(&out, "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+			   "Content-Length: %zu\r\nConnection: close\r\n\r\n", body.len);
+		buf_append(&out, body.data, body.len);
+	} else {
+		buf_append_str(&out, "HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n"
+			       "Connection: close\r\n\r\nGET /metrics\n");
+	}
+	write_all(fd, &out);
+	buf_free(&body);
+	buf_free(&out);
+}
+
+static void accept_one(int listen_fd, void (*serve)(int fd))
+{
+	struct timeval five = { .tv_sec = 5 };
+	int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &five, sizeof(five));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &five, sizeof(five));
+	serve(fd);
+	close(fd);
+}
+
+static void *control_main(void *unused)
+{
+	struct pollfd fds[3] = {
+		{ .fd = stop_pipe[0], .events = POLLIN },
+		{ .fd = control_fd, .events = POLLIN },
+		{ .fd = metrics_fd, .events = POLLIN },
+	};
+
+	(void)unused;
+	stats_bind(slot);
+	for (;;) {
+		if (poll(fds, 3, -1) < 0 && errno != EINTR)
+			break;
+		if (fds[0].revents)
+			break;
+		if (fds[1].revents & POLLIN)
+			accept_one(control_fd, serve_control);
+		if (fds[2].revents & POLLIN)
+			accept_one(metrics_fd, serve_metrics);
+	}
+	return NULL;
+}
+
+void control_start(const struct config *config, int stats_slot, control_reload_fn reload)
+{
+	slot = stats_slot;
+	reload_hook = reload;
+	started = time(NULL);
+	if (config->control_socket[0] != '\0') {
+		control_fd = open_control_socket(config->control_socket);
+		if (control_fd >= 0)
+			control_path = xstrdup(config->control_socket);
+	}
+	if (config->metrics_listen[0] != '\0')
+		metrics_fd = open_metrics_socket(&config->metrics_address);
+	if ((control_fd < 0 && metrics_fd < 0) || pipe(stop_pipe) < 0)
+		return;
+	int rc = pthread_create(&thread, NULL, control_main, NULL);
+	if (rc != 0)
+		log_error("cannot start the admin thread: %s", strerror(rc));
+	running = rc == 0;
+}
+
+void control_stop(void)
+{
+	if (running) {
+		if (write(stop_pipe[1], "", 1) != 1)
+			log_error("cannot stop the admin thread: %s", strerror(errno));
+		pthread_join(thread, NULL);
+		running = false;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (stop_pipe[i] >= 0)
+			close(stop_pipe[i]);
+		stop_pipe[i] = -1;
+	}
+	if (control_fd >= 0) {
+		close(control_fd);
+		unlink(control_path);
+	}
+	if (metrics_fd >= 0)
+		close(metrics_fd);
+	control_fd = metrics_fd = -1;
+	free(control_path);
+	control_path = NULL;
+}

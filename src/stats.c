@@ -1,0 +1,108 @@
+/*
+ * stats.c: per-thread counters (see stats.h).  `slots` is allocated once
+ * before any thread counts and never moves; each slot has one writer, and
+ * readers (the admin thread) sum them with relaxed loads.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "stats.h"
+
+const char *const stats_action_names[ACTION_COUNT_OF] = {
+	"dunno", "ok", "defer", "defer_if_permit", "defer_if_reject", "reject", "hold",
+	"discard", "other",
+};
+
+static struct stats_slot *slots;
+static int slot_count;
+static _Thread_local int my_slot;
+
+void stats_init(int threads)
+{
+	slot_count = threads;
+	slots = aligned_alloc(64, sizeof(*slots) * (size_t)threads);
+	if (slots == NULL)
+		fatal("out of memory for statistics");
+	memset(slots, 0, sizeof(*slots) * (size_t)threads);
+}
+
+void stats_bind(int index)
+{
+	my_slot = index;
+}
+
+int stats_thread_index(void)
+{
+	return my_slot;
+}
+
+int stats_thread_count(void)
+{
+	return slot_count;
+}
+
+struct stats_slot *stats_mine(void)
+{
+	return &slots[my_slot];
+}
+
+enum stats_action stats_classify(const char *action)
+{
+	size_t word = strcspn(action, " \t");
+
+	for (int i = 0; i < ACTION_OTHER; i++) {
+		if (strlen(stats_action_names[i]) == word &&
+		    strncasecmp(action, stats_action_names[i], word) == 0)
+			return (enum stats_action)i;
+	}
+	/* "450 4.7.1 text" and "550 ..." answers: a deferral or a rejection */
+	if (action[0] == '4' && word == 3)
+		return ACTION_DEFER;
+	if (action[0] == '5' && word == 3)
+		return ACTION_REJECT;
+	return ACTION_OTHER;
+}
+
+static uint64_t load(const _Atomic uint64_t *counter)
+{
+	return atomic_load_explicit(counter, memory_order_relaxed);
+}
+
+void stats_read(struct stats_slot *total)
+{
+	memset(total, 0, sizeof(*total));
+	for (int i = 0; i < slot_count; i++) {
+		const struct stats_slot *s = &slots[i];
+		total->connections += load(&s->connections);
+		total->refused += load(&s->refused);
+		total->requests += load(&s->requests);
+		total->malformed += load(&s->malformed);
+		total->timeouts += load(&s->timeouts);
+		for (int a = 0; a < ACTION_COUNT_OF; a++)
+			total->answers[a] += load(&s->answers[a]);
+	}
+}
+
+struct object_stats *object_stats_new(void)
+{
+	size_t size = sizeof(struct object_stats) * (size_t)slot_count;
+	struct object_stats *per_thread = aligned_alloc(64, size ? size : 64);
+
+	if (per_thread == NULL)
+		fatal("out of memory for statistics");
+	memset(per_thread, 0, size);
+	return per_thread;
+}
+
+void object_stats_read(const struct object_stats *per_thread, uint64_t *calls, uint64_t *answers,
+		       uint64_t *nanoseconds)
+{
+	*calls = *answers = *nanoseconds = 0;
+	for (int i = 0; i < slot_count; i++) {
+		*calls += load(&per_thread[i].calls);
+		*answers += load(&per_thread[i].answers);
+		*nanoseconds += load(&per_thread[i].nanoseconds);
+	}
+}
