@@ -209,8 +209,7 @@ static uint64_t key_hash(int table, const char *key, size_t key_len, const char 
 	uint16_t t = (uint16_t)table;
 	uint64_t h = hash_bytes(HASH_SEED, &t, sizeof(t));
 
-	h = hash_bytes(h, time, time_len);
-	h = hash_bytes(h, "", 1);             /* so "ab"+"c" differs from "a"+"bc" */
+	h = hash_bytes(h, time, time_len);    /* lengths are mixed in: "ab"+"c" != "a"+"bc" */
 	return hash_finish(hash_bytes(h, key, key_len));
 }
 
