@@ -60,7 +60,12 @@ void config_error(struct config_errors *errors, const config_setting_t *where,
 
 /* ----------------------------------------------------------- option tables */
 
-#define FIELD(settings, option, type) ((type *)((char *)(settings) + (option)->offset))
+/* The field an option describes, as a pointer to its type. */
+static void *field_of(void *settings, const struct config_option *o)
+{
+	return (char *)settings + o->offset;
+}
+#define FIELD(settings, option, type) ((type *)field_of((settings), (option)))
 
 void config_default_options(const struct config_option *options, void *settings)
 {

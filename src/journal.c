@@ -350,7 +350,7 @@ static bool get_string(const char **p, const char *end, const char **s, size_t *
 
 static bool parse_record(struct reading *r, const char **p, const char *end)
 {
-	struct replayed rec;
+	struct replayed rec = { 0 };
 	const char *table;
 	size_t table_len;
 

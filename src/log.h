@@ -41,7 +41,7 @@ void log_vmsg(int priority, const char *fmt, va_list ap) PRINTF_LIKE(2, 0);
 #define log_debug(...) \
 	do { if (log_enabled(LOG_DEBUG)) log_msg(LOG_DEBUG, __VA_ARGS__); } while (0)
 
-_Noreturn void fatal(const char *fmt, ...) PRINTF_LIKE(1, 2);
+void fatal(const char *fmt, ...) __attribute__((noreturn)) PRINTF_LIKE(1, 2);
 
 /* For warnings that input can repeat without end: true at most once every
  * `seconds` per `last` (a static the caller keeps, starting at 0). */
