@@ -39,6 +39,10 @@ struct connection {
 
 	_Atomic int64_t deadline;  /* monotonic seconds; INT64_MAX while a worker holds it */
 	atomic_bool expired;       /* set by the sweep before it shuts the socket down */
+	/* Stored (release) by a thread that hands the connection to epoll and
+	 * loaded (acquire) by the worker that takes it out: the kernel already
+	 * orders the two, this says so in terms ThreadSanitizer sees too. */
+	atomic_uint handoffs;
 
 	struct connection *prev, *next;   /* the table; guarded by table_lock */
 };

@@ -212,11 +212,20 @@ static void set_deadline(const struct worker *w, struct connection *c)
 	atomic_store(&c->deadline, c->request_started + w->config->request_timeout);
 }
 
+/* Gives the connection back to epoll: from here on another worker may own it. */
 static int arm(struct connection *c, int op, uint32_t events)
 {
 	struct epoll_event ev = { .events = events | EPOLLONESHOT | EPOLLRDHUP, .data.ptr = c };
 
+	atomic_fetch_add_explicit(&c->handoffs, 1, memory_order_release);
 	return epoll_ctl(epoll_fd, op, c->fd, &ev);
+}
+
+/* Takes a connection out of epoll (see arm()). */
+static void take(struct connection *c)
+{
+	(void)atomic_load_explicit(&c->handoffs, memory_order_acquire);
+	atomic_store(&c->deadline, INT64_MAX);
 }
 
 void workers_add(struct connection *c, int keepalive_timeout)
@@ -246,7 +255,7 @@ static void *worker_main(void *arg)
 		if (ev.data.ptr == NULL)
 			break;                /* stop_fd: shutting down */
 		struct connection *c = ev.data.ptr;
-		atomic_store(&c->deadline, INT64_MAX);
+		take(c);
 		worker_enter(w);
 		enum serve_result r = serve(w, c);
 		if (r != CLOSE)
