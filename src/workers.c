@@ -216,9 +216,10 @@ static void set_deadline(const struct worker *w, struct connection *c)
 static int arm(struct connection *c, int op, uint32_t events)
 {
 	struct epoll_event ev = { .events = events | EPOLLONESHOT | EPOLLRDHUP, .data.ptr = c };
+	int fd = c->fd;                       /* c is not ours after the release */
 
 	atomic_fetch_add_explicit(&c->handoffs, 1, memory_order_release);
-	return epoll_ctl(epoll_fd, op, c->fd, &ev);
+	return epoll_ctl(epoll_fd, op, fd, &ev);
 }
 
 /* Takes a connection out of epoll (see arm()). */
