@@ -464,7 +464,8 @@ static uint64_t *list_segments(size_t *count)
 	}
 	if (d)
 		closedir(d);
-	qsort(numbers, *count, sizeof(*numbers), compare_numbers);
+	if (*count > 1)
+		qsort(numbers, *count, sizeof(*numbers), compare_numbers);
 	return numbers;
 }
 
