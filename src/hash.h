@@ -30,7 +30,8 @@ static inline uint64_t hash_bytes(uint64_t seed, const void *data, size_t len)
 		h = hash_mix(h, word);
 	}
 	word = 0;
-	memcpy(&word, p, len);
+	if (len > 0)                  /* memcpy from NULL is undefined even for 0 */
+		memcpy(&word, p, len);
 	return hash_mix(h, word ^ 0xc4ceb9fe1a85ec53ULL);
 }
 

@@ -127,10 +127,10 @@ static int write_batch(int fd, const struct buf *payload)
 {
 	char header[BATCH_HEADER] = { 0 };
 	uint32_t len = (uint32_t)payload->len;
-	uint64_t hash = hash_bytes(HASH_SEED, payload->data, payload->len);
 
-	if (payload->len == 0)
+	if (len == 0)
 		return 0;
+	uint64_t hash = hash_bytes(HASH_SEED, payload->data, len);
 	memcpy(header, &len, 4);
 	memcpy(header + 8, &hash, 8);
 	if (write_all(fd, header, sizeof(header)) < 0 || write_all(fd, payload->data, len) < 0)
