@@ -91,6 +91,8 @@ static void complain(struct flusher *f, const char *what, const char *why)
 	int64_t now = now_ms();
 
 	note_failure(what, why);
+	if (store_is_down())
+		return;                      /* the outage is logged already, once */
 	if (now - f->last_complaint >= 60000) {
 		log_error("%s failed: %s; the increments are kept and retried", what, why);
 		f->last_complaint = now;
@@ -145,10 +147,11 @@ static bool connect_store(struct flusher *f)
 	return true;
 }
 
-/* Closes a connection that reported STORE_LOST. */
+/* Closes a connection that reported STORE_LOST (a restart, a KILL, an
+ * outage: which one, the next connection attempt tells). */
 static void lost(struct flusher *f, const char *what)
 {
-	log_warning("%s: database connection lost: %s", what, f->store->error);
+	log_info("%s: database connection lost: %s", what, f->store->error);
 	disconnect(f);
 }
 

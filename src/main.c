@@ -293,6 +293,17 @@ static void drop_privileges(const struct config *config, uid_t uid, gid_t gid)
 	}
 }
 
+/* Keys whose increments are not in the database yet, for the outage log. */
+static size_t keys_waiting(void)
+{
+	struct counters_stats stats;
+	struct flusher_status flusher;
+
+	counters_stats(&stats);
+	flusher_status(&flusher);
+	return stats.dirty_keys + flusher.in_flight_keys;
+}
+
 /* The caches, the lookup pool and the flusher.  An unreachable MySQL server
  * is an outage tallyd rides out; an SQLite file it cannot open is a mistake
  * to report now. */
@@ -306,7 +317,7 @@ static void start_database(const struct config *config)
 
 	counters_init(&loader);
 	usercache_init(config->user_config_ttl, config->database.connect_timeout);
-	store_pool_init(&config->database);
+	store_pool_init(&config->database, keys_waiting);
 	struct store *probe = store_open(&config->database, error, sizeof(error));
 	if (probe == NULL && config->database.driver == DATABASE_SQLITE)
 		fatal("%s", error);

@@ -39,6 +39,7 @@ int store_row_compare(const void *a, const void *b)
 
 static atomic_bool down;
 static _Atomic int64_t down_since;
+static size_t (*keys_waiting)(void);       /* set once by store_pool_init() */
 
 static int64_t now_ms(void)
 {
@@ -54,8 +55,9 @@ void store_outage_begin(const char *why)
 
 	if (atomic_compare_exchange_strong(&down, &expected, true)) {
 		atomic_store(&down_since, now_ms());
-		log_error("database unreachable: %s; answering from the cache and keeping every "
-			  "increment until it is back", why);
+		log_error("database unreachable: %s; answering from the cache, %zu keys have "
+			  "increments waiting, and every increment is kept until it is back", why,
+			  keys_waiting ? keys_waiting() : 0);
 	}
 }
 
@@ -64,8 +66,10 @@ void store_outage_end(void)
 	bool expected = true;
 
 	if (atomic_compare_exchange_strong(&down, &expected, false))
-		log_notice("database reachable again after %.1f s",
-			   (double)(now_ms() - atomic_load(&down_since)) / 1000.0);
+		log_notice("database reachable again after %.1f s; writing the %zu keys' "
+			   "increments kept meanwhile",
+			   (double)(now_ms() - atomic_load(&down_since)) / 1000.0,
+			   keys_waiting ? keys_waiting() : 0);
 }
 
 bool store_is_down(void)
@@ -83,7 +87,7 @@ static int idle_count;                     /* guarded by pool_lock */
 static int open_count;                     /* guarded by pool_lock: idle + lent + connecting */
 static int64_t next_attempt;               /* guarded by pool_lock: ms, during an outage */
 
-void store_pool_init(const struct database_config *config)
+void store_pool_init(const struct database_config *config, size_t (*waiting)(void))
 {
 	pthread_condattr_t attr;
 
@@ -92,6 +96,7 @@ void store_pool_init(const struct database_config *config)
 	pthread_cond_init(&pool_returned, &attr);
 	pthread_condattr_destroy(&attr);
 	pool_config = config;
+	keys_waiting = waiting;
 	idle = xcalloc((size_t)config->pool_size, sizeof(*idle));
 	idle_count = open_count = 0;
 	next_attempt = 0;
@@ -158,7 +163,7 @@ struct store *store_pool_acquire(void)
 void store_pool_release(struct store *s, enum store_status last)
 {
 	if (last == STORE_LOST) {
-		log_warning("database connection lost: %s", s->error);
+		log_info("database connection lost: %s", s->error);
 		s->ops->close(s);
 	}
 	pthread_mutex_lock(&pool_lock);
@@ -175,15 +180,18 @@ int store_load_totals(const char *table, const char *key, size_t key_len, const 
 {
 	struct store_row row = { .key = key, .key_len = key_len, .time = time,
 				 .time_len = time_len };
-	struct store *s = store_pool_acquire();
+	enum store_status status = STORE_LOST;
 
 	(void)unused;
-	if (s == NULL)
-		return -1;
-	enum store_status status = s->ops->select(s, table, &row, 1);
-	if (status != STORE_OK && status != STORE_LOST)
-		log_warning("reading %s from %s: %s", "totals", table, s->error);
-	store_pool_release(s, status);
+	for (int attempt = 0; attempt < 2 && status == STORE_LOST; attempt++) {
+		struct store *s = store_pool_acquire();
+		if (s == NULL)
+			return -1;
+		status = s->ops->select(s, table, &row, 1);
+		if (status == STORE_ERROR)
+			log_warning("reading totals from %s: %s", table, s->error);
+		store_pool_release(s, status);
+	}
 	if (status != STORE_OK)
 		return -1;
 	memset(out, 0, sizeof(*out));
@@ -195,15 +203,19 @@ int store_load_totals(const char *table, const char *key, size_t key_len, const 
 int store_lookup_user_config(const char *sql, const char *value, size_t value_len,
 			     struct buf *out)
 {
-	struct store *s = store_pool_acquire();
+	enum store_status status = STORE_LOST;
 	bool found = false;
 
-	if (s == NULL)
-		return -1;
-	enum store_status status = s->ops->user_config(s, sql, value, value_len, out, &found);
-	if (status == STORE_ERROR)
-		log_warning("SqlUserConfig query failed: %s", s->error);
-	store_pool_release(s, status);
+	for (int attempt = 0; attempt < 2 && status == STORE_LOST; attempt++) {
+		struct store *s = store_pool_acquire();
+		if (s == NULL)
+			return -1;
+		buf_reset(out);
+		status = s->ops->user_config(s, sql, value, value_len, out, &found);
+		if (status == STORE_ERROR)
+			log_warning("SqlUserConfig query failed: %s", s->error);
+		store_pool_release(s, status);
+	}
 	if (status != STORE_OK)
 		return -1;
 	return found ? 1 : 0;

@@ -94,7 +94,8 @@ void store_outage_end(void);
 bool store_is_down(void);
 
 /* ---- lookup pool (worker threads) ---- */
-void store_pool_init(const struct database_config *config);
+/* `waiting` tells the outage log how many keys have increments to write. */
+void store_pool_init(const struct database_config *config, size_t (*waiting)(void));
 void store_pool_free(void);
 /* A connection for one lookup, or NULL when the database cannot be reached
  * now: during an outage, only one attempt to reconnect is made per second,
@@ -103,7 +104,9 @@ struct store *store_pool_acquire(void);
 /* Gives it back; a connection that reported STORE_LOST is closed. */
 void store_pool_release(struct store *s, enum store_status last);
 
-/* Lookups through the pool, for the workers. */
+/* Lookups through the pool, for the workers.  A lookup whose connection
+ * turns out to be lost (the server closed an idle one, or restarted) is
+ * tried once more on a new connection. */
 /* The totals of one row, as counters' loader: 0, or -1 when the database
  * could not be asked (zeros when it has no such row or table). */
 int store_load_totals(const char *table, const char *key, size_t key_len, const char *time,
