@@ -1,0 +1,293 @@
+/*
+ * check_config.c: every way tallyd.conf can be wrong is refused with the
+ * right FILE:LINE and a message that names the problem; good configs load
+ * with the documented defaults.  Each case writes its own small file.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "counters.h"
+
+static char path[64];
+
+/* Writes text to a fresh file and loads it. */
+static struct config *load_text(const char *text, struct config_errors *errors)
+{
+	strcpy(path, "/tmp/check_config_XXXXXX");
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	memset(errors, 0, sizeof(*errors));
+	struct config *config = config_load(path, errors);
+	unlink(path);
+	return config;
+}
+
+/* A config broken in one place, the line of that place, what the message says. */
+struct broken {
+	const char *text;
+	int line;
+	const char *message;
+};
+
+#define LISTEN "listen = \"127.0.0.1:12346\";\n"
+#define VHOST(plugins) "virtual_hosts = ( { port = 12346;\n plugins = ( " plugins " ); } );\n"
+#define ACTION "{ name = \"a\"; module = \"Action\"; action = \"dunno\"; }"
+
+static const struct broken cases[] = {
+	{ "workers = ;\n", 1, "syntax error" },
+	{ "workers = 8;\nwrokers = 8;\n", 2, "unknown setting 'wrokers'" },
+	{ "\ndatabase = { driver = \"mysql\"; hots = \"db\"; };\n", 2,
+	  "database: unknown setting 'hots'" },
+	{ "accounting = {\n flush_intervall = 1.0; };\n", 2,
+	  "accounting: unknown setting 'flush_intervall'" },
+	{ "workers = \"8\";\n", 1, "workers must be a whole number" },
+	{ "pid_file = 5;\n", 1, "pid_file must be a string" },
+	{ "workers = 2.5;\n", 1, "workers must be a whole number" },
+	{ "log_level = [\"info\"];\n", 1, "log_level must be a string" },
+	{ "workers = 0;\n", 1, "workers must be 1..1024, got 0" },
+	{ "\nworkers = 1025;\n", 2, "workers must be 1..1024, got 1025" },
+	{ "max_request_size = 100;\n", 1, "max_request_size must be 1024..16777216" },
+	{ "accounting = { flush_interval = 0.0; };\n", 1, "flush_interval must be 0.01..3600" },
+	{ "database = { port = 70000; };\n", 1, "port must be 1..65535, got 70000" },
+	{ "log_level = \"loud\";\n", 1,
+	  "log_level must be one of error, warning, notice, info, debug; got 'loud'" },
+	{ "database = { driver = \"pg\"; };\n", 1, "driver must be one of sqlite, mysql" },
+	{ "listen = \"127.0.0.1\";\n", 1, "listen '127.0.0.1': expected ADDRESS:PORT" },
+	{ "listen = \"300.1.1.1:1\";\n", 1, "not a numeric IPv4 address" },
+	{ "listen = \"[::g]:1\";\n", 1, "not a numeric IPv6 address" },
+	{ "listen = \"127.0.0.1:0\";\n", 1, "the port must be 1..65535" },
+	{ "listen = \"127.0.0.1:1,127.0.0.1:1\";\n", 1, "listed twice" },
+	{ "listen = \"unix:\";\n", 1, "unix: needs a path" },
+	{ "listen = ( \"127.0.0.1:1\",\n 5 );\n", 2, "each entry must be a string" },
+	{ "listen = [ \"127.0.0.1:1\",\n 5 ];\n", 2, "mismatched element type in array" },
+	{ "listen = 12345;\n", 1, "listen must be a string" },
+	{ LISTEN "virtual_hosts = ( { port = 12347;\n plugins = ( " ACTION " ); } );\n", 2,
+	  "virtual host 'port 12347': port 12347 is not in listen" },
+	{ LISTEN "virtual_hosts = ( { port = 12346; socket = \"/s\";\n plugins = ( " ACTION
+	  " ); } );\n", 2, "set either port or socket" },
+	{ LISTEN "virtual_hosts = ( { name = \"x\";\n plugins = ( " ACTION " ); } );\n", 2,
+	  "virtual host 'x': set either port or socket" },
+	{ LISTEN "virtual_hosts = ( { port = 12346; plugins = ( " ACTION " ); },\n"
+	  "{ port = 12346; name = \"again\"; plugins = ( " ACTION " ); } );\n", 3,
+	  "virtual host 'again' serves the same port as 'port 12346'" },
+	{ LISTEN "virtual_hosts = ( { socket = \"/tmp/p\";\n plugins = ( " ACTION " ); } );\n", 2,
+	  "no listen entry is unix:/tmp/p" },
+	{ LISTEN "virtual_hosts = ( { port = 12346;\n plugins = ( ); } );\n", 3,
+	  "plugins must be a non-empty list" },
+	{ LISTEN "virtual_hosts = ( { port = 12346; } );\n", 2,
+	  "missing required setting 'plugins'" },
+	{ LISTEN VHOST(ACTION ",\n" ACTION), 4, "two plugins are named 'a'" },
+	{ LISTEN VHOST("{ module = \"Action\"; action = \"dunno\"; }"), 3, "plugin without a name" },
+	{ LISTEN VHOST("{ name = \"a\"; action = \"dunno\"; }"), 3, "plugin 'a': missing module" },
+	{ LISTEN VHOST("{ name = \"a\"; module = \"Greylist\"; }"), 3,
+	  "plugin 'a': unknown module 'Greylist'" },
+	{ LISTEN VHOST("{ name = \"a\"; module = \"Action\"; }"), 3,
+	  "plugin 'a': missing required setting 'action'" },
+	{ LISTEN VHOST("{ name = \"a\"; module = \"Action\"; action = \"dunno\" \"\\n\"; }"), 3,
+	  "plugin 'a': action must be a one-line action text" },
+	{ LISTEN VHOST("{ name = \"a\"; module = \"Action\"; action = \"dunno\"; colour = 1; }"), 3,
+	  "plugin 'a': unknown setting 'colour'" },
+	{ LISTEN VHOST("{ name = \"acct\"; module = \"Accounting\"; fields = \"client_address\";"
+		       " enabled = \"maybe\"; }"), 3,
+	  "plugin 'acct': enabled must be true or false" },
+	{ LISTEN VHOST("{ name = \"acct\"; module = \"Accounting\"; fields = \"client-address\"; }"), 3,
+	  "field 'client-address' does not make a table name" },
+	{ LISTEN VHOST("{ name = \"acct\"; module = \"Accounting\"; fields = \"client_address\";"
+		       " table_prefix = \"acct-\"; }"), 3,
+	  "table_prefix must be empty or a plain identifier" },
+	{ LISTEN VHOST("{ name = \"acct\"; module = \"Accounting\"; fields = \" , \"; }"), 3,
+	  "fields names no field" },
+	{ LISTEN VHOST("{ name = \"acct\"; module = \"Accounting\"; fields = \"client_address\";"
+		       " time_pattern = \"\"; }"), 3, "time_pattern must be a strftime pattern" },
+	{ LISTEN VHOST("{ name = \"q\"; module = \"Quota\"; field = \"client_address\";"
+		       " metric = \"bytes\"; threshold = 1; }"), 3,
+	  "plugin 'q': metric must be one of count, count_rcpt, size, size_rcpt; got 'bytes'" },
+	{ LISTEN VHOST("{ name = \"q\"; module = \"Quota\"; field = \"client_address\";"
+		       " metric = \"count\"; }"), 3, "plugin 'q': missing required setting 'threshold'" },
+	{ LISTEN VHOST("{ name = \"q\"; module = \"Quota\"; field = \"x y\"; metric = \"count\";"
+		       " threshold = 1; }"), 3, "field must be an attribute name" },
+	{ LISTEN VHOST("{ name = \"u\"; module = \"SqlUserConfig\"; sql_query = \"SELECT 1\"; }"), 3,
+	  "sql_query must be an SQL query with one ?" },
+	{ LISTEN "metrics_listen = \"127.0.0.1:12346\";\n", 2,
+	  "metrics_listen '127.0.0.1:12346': uses a port that listen uses too" },
+};
+
+START_TEST(test_broken_config_is_refused_at_its_line)
+{
+	const struct broken *b = &cases[_i];
+	struct config_errors errors;
+	char prefix[96];
+
+	ck_assert_ptr_null(load_text(b->text, &errors));
+	ck_assert_uint_ge(errors.count, 1);
+	snprintf(prefix, sizeof(prefix), "%s:%d: ", path, b->line);
+	ck_assert_msg(strncmp(errors.lines[0], prefix, strlen(prefix)) == 0,
+		      "case %d: '%s' does not start with '%s'", _i, errors.lines[0], prefix);
+	ck_assert_msg(strstr(errors.lines[0], b->message) != NULL,
+		      "case %d: '%s' lacks '%s'", _i, errors.lines[0], b->message);
+	config_errors_free(&errors);
+}
+END_TEST
+
+START_TEST(test_unreadable_file_is_refused)
+{
+	struct config_errors errors = { 0 };
+
+	ck_assert_ptr_null(config_load("/nonexistent/tallyd.conf", &errors));
+	ck_assert_str_eq(errors.lines[0], "/nonexistent/tallyd.conf:0: cannot read the file");
+	config_errors_free(&errors);
+}
+END_TEST
+
+START_TEST(test_every_problem_in_a_file_is_reported)
+{
+	struct config_errors errors;
+
+	ck_assert_ptr_null(load_text("workers = 0;\nlog_level = \"loud\";\nfoo = 1;\n"
+				     "database = { port = 0; };\n", &errors));
+	ck_assert_uint_eq(errors.count, 4);
+	ck_assert(strstr(errors.lines[3], ":4: database: port") != NULL);
+	config_errors_free(&errors);
+}
+END_TEST
+
+START_TEST(test_empty_config_loads_with_the_documented_defaults)
+{
+	struct config_errors errors;
+	struct config *c = load_text("", &errors);
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(c->workers, 8);
+	ck_assert_int_eq(c->max_connections, 4096);
+	ck_assert_int_eq(c->request_timeout, 20);
+	ck_assert_int_eq(c->keepalive_timeout, 300);
+	ck_assert_int_eq(c->max_request_size, 65536);
+	ck_assert_int_eq(c->max_attributes, 256);
+	ck_assert_int_eq(c->user_config_ttl, 60);
+	ck_assert_int_eq(c->database.driver, DATABASE_SQLITE);
+	ck_assert_int_eq(c->database.pool_size, 4);
+	ck_assert_int_eq(c->database.connect_timeout, 5);
+	ck_assert(c->accounting.flush_interval == 1.0);
+	ck_assert_int_eq(c->accounting.flush_batch, 1000);
+	ck_assert(c->accounting.refresh_interval == 10.0);
+	ck_assert_str_eq(c->accounting.journal, "");
+	ck_assert_int_eq(c->log_target, LOG_TARGET_SYSLOG);
+	ck_assert_int_eq(c->log_level, LOG_INFO);
+	ck_assert_uint_eq(c->listen_count, 1);
+	ck_assert_str_eq(c->listen[0].spec, "127.0.0.1:12345");
+	ck_assert_uint_eq(c->vhost_count, 0);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_listen_as_string_or_list_with_ipv6_and_unix)
+{
+	struct config_errors errors;
+	struct config *c = load_text(
+		"listen = [ \"127.0.0.1:12345\", \"[::1]:12346\", \"unix:/tmp/tallyd-test.sock\" ];\n"
+		"virtual_hosts = (\n"
+		" { port = 12346; name = \"acct\"; plugins = ( " ACTION " ); },\n"
+		" { socket = \"/tmp/tallyd-test.sock\"; plugins = ( " ACTION " ); } );\n", &errors);
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_uint_eq(c->listen_count, 3);
+	ck_assert_int_eq(c->listen[1].port, 12346);
+	ck_assert_str_eq(c->listen[2].path, "/tmp/tallyd-test.sock");
+	ck_assert_str_eq(config_find_vhost(c, 12346, NULL)->name, "acct");
+	ck_assert_ptr_nonnull(config_find_vhost(c, 0, "/tmp/tallyd-test.sock"));
+	ck_assert_ptr_null(config_find_vhost(c, 12345, NULL));
+	config_free(c);
+
+	c = load_text("listen = \"127.0.0.1:12345, 127.0.0.1:12346\";\n", &errors);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_uint_eq(c->listen_count, 2);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_relative_paths_become_absolute)
+{
+	struct config_errors errors;
+	char cwd[512], expected[600];
+	struct config *c = load_text("database = { path = \"var/tallyd.sqlite\"; };\n"
+				     "listen = \"unix:./var/t.sock\";\n", &errors);
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	snprintf(expected, sizeof(expected), "%s/var/tallyd.sqlite", cwd);
+	ck_assert_str_eq(c->database.path, expected);
+	snprintf(expected, sizeof(expected), "%s/var/t.sock", cwd);
+	ck_assert_str_eq(c->listen[0].path, expected);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_integer_accepted_where_a_number_is_expected)
+{
+	struct config_errors errors;
+	struct config *c = load_text("accounting = { flush_interval = 2; };\n", &errors);
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert(c->accounting.flush_interval == 2.0);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_packaged_and_quickstart_configs_load)
+{
+	const char *files[] = { TEST_DATA_DIR "/../../../conf/tallyd.conf",
+				TEST_DATA_DIR "/../../../conf/quickstart.conf" };
+
+	for (size_t i = 0; i < 2; i++) {
+		struct config_errors errors = { 0 };
+		struct config *c = config_load(files[i], &errors);
+		for (size_t e = 0; e < errors.count; e++)
+			fprintf(stderr, "%s\n", errors.lines[e]);
+		ck_assert_ptr_nonnull(c);
+		ck_assert_uint_ge(c->vhost_count, 1);
+		config_free(c);
+	}
+}
+END_TEST
+
+static void setup(void)
+{
+	struct counters_loader none = { 0 };
+
+	counters_init(&none);        /* plugins register their tables */
+}
+
+static Suite *config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("config");
+
+	tcase_add_unchecked_fixture(tc, setup, counters_free_all);
+	tcase_add_loop_test(tc, test_broken_config_is_refused_at_its_line, 0,
+			    (int)(sizeof(cases) / sizeof(cases[0])));
+	tcase_add_test(tc, test_unreadable_file_is_refused);
+	tcase_add_test(tc, test_every_problem_in_a_file_is_reported);
+	tcase_add_test(tc, test_empty_config_loads_with_the_documented_defaults);
+	tcase_add_test(tc, test_listen_as_string_or_list_with_ipv6_and_unix);
+	tcase_add_test(tc, test_relative_paths_become_absolute);
+	tcase_add_test(tc, test_integer_accepted_where_a_number_is_expected);
+	tcase_add_test(tc, test_packaged_and_quickstart_configs_load);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *runner = srunner_create(config_suite());
+
+	srunner_run_all(runner, CK_NORMAL);
+	int failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

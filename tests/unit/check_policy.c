@@ -1,0 +1,257 @@
+/*
+ * check_policy.c: the policy protocol parser and answer writer — requests
+ * split at every byte, pipelined requests, limits, and every kind of
+ * malformed input DESIGN.md section 2 names.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "policy.h"
+
+#define REQUEST "request=smtpd_access_policy\nprotocol_state=END-OF-MESSAGE\n" \
+	"client_address=192.0.2.1\nsasl_username=\nsize=1000\n\n"
+
+static const struct policy_limits limits = { .max_request_size = 1024, .max_attributes = 8 };
+static struct attribute attrs[8];
+static struct request req = { .attrs = attrs };
+
+static enum policy_status parse_all(struct policy_parser *p, const char *data, size_t len,
+				    size_t *used, const char **error)
+{
+	return policy_parse(p, &limits, data, len, &req, used, error);
+}
+
+static enum policy_status parse_once(const char *data, size_t len, size_t *used,
+				     const char **error)
+{
+	struct policy_parser p;
+
+	policy_parser_reset(&p);
+	return parse_all(&p, data, len, used, error);
+}
+
+static void assert_value(const char *name, const char *value)
+{
+	const struct attribute *a = request_find(&req, name);
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_uint_eq(a->value_len, strlen(value));
+	ck_assert(memcmp(a->value, value, a->value_len) == 0);
+}
+
+START_TEST(test_parser_reads_a_request_in_one_piece)
+{
+	size_t used;
+	const char *error;
+
+	ck_assert_int_eq(parse_once(REQUEST, strlen(REQUEST), &used, &error), POLICY_REQUEST);
+	ck_assert_uint_eq(used, strlen(REQUEST));
+	ck_assert_uint_eq(req.count, 5);
+	assert_value("request", "smtpd_access_policy");
+	assert_value("client_address", "192.0.2.1");
+	assert_value("sasl_username", "");
+	ck_assert_ptr_null(request_find(&req, "recipient"));
+}
+END_TEST
+
+START_TEST(test_parser_waits_for_blank_line_when_split_at_every_byte)
+{
+	size_t len = strlen(REQUEST), used;
+	const char *error;
+	struct policy_parser p;
+
+	policy_parser_reset(&p);
+	for (size_t n = 1; n < len; n++)
+		ck_assert_int_eq(parse_all(&p, REQUEST, n, &used, &error), POLICY_INCOMPLETE);
+	ck_assert_int_eq(parse_all(&p, REQUEST, len, &used, &error), POLICY_REQUEST);
+	ck_assert_uint_eq(used, len);
+	assert_value("size", "1000");
+}
+END_TEST
+
+START_TEST(test_parser_splits_pipelined_requests)
+{
+	const char *two = "a=1\n\nb=2\nc=3\n\nd=";
+	size_t used, offset = 0;
+	const char *error;
+	struct policy_parser p;
+
+	policy_parser_reset(&p);
+	ck_assert_int_eq(parse_all(&p, two, strlen(two), &used, &error), POLICY_REQUEST);
+	ck_assert_uint_eq(req.count, 1);
+	assert_value("a", "1");
+	offset += used;
+	ck_assert_int_eq(parse_all(&p, two + offset, strlen(two) - offset, &used, &error),
+			 POLICY_REQUEST);
+	ck_assert_uint_eq(req.count, 2);
+	assert_value("c", "3");
+	offset += used;
+	ck_assert_int_eq(parse_all(&p, two + offset, strlen(two) - offset, &used, &error),
+			 POLICY_INCOMPLETE);
+}
+END_TEST
+
+START_TEST(test_value_may_contain_equals_signs_and_any_bytes)
+{
+	const char *text = "sender=a=b@example.org\nclient_name=\xff\xfe caf\xc3\xa9\n\n";
+	size_t used;
+	const char *error;
+
+	ck_assert_int_eq(parse_once(text, strlen(text), &used, &error), POLICY_REQUEST);
+	assert_value("sender", "a=b@example.org");
+	assert_value("client_name", "\xff\xfe caf\xc3\xa9");
+}
+END_TEST
+
+static void assert_malformed(const char *data, size_t len, const char *reason)
+{
+	size_t used;
+	const char *error = NULL;
+
+	ck_assert_int_eq(parse_once(data, len, &used, &error), POLICY_MALFORMED);
+	ck_assert_ptr_nonnull(error);
+	ck_assert_msg(strstr(error, reason) != NULL, "error '%s' lacks '%s'", error, reason);
+}
+
+START_TEST(test_line_without_equals_is_malformed)
+{
+	assert_malformed("request=x\ngarbage\n\n", 20, "without '='");
+}
+END_TEST
+
+START_TEST(test_attribute_with_empty_name_is_malformed)
+{
+	assert_malformed("=value\n\n", 8, "empty name");
+}
+END_TEST
+
+START_TEST(test_empty_request_is_malformed)
+{
+	assert_malformed("\n", 1, "empty request");
+	assert_malformed("\nrequest=x\n\n", 12, "empty request");
+}
+END_TEST
+
+START_TEST(test_nul_byte_is_malformed_even_in_a_later_chunk)
+{
+	const char text[] = "request=x\nsender=a\0b\n\n";
+	size_t used;
+	const char *error;
+	struct policy_parser p;
+
+	assert_malformed(text, sizeof(text) - 1, "NUL");
+	policy_parser_reset(&p);
+	ck_assert_int_eq(parse_all(&p, text, 10, &used, &error), POLICY_INCOMPLETE);
+	ck_assert_int_eq(parse_all(&p, text, sizeof(text) - 1, &used, &error), POLICY_MALFORMED);
+}
+END_TEST
+
+START_TEST(test_oversize_request_is_malformed_complete_or_not)
+{
+	char big[2048];
+
+	memset(big, 'x', sizeof(big));
+	memcpy(big, "sender=", 7);
+	assert_malformed(big, sizeof(big), "max_request_size");      /* no end in sight */
+	big[sizeof(big) - 2] = '\n';
+	big[sizeof(big) - 1] = '\n';
+	assert_malformed(big, sizeof(big), "max_request_size");      /* complete, too big */
+}
+END_TEST
+
+START_TEST(test_request_at_the_size_limit_is_accepted)
+{
+	char text[1024];
+	size_t used;
+	const char *error;
+
+	memset(text, 'x', sizeof(text));
+	memcpy(text, "sender=", 7);
+	text[1022] = '\n';
+	text[1023] = '\n';
+	ck_assert_int_eq(parse_once(text, sizeof(text), &used, &error), POLICY_REQUEST);
+	ck_assert_uint_eq(used, 1024);
+}
+END_TEST
+
+START_TEST(test_too_many_attributes_is_malformed)
+{
+	const char *nine = "a=1\nb=2\nc=3\nd=4\ne=5\nf=6\ng=7\nh=8\ni=9\n\n";
+	const char *eight = "a=1\nb=2\nc=3\nd=4\ne=5\nf=6\ng=7\nh=8\n\n";
+	size_t used;
+	const char *error;
+
+	assert_malformed(nine, strlen(nine), "too many attributes");
+	ck_assert_int_eq(parse_once(eight, strlen(eight), &used, &error), POLICY_REQUEST);
+}
+END_TEST
+
+START_TEST(test_blank_means_missing_empty_or_white_space)
+{
+	const char *text = "a=\nb=  \t\nc= x \n\n";
+	size_t used;
+	const char *error;
+
+	parse_once(text, strlen(text), &used, &error);
+	ck_assert(attribute_is_blank(request_find(&req, "a")));
+	ck_assert(attribute_is_blank(request_find(&req, "b")));
+	ck_assert(!attribute_is_blank(request_find(&req, "c")));
+	ck_assert(attribute_is_blank(request_find(&req, "missing")));
+}
+END_TEST
+
+START_TEST(test_answer_is_action_line_and_blank_line)
+{
+	struct buf out;
+
+	buf_init(&out);
+	policy_write_answer(&out, "defer you exceeded your monthly limit, please insert coin");
+	policy_write_answer(&out, "dunno");
+	ck_assert_str_eq(out.data, "action=defer you exceeded your monthly limit, please insert "
+			 "coin\n\naction=dunno\n\n");
+	buf_free(&out);
+}
+END_TEST
+
+START_TEST(test_action_text_must_be_one_nonempty_line)
+{
+	ck_assert(policy_action_is_valid("defer_if_permit quota service unavailable"));
+	ck_assert(!policy_action_is_valid(""));
+	ck_assert(!policy_action_is_valid("dunno\naction=ok"));
+	ck_assert(!policy_action_is_valid("dunno\r"));
+}
+END_TEST
+
+static Suite *policy_suite(void)
+{
+	Suite *s = suite_create("policy");
+	TCase *tc = tcase_create("parser");
+
+	tcase_add_test(tc, test_parser_reads_a_request_in_one_piece);
+	tcase_add_test(tc, test_parser_waits_for_blank_line_when_split_at_every_byte);
+	tcase_add_test(tc, test_parser_splits_pipelined_requests);
+	tcase_add_test(tc, test_value_may_contain_equals_signs_and_any_bytes);
+	tcase_add_test(tc, test_line_without_equals_is_malformed);
+	tcase_add_test(tc, test_attribute_with_empty_name_is_malformed);
+	tcase_add_test(tc, test_empty_request_is_malformed);
+	tcase_add_test(tc, test_nul_byte_is_malformed_even_in_a_later_chunk);
+	tcase_add_test(tc, test_oversize_request_is_malformed_complete_or_not);
+	tcase_add_test(tc, test_request_at_the_size_limit_is_accepted);
+	tcase_add_test(tc, test_too_many_attributes_is_malformed);
+	tcase_add_test(tc, test_blank_means_missing_empty_or_white_space);
+	tcase_add_test(tc, test_answer_is_action_line_and_blank_line);
+	tcase_add_test(tc, test_action_text_must_be_one_nonempty_line);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *runner = srunner_create(policy_suite());
+
+	srunner_run_all(runner, CK_NORMAL);
+	int failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
