@@ -111,10 +111,10 @@ class Database:
 
     def load_howto_tables(self):
         with open(os.path.join(os.path.dirname(__file__), "..", "..", "db", "schema.mysql.sql")) as f:
-            for statement in f.read().split(";"):
-                lines = [l for l in statement.splitlines() if not l.strip().startswith("--")]
-                if "".join(lines).strip():
-                    self.execute("\n".join(lines))
+            text = "\n".join(l for l in f.read().splitlines() if not l.strip().startswith("--"))
+        for statement in text.split(";"):
+            if statement.strip():
+                self.execute(statement)
 
 
 @pytest.fixture
