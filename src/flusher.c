@@ -128,13 +128,15 @@ static bool connect_store(struct flusher *f)
 
 	if (f->store)
 		return true;
-	if (now_ms() < f->next_connect)
+	/* back off while the database is known to be away; once a worker's
+	 * lookup got through, try at once */
+	if (now_ms() < f->next_connect && store_is_down())
 		return false;
 	f->store = store_open(&f->config->database, error, sizeof(error));
 	if (f->store == NULL) {
 		note_failure("connecting to the database", error);
 		store_outage_begin(error);       /* logs the outage, once */
-		f->backoff = f->backoff ? (f->backoff * 2 > 30000 ? 30000 : f->backoff * 2) : 250;
+		f->backoff = f->backoff ? (f->backoff * 2 > 5000 ? 5000 : f->backoff * 2) : 250;
 		f->next_connect = now_ms() + f->backoff;
 		return false;
 	}

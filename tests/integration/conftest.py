@@ -49,13 +49,14 @@ class MariaDB:
         subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + self.directory + "/data",
                         "--user=root", "--auth-root-authentication-method=socket"],
                        check=True, capture_output=True)
-        self.process = subprocess.Popen(
-            ["mariadbd", "--no-defaults", "--datadir=" + self.directory + "/data",
-             "--socket=" + self.socket, "--port=%d" % self.port, "--bind-address=127.0.0.1",
-             "--user=root", "--pid-file=" + self.directory + "/pid", "--skip-log-bin",
-             "--skip-name-resolve", "--innodb-buffer-pool-size=128M", "--max-connections=500",
-             "--log-error=" + self.directory + "/err", "--tmpdir=" + self.directory],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.command = [
+            "mariadbd", "--no-defaults", "--datadir=" + self.directory + "/data",
+            "--socket=" + self.socket, "--port=%d" % self.port, "--bind-address=127.0.0.1",
+            "--user=root", "--pid-file=" + self.directory + "/pid", "--skip-log-bin",
+            "--skip-name-resolve", "--innodb-buffer-pool-size=64M", "--max-connections=500",
+            "--log-error=" + self.directory + "/err", "--tmpdir=" + self.directory]
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
         root = lambda sql: subprocess.run(["mariadb", "--no-defaults", "-S", self.socket, "-u", "root",
                                            "-e", sql], capture_output=True)
         wait_for(lambda: root("SELECT 1").returncode == 0, 60, "MariaDB to start")
@@ -63,6 +64,23 @@ class MariaDB:
              "CREATE USER 'tallyd'@'localhost' IDENTIFIED BY 'tallyd';"
              "GRANT ALL ON *.* TO 'tallyd'@'127.0.0.1'; GRANT ALL ON *.* TO 'tallyd'@'localhost';")
         self.host, self.user, self.password = "127.0.0.1", "tallyd", "tallyd"
+
+    def pause(self):
+        """Stops the server, keeping its data (for outage tests)."""
+        self.process.terminate()
+        self.process.wait(60)
+
+    def resume(self):
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        wait_for(lambda: self._answers(), 60, "MariaDB to start again")
+
+    def _answers(self):
+        try:
+            self.connect().close()
+            return True
+        except Exception:
+            return False
 
     def stop(self):
         if self.process:
@@ -98,6 +116,10 @@ class Database:
             cursor.execute(sql, args or None)
             return cursor.fetchall()
 
+    def reconnect(self):
+        """After the server was stopped and started again."""
+        self.connection = self.server.connect(self.name)
+
     def value(self, sql, *args):
         rows = self.execute(sql, *args)
         return rows[0][0] if rows else None
@@ -115,6 +137,26 @@ class Database:
         for statement in text.split(";"):
             if statement.strip():
                 self.execute(statement)
+
+
+@pytest.fixture
+def private_mariadb():
+    """A server of this test's own, which the test may stop and start."""
+    server = MariaDB(None, None, None, None, None)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_db(private_mariadb):
+    admin = private_mariadb.connect()
+    with admin.cursor() as cursor:
+        cursor.execute("CREATE DATABASE tallyd")
+    admin.close()
+    database = Database(private_mariadb, "tallyd")
+    yield database
+    database.connection.close()
 
 
 @pytest.fixture

@@ -17,6 +17,15 @@ import pytest
 from harness import PolicyClient, TALLYD, encode, free_port, postfix_request, wait_for
 
 
+def raise_file_limit(wanted):
+    """Raises this process's descriptor limit (tallyd started by the test
+    inherits it), never lowering the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip("needs %d file descriptors, the hard limit is %d" % (wanted, hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+
+
 def action_config(port, action="dunno", extra=""):
     return ('listen = "127.0.0.1:%d";\n%s'
             'virtual_hosts = ( { port = %d; plugins = ( { name = "a"; module = "Action"; '
@@ -25,7 +34,7 @@ def action_config(port, action="dunno", extra=""):
 
 @pytest.mark.concurrency
 def test_2000_idle_connections_do_not_delay_other_clients(tallyd):
-    resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
+    raise_file_limit(4500)
     port = free_port()
     tallyd(action_config(port, "OK served"), wait_port=port)
     idle = [PolicyClient(port=port) for _ in range(2000)]
@@ -224,6 +233,8 @@ def test_privileges_are_dropped_after_binding(tallyd):
     daemon = tallyd('user = "nobody"; group = "nogroup";\n'
                     'database = { path = "%s/db.sqlite"; };\n' % writable +
                     action_config(port, "OK nobody"), wait_port=port)
+    # an answer, not just a connection: the socket listens before the drop
+    assert PolicyClient(port=port).ask() == "OK nobody"
     status = open("/proc/%d/status" % daemon.process.pid).read()
     uid = [l for l in status.splitlines() if l.startswith("Uid:")][0].split()
     assert int(uid[1]) == pwd.getpwnam("nobody").pw_uid

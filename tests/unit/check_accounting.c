@@ -259,6 +259,7 @@ static void load_chain(const char *plugins)
 	fprintf(f, "listen = \"127.0.0.1:12346\";\nvirtual_hosts = ( { port = 12346; "
 		"plugins = ( %s ); } );\n", plugins);
 	fclose(f);
+	config_free(config);           /* a test may load a second chain */
 	config = config_load(path, &errors);
 	for (size_t i = 0; i < errors.count; i++)
 		fprintf(stderr, "%s\n", errors.lines[i]);
@@ -287,6 +288,7 @@ static void setup_chain(void)
 static void teardown_chain(void)
 {
 	config_free(config);
+	config = NULL;
 	counters_free_all();
 }
 

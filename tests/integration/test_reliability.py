@@ -1,0 +1,225 @@
+"""test_reliability.py: nothing lost, nothing counted twice, no bad input
+gets through (doc/reliability.md says which promise each test checks)."""
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from harness import PolicyClient, encode, free_port, postfix_request, wait_for
+from mysqlproxy import Proxy
+from test_accounting import howto_config, totals
+from test_core import raise_file_limit
+
+
+class Load:
+    """Clients sending steadily on persistent connections, counting what was
+    answered; `doubtful` counts requests sent but never answered."""
+
+    def __init__(self, port, connections=8, keys=50, pause=0.0, new_key_every=0):
+        self.port, self.keys, self.pause, self.new_key_every = port, keys, pause, new_key_every
+        self.answers, self.doubtful, self.failures, self.slowest = {}, 0, [], 0.0
+        self.lock, self.stop = threading.Lock(), threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(connections)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, index):
+        try:
+            client = PolicyClient(port=self.port)
+        except OSError as error:
+            self.failures.append(error)
+            return
+        n = 0
+        while not self.stop.is_set():
+            if self.new_key_every and n % self.new_key_every == 0:
+                key = "10.200.%d.%d" % (index, n // self.new_key_every % 250)   # never loaded
+            else:
+                key = "10.100.%d.%d" % (index, n % self.keys)
+            started = time.monotonic()
+            try:
+                client.send(encode(postfix_request(client_address=key, size=10)))
+                action = client.read_answer()
+            except (OSError, EOFError):
+                with self.lock:
+                    self.doubtful += 1
+                return
+            with self.lock:
+                self.slowest = max(self.slowest, time.monotonic() - started)
+                self.answers[action] = self.answers.get(action, 0) + 1
+            n += 1
+            if self.pause:
+                time.sleep(self.pause)
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+        return self.answers.get("dunno", 0)
+
+
+def counted(store):
+    return int(store.value("SELECT COALESCE(SUM(count), 0) FROM acct_client_address") or 0)
+
+
+@pytest.mark.slow
+def test_database_outage_loses_nothing(tallyd, private_db):
+    private_db.load_howto_tables()
+    port = free_port()
+    daemon = tallyd(howto_config(port, private_db.config(connect_timeout=2),
+                                 threshold=10 ** 9).replace(
+        'action = "defer you', 'on_db_error = "defer_if_permit quota service unavailable"; '
+        'action = "defer you'), wait_port=port)
+    load = Load(port, pause=0.002, new_key_every=200)
+    wait_for(lambda: load.answers.get("dunno", 0) > 500, 10, "load before the outage")
+    private_db.server.pause()
+    wait_for(lambda: "database unreachable" in daemon.log(), 15, "the outage to be noticed")
+    time.sleep(30)                        # the outage itself, with load running
+    private_db.server.resume()
+    wait_for(lambda: "database reachable again" in daemon.log(), 30, "the end of the outage")
+    accepted = load.finish()
+    daemon.ctl("flush")
+    private_db.reconnect()
+    assert load.failures == [] and load.doubtful == 0
+    assert load.slowest < 2 + 1, "a request waited %.1f s" % load.slowest
+    assert load.answers.get("defer_if_permit quota service unavailable", 0) > 0
+    assert counted(private_db) == accepted
+    log = daemon.log()
+    assert log.count("database unreachable") == 1
+    assert log.count("database reachable again") == 1
+
+
+@pytest.mark.parametrize("mode", ["insert", "commit", "commit-reply"])
+@pytest.mark.concurrency
+def test_flush_cut_at_any_point_is_applied_once(tallyd, db, mode):
+    db.load_howto_tables()
+    proxy = Proxy(db.server.port, mode=mode, every=2)
+    port = free_port()
+    daemon = tallyd(howto_config(port, db.config(port=str(proxy.port)), threshold=10 ** 9,
+                                 flush_interval=0.05), wait_port=port)
+    load = Load(port, keys=20)
+    wait_for(lambda: proxy.cuts >= 10, 30, "ten cut flushes (%s)" % mode)
+    accepted = load.finish()
+    proxy.mode = None                     # let the last flushes through
+    daemon.ctl("flush")
+    proxy.close()
+    assert load.failures == [] and load.doubtful == 0
+    assert counted(db) == accepted
+    if mode == "commit":
+        assert "was committed before the connection broke" in daemon.log()
+
+
+@pytest.mark.slow
+def test_kill_9_under_load_loses_nothing(tallyd, db, tmp_path):
+    db.load_howto_tables()
+    port = free_port()
+    journal = 'accounting = { flush_interval = 0.5; journal = "%s/journal"; };\n' % tmp_path
+    config = howto_config(port, db.config(), threshold=10 ** 9).replace(
+        "accounting = { flush_interval = 0.2; };\n", journal)
+    daemon = tallyd(config, name="first", wait_port=port)
+    load = Load(port, connections=8)
+    wait_for(lambda: load.answers.get("dunno", 0) > 5000, 30, "load before the crash")
+    daemon.send_signal(9)
+    daemon.process.wait(10)
+    accepted = load.finish()
+    restarted = tallyd(config, name="second", wait_port=port)
+    restarted.ctl("flush")
+    assert "increments read back" in restarted.log()
+    # an increment is journaled before its answer: requests cut by the crash
+    # may be counted without having been answered (at most one per connection)
+    assert accepted <= counted(db) <= accepted + load.doubtful
+    assert load.doubtful <= 8
+
+
+def test_stopping_with_the_database_down_keeps_increments_in_the_journal(tallyd, private_db,
+                                                                         tmp_path):
+    private_db.load_howto_tables()
+    port = free_port()
+    journal = 'accounting = { flush_interval = 3600; journal = "%s/journal"; };\n' % tmp_path
+    config = howto_config(port, private_db.config(connect_timeout=1), threshold=10 ** 9).replace(
+        "accounting = { flush_interval = 0.2; };\n", journal)
+    daemon = tallyd(config, name="first", wait_port=port)
+    client = PolicyClient(port=port)
+    for _ in range(40):
+        assert client.ask(client_address="192.0.2.100", recipient_count=3) == "dunno"
+    private_db.server.pause()
+    assert daemon.stop() == 0
+    assert "stay in the journal for the next start" in daemon.log()
+    private_db.server.resume()
+    restarted = tallyd(config, name="second", wait_port=port)
+    restarted.ctl("flush")
+    private_db.reconnect()
+    assert totals(private_db, "192.0.2.100") == (40, 120, 40000, 120000)
+
+
+HOSTILE = [b"o'brien@example.org", b'say "hi"@example.org', b"back\\slash", b"100%_sure",
+           b"'; DROP TABLE acct_sender; --", b"caf\xc3\xa9@example.org", b"\xff\xfe\x80binary",
+           b"x" * 255]
+
+
+@pytest.mark.parametrize("driver", ["mysql", "sqlite"])
+def test_hostile_keys_are_stored_verbatim(tallyd, request, tmp_path, driver):
+    if driver == "mysql":
+        store = request.getfixturevalue("db")
+        database = store.config()
+    else:
+        import sqlite3
+        path = str(tmp_path / "t.sqlite")
+        database = 'database = { path = "%s"; };\n' % path
+    port = free_port()
+    daemon = tallyd('listen = "127.0.0.1:%d";\n%saccounting = { flush_interval = 0.2; };\n'
+                    'virtual_hosts = ( { port = %d; plugins = ( { name = "a"; module = "Accounting"; '
+                    'fields = "sender"; } ); } );\n' % (port, database, port), wait_port=port)
+    client = PolicyClient(port=port)
+    for key in HOSTILE + [b"y" * 256]:
+        client.send(b"request=smtpd_access_policy\nsender=" + key + b"\n\n")
+        assert client.read_answer() == "dunno"
+    daemon.ctl("flush")
+    if driver == "mysql":
+        rows = store.execute("SELECT `key`, count FROM acct_sender")
+    else:
+        rows = sqlite3.connect(path).execute(
+            "SELECT CAST(`key` AS BLOB), count FROM acct_sender").fetchall()
+    stored = {bytes(k): c for k, c in rows}
+    assert stored == {key: 1 for key in HOSTILE}
+    assert "longer than the 255 tallyd can store; not counted" in daemon.log()
+
+
+@pytest.mark.slow
+@pytest.mark.concurrency
+def test_idle_and_slow_clients_do_not_stop_service(tallyd):
+    raise_file_limit(11000)
+    port = free_port()
+    tallyd('listen = "127.0.0.1:%d"; max_connections = 8000;\n' % port +
+           'virtual_hosts = ( { port = %d; plugins = ( { name = "a"; module = "Action"; '
+           'action = "OK"; } ); } );\n' % port, wait_port=port)
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(5000)]
+    stop = threading.Event()
+
+    def drip():
+        s = socket.create_connection(("127.0.0.1", port))
+        data = encode(postfix_request())
+        for i in range(len(data)):
+            if stop.is_set():
+                break
+            s.send(data[i:i + 1])
+            time.sleep(0.05)
+        s.close()
+
+    drippers = [threading.Thread(target=drip) for _ in range(50)]
+    for t in drippers:
+        t.start()
+    slowest = 0.0
+    for _ in range(300):
+        started = time.monotonic()
+        client = PolicyClient(port=port, timeout=5)
+        assert client.ask() == "OK"
+        client.close()
+        slowest = max(slowest, time.monotonic() - started)
+    stop.set()
+    for t in drippers:
+        t.join()
+    for s in idle:
+        s.close()
+    assert slowest < 1.0, "a client waited %.2f s" % slowest
