@@ -171,7 +171,8 @@ class Tallyd:
         result = subprocess.run([TALLYCTL, "-s", self.control, *args], capture_output=True,
                                 text=True, timeout=60)
         if check:
-            assert result.returncode == 0, (result.returncode, result.stderr)
+            assert result.returncode == 0, "tallyctl %s: %s\n--- tallyd's log, last lines:\n%s" % (
+                " ".join(args), result.stderr, "\n".join(self.log().splitlines()[-30:]))
         return result
 
     def stats(self):

@@ -1,0 +1,74 @@
+"""test_postfix.py: end to end with a real Postfix, as a relay admin
+deploys it — smtpd_end_of_data_restrictions pointing at tallyd on MariaDB,
+smtp-source as the client."""
+import os
+import shutil
+
+import pytest
+
+from harness import free_port, wait_for
+from postfix import Postfix, RecordingPolicyServer, smtp_source
+from test_accounting import DEFER, howto_config, totals
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("postfix") is None, reason="postfix is not installed"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="starting Postfix needs root"),
+]
+
+
+@pytest.fixture
+def relay(tallyd, db):
+    """Postfix asking a recorder, then tallyd (the how-to chain on MariaDB)."""
+    db.load_howto_tables()
+    recorder = RecordingPolicyServer()
+    port = free_port()
+    daemon = tallyd(howto_config(port, db.config(), threshold=1000), wait_port=port)
+    postfix = Postfix("check_policy_service inet:127.0.0.1:%d, "
+                      "check_policy_service inet:127.0.0.1:%d" % (recorder.port, port))
+    postfix.start()
+    yield postfix, daemon, recorder
+    postfix.stop()
+
+
+def test_messages_and_recipients_are_counted_with_postfix_sizes(relay, db):
+    postfix, daemon, recorder = relay
+    result = smtp_source(postfix.port, messages=7, recipients=3, length=2000)
+    assert result.returncode == 0, result.stderr + postfix.log()
+    wait_for(lambda: len(recorder.requests) == 7, 30, "Postfix's seven requests")
+    daemon.ctl("flush")
+    sizes = [int(r["size"]) for r in recorder.requests]
+    assert all(r["recipient_count"] == "3" for r in recorder.requests)
+    assert all(size > 2000 for size in sizes)            # Postfix counts its headers too
+    assert totals(db, "127.0.0.1") == (7, 21, sum(sizes), 3 * sum(sizes))
+
+
+def test_quota_from_relay_policies_defers_message_q_plus_1(relay, db):
+    postfix, daemon, recorder = relay
+    db.execute("INSERT INTO relay_policies VALUES (1, 'small', '{\"quota_count\":\"4\"}')")
+    db.execute("INSERT INTO relay_hosts (client_address, relay_policy) VALUES ('127.0.0.1', 1)")
+    assert smtp_source(postfix.port, messages=4).returncode == 0
+    result = smtp_source(postfix.port, messages=1)
+    assert result.returncode != 0
+    # Postfix turns "defer TEXT" into a 450 reply carrying TEXT
+    reply = "450 4.7.1 <END-OF-MESSAGE>: End-of-data rejected: " + DEFER[len("defer "):]
+    assert reply in result.stderr
+    wait_for(lambda: reply in postfix.log(), 10, "Postfix's log line")
+    daemon.ctl("flush")
+    assert totals(db, "127.0.0.1")[0] == 4
+
+
+def test_postfix_keeps_its_policy_connections(relay):
+    postfix, daemon, recorder = relay
+    assert smtp_source(postfix.port, messages=30).returncode == 0
+    stats = daemon.stats()
+    assert stats["requests"] == "30"
+    # each smtpd process keeps one connection open across messages
+    assert int(stats["connections_total"]) < 10
+
+
+def test_with_tallyd_stopped_postfix_applies_its_default_action(relay):
+    postfix, daemon, recorder = relay
+    assert daemon.stop() == 0
+    result = smtp_source(postfix.port, messages=1)
+    assert result.returncode != 0
+    assert "451 4.3.5" in result.stderr       # smtpd_policy_service_default_action
