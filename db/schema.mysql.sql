@@ -19,8 +19,7 @@ CREATE TABLE IF NOT EXISTS `acct_client_address` (
   `size` BIGINT UNSIGNED NOT NULL DEFAULT 0,
   `size_rcpt` BIGINT UNSIGNED NOT NULL DEFAULT 0,
   PRIMARY KEY (`id`),
-  UNIQUE KEY `time_key` (`key`, `time`),
-  KEY (`time`)
+  UNIQUE KEY `time_key` (`key`, `time`)
 ) ENGINE=InnoDB;
 
 -- The flusher's bookkeeping: per tallyd instance, the sequence number of its

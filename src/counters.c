@@ -412,6 +412,16 @@ void counter_view(const struct counter *c, struct counter_view *out)
 	out->in_flight = &c->in_flight;
 }
 
+bool counters_is_read(const struct counter *c)
+{
+	struct shard *s = shard_of(c->hash);
+
+	pthread_mutex_lock(&s->lock);
+	bool read = c->state != UNLOADED;
+	pthread_mutex_unlock(&s->lock);
+	return read;
+}
+
 uint32_t counters_take_pending(struct counter_batch *batch)
 {
 	uint32_t take = 0;

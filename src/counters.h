@@ -93,6 +93,10 @@ struct counter_view {
 };
 void counter_view(const struct counter *c, struct counter_view *out);
 
+/* True when a Quota reads the key's totals (it is loaded, or being loaded):
+ * only such keys are worth reading back after a flush. */
+bool counters_is_read(const struct counter *c);
+
 /* Moves every pending increment to in_flight and adds the keys concerned
  * to `batch` (keys already in it from a failed flush get the new increments
  * added).  Returns the number of this take: takes are numbered 1, 2, ...
@@ -107,7 +111,8 @@ void counters_restore_in_flight(int table, const char *key, size_t key_len, cons
 				struct counter_batch *batch);
 
 /* After COMMIT: the key's in-flight increments are in the database, whose
- * totals are now `total` (NULL when unknown).  Unpins it. */
+ * totals are now `total` (NULL when they were not read back: the cached
+ * total then grows by what was in flight).  Unpins it. */
 void counters_committed(struct counter *c, const struct metric_values *total);
 
 /* Keys that Quota read since the last call, that are loaded and have no

@@ -29,14 +29,23 @@
 
 enum outcome { WRITTEN, NOT_WRITTEN, UNKNOWN };
 
+/* Keys with their rows, sorted by (table, time, key): what a sequence of
+ * statements works on. */
+struct rows {
+	struct counter **keys;
+	struct store_row *rows;
+	size_t count;
+	size_t cap;
+};
+
 struct flusher {
 	const struct config *config;
 	struct store *store;            /* NULL while disconnected */
 	int ensured_tables;             /* tables [0, n) exist on this connection */
 	struct counter_batch batch;     /* keys in flight: written, or to retry */
 	struct counter_batch refresh;   /* keys being re-read */
-	struct store_row *rows;         /* the batch as rows, same order */
-	size_t rows_cap;
+	struct rows written;            /* the batch as rows, sorted */
+	struct rows read_back;          /* the rows of it that a Quota reads */
 	uint64_t last_seq;              /* last sequence number known committed */
 	bool seq_known;
 	uint32_t last_take;             /* counters_take_pending() number of the batch */
@@ -177,36 +186,65 @@ static int compare_keys(const void *a, const void *b)
 	return store_row_compare(&rx, &ry);
 }
 
+static void rows_reserve(struct rows *r, size_t count)
+{
+	if (count > r->cap) {
+		r->cap = count;
+		r->keys = xrealloc(r->keys, r->cap * sizeof(*r->keys));
+		r->rows = xrealloc(r->rows, r->cap * sizeof(*r->rows));
+	}
+}
+
+static void rows_free(struct rows *r)
+{
+	free(r->keys);
+	free(r->rows);
+	memset(r, 0, sizeof(*r));
+}
+
 /* Sorts the keys by (table, time, key) — the same order on every instance,
- * which keeps concurrent flushes from deadlocking — and makes f->rows. */
-static void make_rows(struct flusher *f, struct counter_batch *batch)
+ * which keeps concurrent flushes from deadlocking — and makes their rows,
+ * with the in-flight increments as values. */
+static void rows_from(struct rows *r, struct counter_batch *batch)
 {
 	qsort(batch->keys, batch->count, sizeof(*batch->keys), compare_keys);
-	if (batch->count > f->rows_cap) {
-		f->rows_cap = batch->count;
-		f->rows = xrealloc(f->rows, f->rows_cap * sizeof(*f->rows));
-	}
+	rows_reserve(r, batch->count);
+	r->count = batch->count;
 	for (size_t i = 0; i < batch->count; i++) {
 		struct counter_view v;
 		counter_view(batch->keys[i], &v);
-		f->rows[i] = (struct store_row){
+		r->keys[i] = batch->keys[i];
+		r->rows[i] = (struct store_row){
 			.key = v.key, .key_len = v.key_len, .time = v.time, .time_len = v.time_len,
 			.values = *v.in_flight,
 		};
 	}
 }
 
+/* The rows of `all` whose keys a Quota reads, in the same order. */
+static void rows_read_by_quota(struct rows *out, const struct rows *all)
+{
+	rows_reserve(out, all->count);
+	out->count = 0;
+	for (size_t i = 0; i < all->count; i++) {
+		if (counters_is_read(all->keys[i])) {
+			out->keys[out->count] = all->keys[i];
+			out->rows[out->count++] = all->rows[i];
+		}
+	}
+}
+
 /* The end of the group of rows that share table and time with row i. */
-static size_t group_end(const struct counter_batch *batch, const struct store_row *rows, size_t i)
+static size_t group_end(const struct rows *r, size_t i)
 {
 	struct counter_view first, v;
 	size_t end = i + 1;
 
-	counter_view(batch->keys[i], &first);
-	for (; end < batch->count; end++) {
-		counter_view(batch->keys[end], &v);
-		if (v.table != first.table || v.time_len != rows[i].time_len ||
-		    memcmp(rows[end].time, rows[i].time, rows[i].time_len) != 0)
+	counter_view(r->keys[i], &first);
+	for (; end < r->count; end++) {
+		counter_view(r->keys[end], &v);
+		if (v.table != first.table || v.time_len != first.time_len ||
+		    memcmp(v.time, first.time, first.time_len) != 0)
 			break;
 	}
 	return end;
@@ -222,35 +260,35 @@ static enum store_status upsert_rows(struct store *s, const char *table, struct 
 }
 
 /* Applies op to each group of rows, flush_batch rows at a time. */
-static enum store_status for_each_chunk(struct flusher *f, struct counter_batch *batch,
-					row_operation op)
+static enum store_status for_each_chunk(struct flusher *f, struct rows *r, row_operation op)
 {
 	size_t chunk = (size_t)f->config->accounting.flush_batch;
 	enum store_status status = STORE_OK;
 
-	for (size_t i = 0, end; i < batch->count && status == STORE_OK; i = end) {
+	for (size_t i = 0, end; i < r->count && status == STORE_OK; i = end) {
 		struct counter_view v;
-		counter_view(batch->keys[i], &v);
+		counter_view(r->keys[i], &v);
 		const char *table = counters_table_name(v.table);
-		end = group_end(batch, f->rows, i);
+		end = group_end(r, i);
 		for (size_t k = i; k < end && status == STORE_OK; k += chunk)
-			status = op(f->store, table, f->rows + k, end - k < chunk ? end - k : chunk);
+			status = op(f->store, table, r->rows + k, end - k < chunk ? end - k : chunk);
 	}
 	return status;
 }
 
 /* ------------------------------------------------------------------ flushes */
 
-/* One transaction: upserts, totals, sequence number, COMMIT. */
+/* One transaction: upserts, the new totals of the keys a Quota reads (so
+ * that other instances' increments show), sequence number, COMMIT. */
 static enum outcome write_batch(struct flusher *f, uint64_t seq)
 {
 	struct store *s = f->store;
 	enum store_status status = s->ops->begin(s);
 
 	if (status == STORE_OK)
-		status = for_each_chunk(f, &f->batch, upsert_rows);
+		status = for_each_chunk(f, &f->written, upsert_rows);
 	if (status == STORE_OK)
-		status = for_each_chunk(f, &f->batch, s->ops->select);
+		status = for_each_chunk(f, &f->read_back, s->ops->select);
 	if (status == STORE_OK)
 		status = s->ops->write_sequence(s, f->config->instance_id, seq);
 	if (status == STORE_OK) {
@@ -270,14 +308,22 @@ static enum outcome write_batch(struct flusher *f, uint64_t seq)
 	return NOT_WRITTEN;
 }
 
-/* The batch is in the database: hand the totals to the cache. */
+/* The batch is in the database: hand the totals read back to the cache
+ * (the others grow by what was in flight). */
 static void batch_written(struct flusher *f, bool with_totals)
 {
-	for (size_t i = 0; i < f->batch.count; i++) {
-		const struct store_row *row = &f->rows[i];
-		counters_committed(f->batch.keys[i], with_totals && row->found ? &row->values : NULL);
+	size_t j = 0;
+
+	for (size_t i = 0; i < f->written.count; i++) {
+		const struct store_row *total = NULL;
+		if (j < f->read_back.count && f->read_back.keys[j] == f->written.keys[i]) {
+			if (f->read_back.rows[j].found)
+				total = &f->read_back.rows[j];
+			j++;
+		}
+		counters_committed(f->written.keys[i], with_totals && total ? &total->values : NULL);
 	}
-	f->batch.count = 0;
+	f->batch.count = f->written.count = f->read_back.count = 0;
 }
 
 /* Reads the instance's sequence number: which flushes are committed. */
@@ -310,6 +356,10 @@ static bool resolve_unknown(struct flusher *f)
 	if (seq >= f->unknown_seq) {
 		log_notice("flush %llu was committed before the connection broke",
 			   (unsigned long long)f->unknown_seq);
+		if (f->written.count != f->batch.count) {      /* replayed from the journal */
+			rows_from(&f->written, &f->batch);
+			f->read_back.count = 0;
+		}
 		journal_committed(f->unknown_seq, f->unknown_take);
 		batch_written(f, false);
 	} else {
@@ -340,7 +390,8 @@ static bool flush(struct flusher *f)
 		return true;
 	}
 	ensure_tables(f);
-	make_rows(f, &f->batch);
+	rows_from(&f->written, &f->batch);
+	rows_read_by_quota(&f->read_back, &f->written);
 
 	int64_t started = now_ms();
 	uint64_t seq = f->last_seq + 1;
@@ -379,18 +430,18 @@ static void refresh(struct flusher *f)
 	counters_take_touched(&f->refresh);
 	if (f->refresh.count == 0)
 		return;
+	struct rows r = { 0 };
+	rows_from(&r, &f->refresh);
 	if (connect_store(f)) {
-		make_rows(f, &f->refresh);
-		status = for_each_chunk(f, &f->refresh, f->store->ops->select);
+		status = for_each_chunk(f, &r, f->store->ops->select);
 		if (status == STORE_LOST)
 			lost(f, "refresh");
 	}
-	for (size_t i = 0; i < f->refresh.count; i++) {
-		const struct store_row *row = &f->rows[i];
-		counters_refreshed(f->refresh.keys[i], row->found ? &row->values : NULL,
+	for (size_t i = 0; i < r.count; i++)
+		counters_refreshed(r.keys[i], r.rows[i].found ? &r.rows[i].values : NULL,
 				   status != STORE_OK);
-	}
 	f->refresh.count = 0;
+	rows_free(&r);
 }
 
 /* tallyctl reset: after a flush, with nothing in flight. */
@@ -472,7 +523,12 @@ static void *flusher_main(void *arg)
 			result = flush(f) ? 0 : -1;
 			if (serving && serving->reset && result == 0)
 				result = reset_row(f, serving);
-			next_flush = now_ms() + interval;
+			/* a fixed rate: a flush that took longer than the interval is
+			 * followed at once by the next, instead of letting the next
+			 * batch grow by the time this one took */
+			next_flush += interval;
+			if (next_flush < now_ms())
+				next_flush = now_ms();
 		}
 		if (now >= next_refresh) {
 			if (refresh_every > 0)
@@ -571,6 +627,7 @@ void flusher_stop(void)
 	disconnect(&flusher);
 	counter_batch_free(&flusher.batch);
 	counter_batch_free(&flusher.refresh);
-	free(flusher.rows);
+	rows_free(&flusher.written);
+	rows_free(&flusher.read_back);
 	pthread_cond_destroy(&control_changed);
 }

@@ -239,7 +239,7 @@ static enum store_status mysql_ensure_table(struct store *s, const char *table)
 		   "`count_rcpt` BIGINT UNSIGNED NOT NULL DEFAULT 0, "
 		   "`size` BIGINT UNSIGNED NOT NULL DEFAULT 0, "
 		   "`size_rcpt` BIGINT UNSIGNED NOT NULL DEFAULT 0, "
-		   "PRIMARY KEY (`id`), UNIQUE KEY `time_key` (`key`, `time`), KEY (`time`)"
+		   "PRIMARY KEY (`id`), UNIQUE KEY `time_key` (`key`, `time`)"
 		   ") ENGINE=InnoDB", table);
 	return query(m, m->sql.data, "creating an accounting table");
 }

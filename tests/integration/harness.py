@@ -125,12 +125,16 @@ class Tallyd:
             f.write(header + config)
 
     def start(self, wait_port=None, wait_path=None, args=("-f",)):
+        self.log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen([self.binary, *args, "-c", self.config_path],
                                         stdout=self.log_file, stderr=self.log_file)
         if wait_port or wait_path:
             wait_for(lambda: self._answers(wait_port, wait_path), 15,
                      "tallyd to answer (log: %s)" % self.log())
+            # the port listens before privileges drop and the database side
+            # starts; "started" is logged when everything runs
+            wait_for(lambda: " started: " in self.log(), 15, "tallyd's start-up to end")
         return self
 
     def _answers(self, port, path):

@@ -8,7 +8,9 @@
 #
 # Nothing is installed system-wide and no init system is needed (see
 # ENVIRONMENT.md).  The database `tallyd` and the user tallyd/tallyd
-# (@127.0.0.1 and @localhost) are created.  Needs mariadb-server-core.
+# (@127.0.0.1 and @localhost) are created.  MARIADB_BUFFER_POOL sizes InnoDB's
+# buffer pool (default 128M; the benchmarks use more).  Needs
+# mariadb-server-core.
 
 mariadb_free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -33,7 +35,7 @@ mariadb_start() {
 	mariadbd --no-defaults --datadir="$dir/data" --socket="$MARIADB_SOCKET" \
 		--port="$MARIADB_PORT" --bind-address=127.0.0.1 --user=root \
 		--pid-file="$MARIADB_PIDFILE" --skip-log-bin --skip-name-resolve \
-		--innodb-buffer-pool-size=128M --innodb-log-file-size=64M \
+		--innodb-buffer-pool-size="${MARIADB_BUFFER_POOL:-128M}" --innodb-log-file-size=256M \
 		--max-connections=500 --log-error="$dir/err" --tmpdir="$dir" \
 		>/dev/null 2>&1 &
 	local i
