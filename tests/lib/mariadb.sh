@@ -60,12 +60,12 @@ mariadb_stop() {
 	[ -n "${MARIADB_PIDFILE:-}" ] && [ -f "$MARIADB_PIDFILE" ] || return 0
 	local pid i
 	pid=$(cat "$MARIADB_PIDFILE")
-	kill "$pid" 2>/dev/null
+	kill "$pid" 2>/dev/null || true
 	for i in $(seq 1 300); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
-	kill -9 "$pid" 2>/dev/null
+	kill -9 "$pid" 2>/dev/null || true
 	rm -rf "$MARIADB_DIR"
 	MARIADB_PIDFILE=
 }
