@@ -167,7 +167,7 @@ static enum store_status sqlite_ensure_table(struct store *s, const char *table)
 }
 
 static enum store_status upsert_chunk(struct sqlite_store *q, const char *table,
-				      const struct store_row *rows, size_t count)
+				      struct store_row *rows, size_t count)
 {
 	int rc;
 
@@ -193,18 +193,27 @@ static enum store_status upsert_chunk(struct sqlite_store *q, const char *table,
 	return run(q, stmt, "writing accounting rows");
 }
 
-static enum store_status sqlite_upsert(struct store *s, const char *table,
-				       const struct store_row *rows, size_t count)
+/* Runs `chunk` on the rows, MAX_ROWS_PER_STATEMENT at a time. */
+static enum store_status in_chunks(struct sqlite_store *q, const char *table,
+				   struct store_row *rows, size_t count,
+				   enum store_status (*chunk)(struct sqlite_store *, const char *,
+							      struct store_row *, size_t))
 {
-	struct sqlite_store *q = (struct sqlite_store *)s;
 	enum store_status status = STORE_OK;
 
 	for (size_t done = 0; done < count && status == STORE_OK; done += MAX_ROWS_PER_STATEMENT) {
 		size_t n = count - done < MAX_ROWS_PER_STATEMENT ? count - done :
 			MAX_ROWS_PER_STATEMENT;
-		status = upsert_chunk(q, table, rows + done, n);
+		status = chunk(q, table, rows + done, n);
 	}
 	return status;
+}
+
+static enum store_status sqlite_upsert(struct store *s, const char *table,
+				       const struct store_row *rows, size_t count)
+{
+	return in_chunks((struct sqlite_store *)s, table, (struct store_row *)rows, count,
+			 upsert_chunk);
 }
 
 static bool no_such_table(struct sqlite_store *q)
@@ -252,17 +261,9 @@ static enum store_status select_chunk(struct sqlite_store *q, const char *table,
 static enum store_status sqlite_select(struct store *s, const char *table, struct store_row *rows,
 				       size_t count)
 {
-	struct sqlite_store *q = (struct sqlite_store *)s;
-	enum store_status status = STORE_OK;
-
 	for (size_t i = 0; i < count; i++)
 		rows[i].found = false;
-	for (size_t done = 0; done < count && status == STORE_OK; done += MAX_ROWS_PER_STATEMENT) {
-		size_t n = count - done < MAX_ROWS_PER_STATEMENT ? count - done :
-			MAX_ROWS_PER_STATEMENT;
-		status = select_chunk(q, table, rows + done, n);
-	}
-	return status;
+	return in_chunks((struct sqlite_store *)s, table, rows, count, select_chunk);
 }
 
 static enum store_status sqlite_reset_row(struct store *s, const char *table,

@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "session.h"
 #include "timekey.h"
+#include "unit.h"
 
 /* A request from "name=value" strings. */
 struct test_request {
@@ -519,10 +520,5 @@ static Suite *accounting_suite(void)
 
 int main(void)
 {
-	SRunner *runner = srunner_create(accounting_suite());
-
-	srunner_run_all(runner, CK_NORMAL);
-	int failed = srunner_ntests_failed(runner);
-	srunner_free(runner);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(accounting_suite());
 }

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "counters.h"
 #include "session.h"
+#include "unit.h"
 
 static struct config *load(const char *plugins)
 {
@@ -245,10 +246,5 @@ static Suite *chain_suite(void)
 
 int main(void)
 {
-	SRunner *runner = srunner_create(chain_suite());
-
-	srunner_run_all(runner, CK_NORMAL);
-	int failed = srunner_ntests_failed(runner);
-	srunner_free(runner);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(chain_suite());
 }

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "counters.h"
+#include "unit.h"
 
 static char path[64];
 
@@ -284,10 +285,5 @@ static Suite *config_suite(void)
 
 int main(void)
 {
-	SRunner *runner = srunner_create(config_suite());
-
-	srunner_run_all(runner, CK_NORMAL);
-	int failed = srunner_ntests_failed(runner);
-	srunner_free(runner);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(config_suite());
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "counters.h"
+#include "unit.h"
 
 /* ------------------------------------------------------------ fake loader */
 
@@ -393,10 +394,5 @@ static Suite *counters_suite(void)
 
 int main(void)
 {
-	SRunner *runner = srunner_create(counters_suite());
-
-	srunner_run_all(runner, CK_NORMAL);
-	int failed = srunner_ntests_failed(runner);
-	srunner_free(runner);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(counters_suite());
 }

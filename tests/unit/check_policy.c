@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "policy.h"
+#include "unit.h"
 
 #define REQUEST "request=smtpd_access_policy\nprotocol_state=END-OF-MESSAGE\n" \
 	"client_address=192.0.2.1\nsasl_username=\nsize=1000\n\n"
@@ -248,10 +249,5 @@ static Suite *policy_suite(void)
 
 int main(void)
 {
-	SRunner *runner = srunner_create(policy_suite());
-
-	srunner_run_all(runner, CK_NORMAL);
-	int failed = srunner_ntests_failed(runner);
-	srunner_free(runner);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(policy_suite());
 }
