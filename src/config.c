@@ -604,7 +604,7 @@ static void parse_vhosts(struct config *config, const config_setting_t *list,
 		if (vhost->name[0] == '\0') {
 			free(vhost->name);
 			vhost->name = vhost->port ? xasprintf("port %d", vhost->port) :
-				xstrdup(vhost->socket);
+				vhost->socket[0] ? xstrdup(vhost->socket) : xasprintf("number %d", i + 1);
 		}
 		check_vhost_address(config, vhost, (size_t)i, group, errors);
 		parse_plugins(vhost, config_setting_get_member(group, "plugins"), errors);

@@ -74,6 +74,8 @@ static const struct broken cases[] = {
 	  " ); } );\n", 2, "set either port or socket" },
 	{ LISTEN "virtual_hosts = ( { name = \"x\";\n plugins = ( " ACTION " ); } );\n", 2,
 	  "virtual host 'x': set either port or socket" },
+	{ LISTEN "virtual_hosts = ( {\n plugins = ( " ACTION " ); } );\n", 2,
+	  "virtual host 'number 1': set either port or socket" },
 	{ LISTEN "virtual_hosts = ( { port = 12346; plugins = ( " ACTION " ); },\n"
 	  "{ port = 12346; name = \"again\"; plugins = ( " ACTION " ); } );\n", 3,
 	  "virtual host 'again' serves the same port as 'port 12346'" },
