@@ -244,8 +244,8 @@ END_TEST
 
 START_TEST(test_packaged_and_quickstart_configs_load)
 {
-	const char *files[] = { TEST_DATA_DIR "/../../../conf/tallyd.conf",
-				TEST_DATA_DIR "/../../../conf/quickstart.conf" };
+	const char *files[] = { TOP_SRCDIR "/conf/tallyd.conf",
+				TOP_SRCDIR "/conf/quickstart.conf" };
 
 	for (size_t i = 0; i < 2; i++) {
 		struct config_errors errors = { 0 };
