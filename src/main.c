@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 
 #include <grp.h>
 #include <pthread.h>
@@ -35,6 +36,7 @@
 #include "control.h"
 #include "counters.h"
 #include "flusher.h"
+#include "import_mtpolicyd.h"
 #include "journal.h"
 #include "listener.h"
 #include "live.h"
@@ -63,22 +65,30 @@ static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: tallyd [-f] [-t] [-c FILE] [-l LEVEL]\n"
+		"usage: tallyd [-f] [-t] [-c FILE] [-l LEVEL] | --import-mtpolicyd FILE\n"
 		"  -c FILE   configuration file (default " DEFAULT_CONFIG ")\n"
 		"  -f        stay in the foreground\n"
 		"  -t        check the configuration and exit (0 when it is good)\n"
 		"  -l LEVEL  log level: error, warning, notice, info or debug\n"
 		"  -V        print the version and exit\n"
-		"  -h        print this help and exit\n");
+		"  -h        print this help and exit\n"
+		"  --import-mtpolicyd FILE\n"
+		"            print the tallyd.conf equivalent to an mtpolicyd.conf, and\n"
+		"            list on stderr what tallyd has no equivalent for (exit 2)\n");
 }
 
 static void parse_options(int argc, char **argv, struct options *o)
 {
+	static const struct option long_options[] = {
+		{ "import-mtpolicyd", required_argument, NULL, 'I' },
+		{ NULL, 0, NULL, 0 },
+	};
 	int ch;
 
 	o->config_file = DEFAULT_CONFIG;
-	while ((ch = getopt(argc, argv, "c:fl:tVh")) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:fl:tVh", long_options, NULL)) != -1) {
 		switch (ch) {
+		case 'I': exit(import_mtpolicyd(optarg, stdout, stderr));
 		case 'c': o->config_file = optarg; break;
 		case 'f': o->foreground = true; break;
 		case 'l': o->log_level = optarg; break;

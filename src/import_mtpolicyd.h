@@ -1,0 +1,22 @@
+/*
+ * import_mtpolicyd.h: an mtpolicyd.conf read and written out as the
+ * equivalent tallyd.conf (tallyd --import-mtpolicyd FILE).
+ *
+ * What tallyd supports is translated: port (and host), user, group,
+ * pid_file, log_level, the Sql connection (or db_dsn), and virtual hosts
+ * with their Accounting, Quota, SqlUserConfig and Action plugins.
+ * Everything else is listed, with its line in the mtpolicyd file, on
+ * `report` and as comments at the top of the output.  Single-threaded; used
+ * by the command line only.
+ */
+#ifndef TALLYD_IMPORT_MTPOLICYD_H
+#define TALLYD_IMPORT_MTPOLICYD_H
+
+#include <stdio.h>
+
+/* Returns 0 when everything was translated, 2 when something was left out
+ * (the output is written all the same), 1 when the file cannot be read or
+ * parsed (nothing is written). */
+int import_mtpolicyd(const char *path, FILE *out, FILE *report);
+
+#endif

@@ -1,0 +1,210 @@
+/*
+ * check_import.c: tallyd --import-mtpolicyd — the how-to's configuration
+ * and Debian's shipped mtpolicyd.conf translate into configs tallyd loads,
+ * what cannot be translated is reported with its line, and broken input is
+ * refused.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "counters.h"
+#include "import_mtpolicyd.h"
+#include "chain.h"
+#include "plugin.h"
+#include "unit.h"
+
+static char *output, *report;
+static int status;
+
+/* Translates `path`; output and report are kept for the assertions. */
+static void import(const char *path)
+{
+	size_t out_len, report_len;
+	FILE *out = open_memstream(&output, &out_len), *rep = open_memstream(&report, &report_len);
+
+	free(output);
+	free(report);
+	status = import_mtpolicyd(path, out, rep);
+	fclose(out);
+	fclose(rep);
+}
+
+static char *write_temp(const char *text)
+{
+	static char path[64];
+	strcpy(path, "/tmp/check_import_XXXXXX");
+	int fd = mkstemp(path);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return path;
+}
+
+static void import_text(const char *text)
+{
+	char *path = write_temp(text);
+	import(path);
+	unlink(path);
+}
+
+/* Loads the translation with tallyd's own loader. */
+static struct config *load_output(void)
+{
+	struct config_errors errors = { 0 };
+	char *path = write_temp(output);
+	struct config *config = config_load(path, &errors);
+
+	for (size_t i = 0; i < errors.count; i++)
+		fprintf(stderr, "%s\n", errors.lines[i]);
+	config_errors_free(&errors);
+	unlink(path);
+	ck_assert_ptr_nonnull(config);
+	return config;
+}
+
+START_TEST(test_howto_configuration_translates_whole)
+{
+	import(TOP_SRCDIR "/tests/unit/data/mtpolicyd-howto.conf");
+	ck_assert_int_eq(status, 0);
+	ck_assert_str_eq(report, "");
+	struct config *c = load_output();
+	ck_assert_uint_eq(c->listen_count, 2);
+	const struct vhost *v = config_find_vhost(c, 12346, NULL);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_str_eq(v->name, "accounting");
+	ck_assert_uint_eq(v->plugin_count, 3);
+	ck_assert_str_eq(v->plugins[0]->module->name, "SqlUserConfig");
+	ck_assert_str_eq(v->plugins[1]->name, "QuotaIP");
+	ck_assert_str_eq(v->plugins[2]->module->name, "Accounting");
+	ck_assert_int_eq(c->database.driver, DATABASE_MYSQL);
+	ck_assert_str_eq(c->database.name, "mail");
+	ck_assert_str_eq(c->database.host, "localhost");
+	ck_assert_str_eq(c->database.password, "sec\"ret");
+	ck_assert_str_eq(c->user, "mtpolicyd");
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_debian_configuration_translates_what_tallyd_has)
+{
+	import(TOP_SRCDIR "/tests/unit/data/mtpolicyd-debian.conf");
+	ck_assert_int_eq(status, 2);
+	ck_assert(strstr(report, "mtpolicyd-debian.conf:66: plugin greylist (module Greylist): "
+			 "tallyd has no such module") != NULL);
+	ck_assert(strstr(report, "<SessionCache") != NULL);
+	ck_assert(strstr(report, "min_servers = 4") != NULL);
+	ck_assert(strstr(report, "keepalive_timeout = 0") != NULL);
+	ck_assert(strstr(output, "# Left out") != NULL);      /* listed in the output too */
+	struct config *c = load_output();
+	ck_assert_uint_eq(c->vhost_count, 0);                  /* nothing tallyd can run */
+	ck_assert_str_eq(c->listen[0].spec, "127.0.0.1:12345");
+	ck_assert_int_eq(c->database.driver, DATABASE_SQLITE);
+	ck_assert_str_eq(c->database.path, "/var/lib/mtpolicyd/mtpolicyd.sqlite");
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_strings_are_escaped_for_libconfig)
+{
+	import_text("port=\"127.0.0.1:1\"\n<VirtualHost 1>\n<Plugin a>\nmodule=\"Action\"\n"
+		    "action = 'reject say \"no\" \\\\ now'\n</Plugin>\n</VirtualHost>\n");
+	ck_assert_int_eq(status, 0);
+	struct config *c = load_output();
+	struct attribute none[1];
+	struct request req = { none, 0 };
+	struct session s;
+	session_init(&s);
+	ck_assert_str_eq(chain_run(config_find_vhost(c, 1, NULL), &req, &s),
+			 "reject say \"no\" \\\\ now");
+	session_free(&s);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_unknown_modules_and_options_are_reported_with_their_lines)
+{
+	import_text("port=\"127.0.0.1:1\"\n<VirtualHost 1>\n  <Plugin rbl>\n    module = \"RBL\"\n"
+		    "  </Plugin>\n  <Plugin q>\n    module = \"quota\"\n    field = sender\n"
+		    "    metric = count\n    threshold = 5\n    on_error = continue\n  </Plugin>\n"
+		    "</VirtualHost>\n");
+	ck_assert_int_eq(status, 2);
+	ck_assert(strstr(report, ":3: plugin rbl (module RBL): tallyd has no such module") != NULL);
+	ck_assert(strstr(report, ":11: plugin q: option on_error") != NULL);
+	struct config *c = load_output();
+	ck_assert_uint_eq(config_find_vhost(c, 1, NULL)->plugin_count, 1);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_database_names_from_each_dsn_form)
+{
+	import_text("port=1\nhost=127.0.0.1\ndb_dsn=\"dbi:mysql:mail\"\ndb_user=u\ndb_password=p\n");
+	ck_assert_int_eq(status, 0);
+	struct config *c = load_output();
+	ck_assert_str_eq(c->database.name, "mail");
+	ck_assert_str_eq(c->database.user, "u");
+	ck_assert_str_eq(c->listen[0].spec, "127.0.0.1:1");      /* a bare port takes host */
+	config_free(c);
+
+	import_text("port=1\n<Connection db>\nmodule=Sql\n"
+		    "dsn=\"dbi:mysql:database=x;host=db.example;port=3307;mysql_socket=/run/m.sock\"\n"
+		    "</Connection>\n");
+	c = load_output();
+	ck_assert_str_eq(c->database.name, "x");
+	ck_assert_str_eq(c->database.host, "db.example");
+	ck_assert_int_eq(c->database.port, 3307);
+	ck_assert_str_eq(c->database.socket, "/run/m.sock");
+	ck_assert_str_eq(c->listen[0].spec, "*:1");
+	config_free(c);
+
+	import_text("port=1\ndb_dsn=\"dbi:Pg:dbname=mail\"\n");
+	ck_assert_int_eq(status, 2);
+	ck_assert(strstr(report, "tallyd speaks to MySQL/MariaDB and SQLite only") != NULL);
+}
+END_TEST
+
+START_TEST(test_broken_or_missing_files_are_refused)
+{
+	import_text("port=1\n<VirtualHost 1>\n<Plugin a>\nmodule=Action\n</VirtualHost>\n");
+	ck_assert_int_eq(status, 1);
+	ck_assert(strstr(report, ":5: </VirtualHost> closes no open <VirtualHost>") != NULL);
+	ck_assert_str_eq(output, "");
+	import_text("port=1\n<VirtualHost 1>\n");
+	ck_assert_int_eq(status, 1);
+	ck_assert(strstr(report, ":2: <VirtualHost 1> is never closed") != NULL);
+	import("/nonexistent/mtpolicyd.conf");
+	ck_assert_int_eq(status, 1);
+	ck_assert(strstr(report, "cannot read the file") != NULL);
+}
+END_TEST
+
+static void setup(void)
+{
+	struct counters_loader none = { 0 };
+
+	counters_init(&none);
+}
+
+static Suite *import_suite(void)
+{
+	Suite *s = suite_create("import");
+	TCase *tc = tcase_create("import");
+
+	tcase_add_unchecked_fixture(tc, setup, counters_free_all);
+	tcase_add_test(tc, test_howto_configuration_translates_whole);
+	tcase_add_test(tc, test_debian_configuration_translates_what_tallyd_has);
+	tcase_add_test(tc, test_strings_are_escaped_for_libconfig);
+	tcase_add_test(tc, test_unknown_modules_and_options_are_reported_with_their_lines);
+	tcase_add_test(tc, test_database_names_from_each_dsn_form);
+	tcase_add_test(tc, test_broken_or_missing_files_are_refused);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return unit_run(import_suite());
+}
