@@ -1,11 +1,12 @@
 /*
  * flusher.h: the write-behind thread.
  *
- * Every accounting.flush_interval the flusher takes the pending increments
- * out of the counter cache and writes them in one transaction: multi-row
- * upserts of flush_batch rows each, then a read of the totals of the keys
- * it wrote (so other instances' increments become visible), then its flush
- * sequence number, then COMMIT.  Every refresh_interval it re-reads the
+ * Every accounting.flush_interval (at a fixed rate: a flush that runs long is
+ * followed at once by the next) the flusher takes the pending increments out
+ * of the counter cache and writes them in one transaction: multi-row upserts
+ * of flush_batch rows each, then a read of the totals of the keys it wrote
+ * that a Quota uses (so other instances' increments become visible), then
+ * its flush sequence number, then COMMIT.  Every refresh_interval it re-reads the
  * totals of other keys that Quota used.  A failed flush keeps its
  * increments and is retried with backoff; a COMMIT whose outcome is unknown
  * is looked up by its sequence number before anything else is written, so
