@@ -2,8 +2,10 @@
  * listener.c: listening sockets and the acceptor thread (see listener.h).
  *
  * `listeners` is filled by listener_open() in the main thread before the
- * acceptor starts, read by the acceptor, and freed by listener_stop() after
- * it has been joined; nothing else touches it, so it needs no lock.
+ * acceptor starts, read by the acceptor, and replaced (listener_reload) or
+ * freed (listener_stop) only while the acceptor is stopped and joined; a
+ * reload comes from the main thread or the admin thread, one at a time
+ * (main.c's reload_lock).  So the array needs no lock of its own.
  */
 #include <arpa/inet.h>
 #include <errno.h>

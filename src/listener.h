@@ -5,6 +5,8 @@
  * are dropped).  listener_start() runs the acceptor thread: it accepts new
  * connections, refuses those beyond max_connections, hands the rest to the
  * worker pool, and once a second sweeps connections past their timeouts.
+ * listener_reload() changes the set of sockets for a new config, pausing
+ * the acceptor while it does (the kernel's backlog holds new connections).
  */
 #ifndef TALLYD_LISTENER_H
 #define TALLYD_LISTENER_H
