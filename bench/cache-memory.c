@@ -4,9 +4,10 @@
  *   bench/cache-memory [KEYS]      (default 1000000)
  *
  * Fills the real cache (counters.c) with KEYS client addresses in the
- * current month, each loaded from a fake database and incremented once, as
- * the how-to chain does, and prints the growth of the resident set size
- * divided by KEYS.  Single-threaded, no database.
+ * current month, a period known in full (as after the loader's bulk load),
+ * each read and incremented once, as the how-to chain does, and prints the
+ * growth of the resident set size divided by KEYS.  Single-threaded, no
+ * database.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,13 +15,7 @@
 #include <time.h>
 
 #include "counters.h"
-
-static int no_rows(const char *table, const char *key, size_t key_len, const char *time,
-		   size_t time_len, struct metric_values *out, void *arg)
-{
-	memset(out, 0, sizeof(*out));
-	return 0;
-}
+#include "tables.h"
 
 static long rss_kib(void)
 {
@@ -40,20 +35,21 @@ static long rss_kib(void)
 int main(int argc, char **argv)
 {
 	long keys = argc > 1 ? strtol(argv[1], NULL, 10) : 1000000;
-	struct counters_loader loader = { .load = no_rows, .wait_seconds = 1 };
 	struct metric_values delta = { { 1, 1, 2000, 2000 } }, total;
-	char time_key[16], key[32];
-	time_t now = time(NULL);
+	char key[32];
+	uint64_t ticket;
 
-	strftime(time_key, sizeof(time_key), "%Y-%m", localtime(&now));
-	counters_init(&loader);
-	int table = counters_table("acct_client_address");
+	counters_init();
+	int table = tables_register("acct_client_address");
+	tables_add_pattern(table, "%Y-%m");
+	int period = periods_now(table, "%Y-%m");
+	periods_set_complete(period);
 	long before = rss_kib();
 	for (long i = 0; i < keys; i++) {
 		int len = snprintf(key, sizeof(key), "10.%ld.%ld.%ld", (i >> 16) & 255,
 				   (i >> 8) & 255, i & 255);
-		counters_total(table, key, (size_t)len, time_key, strlen(time_key), &total);
-		counters_add(table, key, (size_t)len, time_key, strlen(time_key), &delta);
+		counters_total(period, key, (size_t)len, true, &total, &ticket);
+		counters_add(period, key, (size_t)len, &delta);
 	}
 	long after = rss_kib();
 	printf("keys %ld, rss growth %.1f MiB, %.0f bytes per key\n", keys,

@@ -20,13 +20,7 @@
 #include "counters.h"
 #include "flusher.h"
 #include "store.h"
-
-static int no_rows(const char *table, const char *key, size_t key_len, const char *time,
-		   size_t time_len, struct metric_values *out, void *arg)
-{
-	memset(out, 0, sizeof(*out));
-	return 0;
-}
+#include "tables.h"
 
 static double now(void)
 {
@@ -49,11 +43,9 @@ static size_t waiting(void)
 int main(int argc, char **argv)
 {
 	struct config_errors errors = { 0 };
-	struct counters_loader loader = { .load = no_rows, .wait_seconds = 5 };
 	struct metric_values delta = { { 1, 1, 1000, 1000 } };
 	struct flusher_status status;
-	char key[32], month[16];
-	time_t t = time(NULL);
+	char key[32];
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: flusher-rate CONFIG [RATE] [SECONDS]\n");
@@ -66,11 +58,12 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s\n", errors.lines[i]);
 		return 1;
 	}
-	strftime(month, sizeof(month), "%Y-%m", localtime(&t));
-	counters_init(&loader);
-	int table = counters_table("acct_flusher_rate");
-	counters_table_add_pattern(table, "%Y-%m");
-	store_pool_init(&config->database, NULL);
+	counters_init();
+	int table = tables_register("acct_flusher_rate");
+	tables_add_pattern(table, "%Y-%m");
+	int period = periods_now(table, "%Y-%m");
+	size_t month_len;
+	const char *month = periods_time(period, &month_len);
 	flusher_start(config, NULL);
 
 	double start = now(), next_sample = start + 1;
@@ -84,7 +77,7 @@ int main(int argc, char **argv)
 		for (int i = 0; i < 1000; i++, added++) {
 			int len = snprintf(key, sizeof(key), "10.%ld.%ld.%ld", (added >> 16) & 255,
 					   (added >> 8) & 255, added & 255);
-			counters_add(table, key, (size_t)len, month, strlen(month), &delta);
+			counters_add(period, key, (size_t)len, &delta);
 		}
 		if (now() >= next_sample) {
 			size_t w = waiting();
@@ -101,7 +94,7 @@ int main(int argc, char **argv)
 	char error[512];
 	struct store *s = store_open(&config->database, error, sizeof(error));
 	struct store_row probe = { .key = key, .key_len = strlen(key), .time = month,
-				   .time_len = strlen(month) };
+				   .time_len = month_len };
 	bool last_written = s && s->ops->select(s, "acct_flusher_rate", &probe, 1) == STORE_OK &&
 			    probe.found;
 	printf("## Flusher throughput\n\n"

@@ -2,15 +2,16 @@
  * chain.c: the plugin modules tallyd knows, building plugins from the
  * config, and the chain that runs them (see chain.h).  Config loading runs
  * in one thread; chain_run() is called by every worker at once and only
- * reads the config; it counts calls, answers and time per virtual host and
- * plugin in the calling thread's own slot (stats.h), so it takes no lock.
+ * reads the config; it counts calls, answers, waits and time per virtual
+ * host and plugin in the calling thread's own slot (stats.h), so it takes
+ * no lock.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
-#include <time.h>
 
 #include "chain.h"
+#include "clock.h"
 #include "log.h"
 
 static const struct plugin_module *const modules[] = {
@@ -97,35 +98,50 @@ void chain_enable_stats(struct config *config)
 	}
 }
 
-static uint64_t now_ns(void)
+void chain_start(struct chain_state *state)
 {
-	struct timespec ts;
+	*state = (struct chain_state){ .next = 0, .may_wait = true };
+}
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+/* Counts one run of a plugin in the calling thread's slot. */
+static void count_run(const struct plugin *plugin, int slot, enum plugin_result result,
+		      int64_t nanoseconds)
+{
+	struct object_stats *mine;
+
+	if (plugin->stats == NULL)
+		return;
+	mine = &plugin->stats[slot];
+	stats_bump(&mine->nanoseconds, (uint64_t)nanoseconds);
+	if (result == PLUGIN_WAIT) {
+		stats_bump(&mine->waits, 1);
+		return;                       /* the call counts when it ends */
+	}
+	stats_bump(&mine->calls, 1);
+	stats_bump(&mine->answers, result == PLUGIN_ANSWER);
 }
 
 const char *chain_run(const struct vhost *vhost, const struct request *request,
-		      struct session *session)
+		      struct session *session, struct chain_state *state)
 {
-	struct plugin_call call = { .request = request, .session = session };
+	struct plugin_call call = { .request = request, .session = session,
+				    .may_wait = state->may_wait };
 	int slot = stats_thread_index();
 
 	if (vhost == NULL)
 		return "dunno";
-	if (vhost->stats)
+	if (vhost->stats && state->next == 0)
 		stats_bump(&vhost->stats[slot].calls, 1);
-	uint64_t then = now_ns();
-	for (size_t i = 0; i < vhost->plugin_count; i++) {
-		const struct plugin *plugin = vhost->plugins[i];
+	int64_t then = clock_ns();
+	for (; state->next < vhost->plugin_count; state->next++) {
+		const struct plugin *plugin = vhost->plugins[state->next];
 		enum plugin_result result = plugin->module->run(plugin, &call);
-		if (plugin->stats) {
-			uint64_t now = now_ns();
-			struct object_stats *mine = &plugin->stats[slot];
-			stats_bump(&mine->calls, 1);
-			stats_bump(&mine->nanoseconds, now - then);
-			stats_bump(&mine->answers, result == PLUGIN_ANSWER);
-			then = now;
+		int64_t now = clock_ns();
+		count_run(plugin, slot, result, now - then);
+		then = now;
+		if (result == PLUGIN_WAIT) {
+			state->ticket = call.ticket;
+			return NULL;
 		}
 		if (result == PLUGIN_ANSWER) {
 			if (vhost->stats)

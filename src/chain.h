@@ -4,7 +4,9 @@
  * chain_create_plugin() builds a plugin from its config group (config.c
  * calls it while loading).  chain_run() runs a virtual host's plugins in
  * order; the first that answers ends the chain, and with no answer the
- * result is "dunno".  Worker threads call chain_run() concurrently on the
+ * result is "dunno".  A plugin that waits for the database stops the run
+ * where it is; the worker parks the request and runs the chain again from
+ * that plugin later.  Worker threads call chain_run() concurrently on the
  * same immutable config.
  */
 #ifndef TALLYD_CHAIN_H
@@ -23,9 +25,22 @@ void chain_free_plugin(struct plugin *plugin);
  * when a config goes live (stats_init() has run). */
 void chain_enable_stats(struct config *config);
 
-/* The answer's action text; valid until the session is cleared.  vhost may
- * be NULL (a listener no virtual host serves): the answer is "dunno". */
+/* Where a request is in its chain: a request that waits for the database
+ * keeps this and its session, and goes on at `next` when it is resumed. */
+struct chain_state {
+	size_t next;               /* the plugin to run next */
+	bool may_wait;             /* false once the request's database.wait is over */
+	uint64_t ticket;           /* of the plugin that waits (park.h) */
+};
+
+/* Ready for a new request. */
+void chain_start(struct chain_state *state);
+
+/* Runs the virtual host's plugins from state->next.  Returns the answer's
+ * action text, valid until the session is cleared, or NULL when a plugin
+ * waits: state->next is then that plugin and state->ticket its ticket.
+ * vhost may be NULL (a listener no virtual host serves): "dunno". */
 const char *chain_run(const struct vhost *vhost, const struct request *request,
-		      struct session *session);
+		      struct session *session, struct chain_state *state);
 
 #endif

@@ -330,9 +330,11 @@ static const struct config_option database_options[] = {
 	{ .name = "path", .type = OPTION_STRING, .offset = DATABASE(path),
 	  .default_string = LOCALSTATEDIR "/lib/tallyd/tallyd.sqlite" },
 	{ .name = "pool_size", .type = OPTION_INT, .offset = DATABASE(pool_size),
-	  .default_number = 4, .min = 1, .max = 64 },
+	  .default_number = 2, .min = 1, .max = 64 },
 	{ .name = "connect_timeout", .type = OPTION_INT, .offset = DATABASE(connect_timeout),
 	  .default_number = 5, .min = 1, .max = 300 },
+	{ .name = "wait", .type = OPTION_DOUBLE, .offset = DATABASE(wait),
+	  .default_number = 2.0, .min = 0.05, .max = 60 },
 	{ .name = NULL },
 };
 

@@ -17,6 +17,7 @@
 #define TALLYD_CONFIG_H
 
 #include <libconfig.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -90,8 +91,9 @@ struct database_config {
 	char *password;
 	char *name;
 	char *path;                /* sqlite */
-	int pool_size;
+	int pool_size;             /* loader threads, each with a connection */
 	int connect_timeout;       /* seconds; also bounds reads and writes */
+	double wait;               /* seconds a request waits for a value from it */
 };
 
 struct accounting_config {
@@ -113,6 +115,7 @@ struct vhost {
 
 struct config {
 	char *file;
+	atomic_int holds;          /* waiting requests that began with it (live.h) */
 	char *user;
 	char *group;
 	char *pid_file;

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "connection.h"
@@ -18,14 +17,6 @@
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct connection *table;       /* guarded by table_lock */
 static int count;                      /* guarded by table_lock */
-
-int64_t connection_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t)ts.tv_sec;
-}
 
 struct connection *connection_open(int fd, int local_port, const char *local_path,
 				   const char *peer, int max_connections)
@@ -42,6 +33,8 @@ struct connection *connection_open(int fd, int local_port, const char *local_pat
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	buf_init(&c->in);
 	buf_init(&c->out);
+	session_init(&c->session);
+	chain_start(&c->chain);
 	atomic_init(&c->deadline, INT64_MAX);
 	atomic_init(&c->expired, false);
 	c->next = table;
@@ -67,6 +60,7 @@ void connection_close(struct connection *c)
 	pthread_mutex_unlock(&table_lock);
 	buf_free(&c->in);
 	buf_free(&c->out);
+	session_free(&c->session);
 	free(c->local_path);
 	free(c);
 }

@@ -1,10 +1,11 @@
 /*
  * connection.h: one client connection, and the table of all open ones.
  *
- * Ownership: a connection is either waiting in the workers' epoll set (no
- * thread touches it) or held by exactly one thread: the acceptor that
- * created it, the worker that took its one-shot event, or the main thread
- * draining at shutdown.  Only the holder touches its buffers.
+ * Ownership: a connection is either waiting in the workers' epoll set or
+ * parked waiting for the database (park.h) — then no thread touches it —
+ * or held by exactly one thread: the acceptor that created it, the worker
+ * that took its one-shot event, or the main thread draining at shutdown.
+ * Only the holder touches its buffers.
  *
  * The table (a list under `table_lock`) exists for the timeout sweep: the
  * acceptor thread calls connection_sweep() every second, which shuts down
@@ -22,7 +23,9 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "chain.h"
 #include "policy.h"
+#include "session.h"
 
 struct connection {
 	int fd;
@@ -37,6 +40,20 @@ struct connection {
 	int64_t request_started;   /* monotonic seconds; first byte of the current request */
 	uint64_t requests;         /* answered on this connection */
 
+	/* The request at the head of `in`, while it waits for the database
+	 * (workers.c): where its chain stands, its session, the config it
+	 * began with (held: live.h), and when its wait ends. */
+	struct chain_state chain;
+	struct session session;
+	const struct config *held_config;   /* NULL unless it waits */
+	int64_t wait_deadline;     /* clock_ms(); 0 until the request first waits */
+	bool wait_expired;         /* set when it is handed back past its deadline */
+
+	/* While parked: guarded by park.c's lock. */
+	struct connection *park_prev, *park_next;
+	uint64_t park_ticket;
+	int64_t park_deadline;
+
 	_Atomic int64_t deadline;  /* monotonic seconds; INT64_MAX while a worker holds it */
 	atomic_bool expired;       /* set by the sweep before it shuts the socket down */
 	/* Stored (release) by a thread that hands the connection to epoll and
@@ -46,9 +63,6 @@ struct connection {
 
 	struct connection *prev, *next;   /* the table; guarded by table_lock */
 };
-
-/* Monotonic seconds, cheap enough for every request. */
-int64_t connection_now(void);
 
 /* Registers a new accepted socket; NULL when max_connections is reached (the
  * caller closes the socket). */

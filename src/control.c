@@ -19,17 +19,22 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "connection.h"
 #include "control.h"
 #include "counters.h"
 #include "flusher.h"
 #include "journal.h"
 #include "live.h"
+#include "loader.h"
 #include "log.h"
+#include "park.h"
 #include "plugin.h"
 #include "stats.h"
 #include "store.h"
+#include "tables.h"
 #include "timekey.h"
+#include "usercache.h"
 
 static int control_fd = -1;
 static int metrics_fd = -1;
@@ -102,11 +107,15 @@ static void stats_text(struct buf *out, const struct config *config)
 {
 	struct stats_slot t;
 	struct counters_stats cache;
+	struct usercache_stats users;
+	struct loader_status loader;
 	struct flusher_status f;
 	char when[32];
 
 	stats_read(&t);
 	counters_stats(&cache);
+	usercache_stats(&users);
+	loader_status(&loader);
 	flusher_status(&f);
 	buf_printf(out, "uptime_seconds %lld\n", (long long)(time(NULL) - started));
 	buf_printf(out, "connections_open %d\n", connection_count());
@@ -118,21 +127,36 @@ static void stats_text(struct buf *out, const struct config *config)
 	for (int a = 0; a < ACTION_COUNT_OF; a++)
 		buf_printf(out, "answers %s %llu\n", stats_action_names[a],
 			   (unsigned long long)t.answers[a]);
+	buf_printf(out, "waits %llu\n", (unsigned long long)t.waits);
+	buf_printf(out, "waits_expired %llu\n", (unsigned long long)t.waits_expired);
+	buf_printf(out, "parked %zu\n", park_count());
 	for (size_t i = 0; i < config->vhost_count; i++) {
 		const struct vhost *v = &config->vhosts[i];
-		uint64_t calls, answers, ns;
-		object_stats_read(v->stats, &calls, &answers, &ns);
+		struct object_totals o;
+		object_stats_read(v->stats, &o);
 		buf_printf(out, "vhost %s requests %llu answered %llu\n", v->name,
-			   (unsigned long long)calls, (unsigned long long)answers);
+			   (unsigned long long)o.calls, (unsigned long long)o.answers);
 		for (size_t j = 0; j < v->plugin_count; j++) {
 			const struct plugin *p = v->plugins[j];
-			object_stats_read(p->stats, &calls, &answers, &ns);
-			buf_printf(out, "plugin %s %s calls %llu answers %llu avg_us %.1f\n", v->name,
-				   p->name, (unsigned long long)calls, (unsigned long long)answers,
-				   calls ? (double)ns / (double)calls / 1000.0 : 0.0);
+			object_stats_read(p->stats, &o);
+			buf_printf(out, "plugin %s %s calls %llu answers %llu waits %llu avg_us %.1f\n",
+				   v->name, p->name, (unsigned long long)o.calls,
+				   (unsigned long long)o.answers, (unsigned long long)o.waits,
+				   o.calls ? (double)o.nanoseconds / (double)o.calls / 1000.0 : 0.0);
 		}
 	}
 	buf_printf(out, "cache_keys %zu\n", cache.keys);
+	buf_printf(out, "queued_keys %zu\n", cache.queued_keys);
+	buf_printf(out, "user_configs %zu\n", users.entries);
+	buf_printf(out, "user_configs_queued %zu\n", users.queued);
+	buf_printf(out, "loader_batches %llu\n", (unsigned long long)loader.batches);
+	buf_printf(out, "loader_keys %llu\n", (unsigned long long)loader.keys_loaded);
+	buf_printf(out, "loader_user_configs %llu\n", (unsigned long long)loader.configs_loaded);
+	buf_printf(out, "loader_periods %llu rows %llu\n", (unsigned long long)loader.periods_loaded,
+		   (unsigned long long)loader.rows_bulk_loaded);
+	buf_printf(out, "loader_refreshes %llu\n", (unsigned long long)loader.refreshes);
+	buf_printf(out, "loader_preloads %llu\n", (unsigned long long)loader.preloads);
+	buf_printf(out, "loader_failures %llu\n", (unsigned long long)loader.failures);
 	buf_printf(out, "pending_keys %zu\n", cache.dirty_keys);
 	buf_printf(out, "in_flight_keys %zu\n", f.in_flight_keys);
 	buf_printf(out, "flushes %llu\n", (unsigned long long)f.flushes);
@@ -169,21 +193,23 @@ static void object_metrics(struct buf *out, const struct config *config)
 {
 	static const char *const names[] = { "tallyd_plugin_calls_total",
 					     "tallyd_plugin_answers_total",
+					     "tallyd_plugin_waits_total",
 					     "tallyd_plugin_seconds_total" };
 
-	for (int which = 0; which < 3; which++) {
+	for (int which = 0; which < 4; which++) {
 		buf_printf(out, "# TYPE %s counter\n", names[which]);
 		for (size_t i = 0; i < config->vhost_count; i++) {
 			const struct vhost *v = &config->vhosts[i];
 			for (size_t j = 0; j < v->plugin_count; j++) {
-				uint64_t value[3];
-				object_stats_read(v->plugins[j]->stats, &value[0], &value[1], &value[2]);
+				struct object_totals o;
+				object_stats_read(v->plugins[j]->stats, &o);
+				double value[4] = { (double)o.calls, (double)o.answers, (double)o.waits,
+						    (double)o.nanoseconds / 1e9 };
 				buf_printf(out, "%s{vhost=\"", names[which]);
 				label(out, v->name);
 				buf_append_str(out, "\",plugin=\"");
 				label(out, v->plugins[j]->name);
-				buf_printf(out, "\"} %.17g\n", which == 2 ? (double)value[2] / 1e9 :
-					   (double)value[which]);
+				buf_printf(out, "\"} %.17g\n", value[which]);
 			}
 		}
 	}
@@ -193,10 +219,14 @@ static void prometheus_text(struct buf *out, const struct config *config)
 {
 	struct stats_slot t;
 	struct counters_stats cache;
+	struct usercache_stats users;
+	struct loader_status loader;
 	struct flusher_status f;
 
 	stats_read(&t);
 	counters_stats(&cache);
+	usercache_stats(&users);
+	loader_status(&loader);
 	flusher_status(&f);
 	metric(out, "tallyd_connections_open", "gauge", "Open client connections.",
 	       connection_count());
@@ -215,9 +245,22 @@ static void prometheus_text(struct buf *out, const struct config *config)
 	for (int a = 0; a < ACTION_COUNT_OF; a++)
 		buf_printf(out, "tallyd_answers_total{action=\"%s\"} %llu\n", stats_action_names[a],
 			   (unsigned long long)t.answers[a]);
+	metric(out, "tallyd_waits_total", "counter",
+	       "Requests that waited for the database.", (double)t.waits);
+	metric(out, "tallyd_waits_expired_total", "counter",
+	       "Requests answered without the database's value after database.wait.",
+	       (double)t.waits_expired);
+	metric(out, "tallyd_parked_requests", "gauge", "Requests waiting for the database now.",
+	       (double)park_count());
 	object_metrics(out, config);
 	metric(out, "tallyd_cache_keys", "gauge", "Keys in the counter cache.",
 	       (double)cache.keys);
+	metric(out, "tallyd_user_configs", "gauge", "Entries in the user config cache.",
+	       (double)users.entries);
+	metric(out, "tallyd_loader_queued", "gauge", "Keys and user configs the loader is asked for.",
+	       (double)loader.queued);
+	metric(out, "tallyd_loader_failures_total", "counter", "Loader reads that failed.",
+	       (double)loader.failures);
 	metric(out, "tallyd_pending_keys", "gauge", "Keys with increments not yet flushed.",
 	       (double)(cache.dirty_keys + f.in_flight_keys));
 	metric(out, "tallyd_flushes_total", "counter", "Flushes committed.", (double)f.flushes);
@@ -233,21 +276,41 @@ static void prometheus_text(struct buf *out, const struct config *config)
 
 /* ---------------------------------------------------------------- commands */
 
-static void show_metrics(struct buf *out, int table, const char *key, const char *time)
+/* The key's totals, asking the loader and waiting up to database.wait
+ * when they are not in memory (this thread may wait: it is no worker). */
+static enum lookup wait_for_total(int period, const char *key, struct metric_values *total)
+{
+	const struct config *config = live_enter();
+	int64_t give_up = clock_ms() + (int64_t)(config->database.wait * 1000);
+	uint64_t ticket;
+	enum lookup found;
+
+	live_leave();
+	while ((found = counters_total(period, key, strlen(key), true, total, &ticket)) ==
+	       LOOKUP_WAIT && clock_ms() < give_up)
+		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000000 }, NULL);
+	return found;
+}
+
+static void show_metrics(struct buf *out, int period, const char *key)
 {
 	struct metric_values total, flushed, in_flight, pending;
-	bool known = counters_total(table, key, strlen(key), time, strlen(time), &total);
+	enum lookup found = wait_for_total(period, key, &total);
+	size_t time_len;
+	bool loaded = false;
+	const char *time = periods_time(period, &time_len);
 
-	counters_peek(table, key, strlen(key), time, strlen(time), &flushed, &in_flight, &pending);
-	buf_printf(out, "ok\ntable %s\nkey %s\ntime %s\n", counters_table_name(table), key, time);
+	counters_peek(period, key, strlen(key), &flushed, &in_flight, &pending, &loaded);
+	buf_printf(out, "ok\ntable %s\nkey %s\ntime %.*s\n", tables_name(periods_table(period)),
+		   key, (int)time_len, time);
 	for (int m = 0; m < METRIC_COUNT_OF; m++)
 		buf_printf(out, "%s %llu (flushed %llu, in flight %llu, pending %llu)\n",
 			   metric_names[m], (unsigned long long)total.v[m],
 			   (unsigned long long)flushed.v[m], (unsigned long long)in_flight.v[m],
 			   (unsigned long long)pending.v[m]);
-	if (!known)
-		buf_append_str(out, "note: the database is unreachable; only this tallyd's own "
-			       "increments are shown\n");
+	if (found != LOOKUP_FOUND)
+		buf_append_str(out, "note: the database's totals are not known now; only this "
+			       "tallyd's own increments are shown\n");
 }
 
 /* show|reset FIELD KEY [TIME] */
@@ -262,26 +325,45 @@ static void command_key(struct buf *out, char **args, int count)
 		buf_printf(out, "error: usage: %s FIELD KEY [TIME]\n", args[0]);
 		return;
 	}
-	int found = counters_tables_for(args[1], ids, 8, &pattern);
+	int found = tables_for(args[1], ids, 8, &pattern);
 	if (found != 1) {
 		buf_printf(out, "error: %s %s\n", found ? "several tables keep" :
 			   "no accounting table keeps", args[1]);
 		for (int i = 0; i < found && i < 8; i++)
-			buf_printf(out, "table %s\n", counters_table_name(ids[i]));
+			buf_printf(out, "table %s\n", tables_name(ids[i]));
 		return;
 	}
 	if (strlen(args[2]) > ACCOUNTING_VALUE_MAX) {
 		buf_printf(out, "error: the key is longer than %d bytes\n", ACCOUNTING_VALUE_MAX);
 		return;
 	}
-	char time[ACCOUNTING_VALUE_MAX + 1];
-	snprintf(time, sizeof(time), "%s", count == 4 ? args[3] :
-		 timekey_now(pattern ? pattern : "%Y-%m", &time_len));
-	if (reset && flusher_reset(ids[0], args[2], strlen(args[2]), time, strlen(time)) < 0) {
+	const char *time = count == 4 ? args[3] :
+		timekey_now(pattern ? pattern : "%Y-%m", &time_len);
+	int period = periods_get(ids[0], time, strlen(time));
+	if (period < 0) {
+		buf_append_str(out, "error: no period can be kept for that time now\n");
+		return;
+	}
+	if (reset && flusher_reset(period, args[2], strlen(args[2])) < 0) {
 		buf_append_str(out, "error: the database could not be reached; nothing was reset\n");
 		return;
 	}
-	show_metrics(out, ids[0], args[2], time);
+	show_metrics(out, period, args[2]);
+}
+
+/* forget FIELD KEY: SqlUserConfig fetches the key's config afresh. */
+static void command_forget(struct buf *out, char **args, int count)
+{
+	if (count != 3) {
+		buf_append_str(out, "error: usage: forget FIELD KEY\n");
+		return;
+	}
+	if (usercache_forget(args[1], args[2], strlen(args[2])) == 0) {
+		buf_printf(out, "error: no SqlUserConfig plugin looks up %s\n", args[1]);
+		return;
+	}
+	buf_printf(out, "ok\nforgotten: the next request with %s %s reads its user config "
+		   "from the database\n", args[1], args[2]);
 }
 
 static void run_command(struct buf *out, char *line)
@@ -300,6 +382,8 @@ static void run_command(struct buf *out, char *line)
 		live_leave();
 	} else if (strcmp(args[0], "show") == 0 || strcmp(args[0], "reset") == 0) {
 		command_key(out, args, count);
+	} else if (strcmp(args[0], "forget") == 0) {
+		command_forget(out, args, count);
 	} else if (strcmp(args[0], "flush") == 0) {
 		buf_append_str(out, flusher_flush_now() == 0 ? "ok\nflushed\n" :
 			       "error: the flush failed; see the log (tallyctl stats shows the last "
@@ -314,8 +398,8 @@ static void run_command(struct buf *out, char *line)
 				   why.data ? why.data : "");
 		buf_free(&why);
 	} else {
-		buf_printf(out, "error: unknown command '%s' (stats, show, reset, flush, reload)\n",
-			   args[0]);
+		buf_printf(out, "error: unknown command '%s' (stats, show, reset, forget, flush, "
+			   "reload)\n", args[0]);
 	}
 }
 

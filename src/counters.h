@@ -1,17 +1,31 @@
 /*
- * counters.h: the counter cache, (table, time key, key) → the four metrics.
+ * counters.h: the counter cache, (period, key) → the four metrics.
  *
- * Each cached key holds three sets of values:
- *   flushed   totals the database had when tallyd last read or wrote them;
- *   in_flight increments handed to the flusher and not yet committed;
- *   pending   increments since then.
- * A Quota sees flushed + in_flight + pending, so nothing waits for a flush.
+ * A cached key holds the totals the database had when tallyd last read or
+ * wrote them (`flushed`) and, while it has any, a delta of increments the
+ * flusher has taken but not committed (`in_flight`) and increments since
+ * (`pending`).  A Quota sees flushed + in_flight + pending.
  *
- * Threads: workers call counters_add() and counters_total(); the flusher is
- * the only thread that moves pending to in_flight and in_flight to flushed
- * (counters_take_pending(), counters_committed(), ...).  The cache is split
- * into shards, each behind its own mutex, so workers rarely contend; no
- * lock is held while the database is asked.
+ * Where the database totals come from, without a worker ever asking the
+ * database: the loader reads a period's rows in bulk (counters_bulk_row);
+ * once the whole period is read, a key that is not cached is known to be
+ * zero and is created loaded.  A key the cache does not know yet is queued
+ * for the loader once (QUEUED); the worker that asked is told to wait
+ * (LOOKUP_WAIT, with a park ticket), and every worker asking meanwhile too.
+ * The flusher's commits and the loader's refreshes keep loaded totals
+ * current.
+ *
+ * Exactness: every commit applied to the cache gets the next flush epoch,
+ * and each key remembers its last one.  A total the loader read is used
+ * only if the key has nothing in flight and no commit reached it since the
+ * epoch read before the query; otherwise it might count in-flight
+ * increments twice or not at all, and the key is queued again (or left to
+ * the flusher, which reads totals back inside its own transaction).
+ *
+ * Threads: workers add and read; the loader fills; the flusher moves
+ * pending → in flight → flushed; the admin thread peeks.  The cache is
+ * split into 256 shards, each behind its own mutex; no lock is held while
+ * the database is asked.  Lock order: a shard, then the loader's queue.
  */
 #ifndef TALLYD_COUNTERS_H
 #define TALLYD_COUNTERS_H
@@ -19,83 +33,68 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <time.h>
 
+#include "loader.h"
 #include "metrics.h"
 
 struct counter;
 
-/*
- * Tables.  Plugins register the tables they use at config time (and Quota
- * with uc_field at run time); ids are small, stable integers.  The time
- * patterns used with a table tell which periods are current: keys of other
- * periods are evicted once flushed.
- */
-int counters_table(const char *name);           /* id, or -1 when 256 tables exist */
-void counters_table_add_pattern(int table, const char *pattern);
-const char *counters_table_name(int table);
-int counters_table_count(void);
-/* The request field a plugin keeps in the table (for tallyctl). */
-void counters_table_set_field(int table, const char *field);
-/* Tables kept for `field`, or named `field`: up to `max` ids; returns how
- * many there are.  *pattern gets the first one's first time pattern. */
-int counters_tables_for(const char *field, int *ids, int max, const char **pattern);
+void counter_batch_push(struct counter_batch *batch, struct counter *c);
+void counter_batch_free(struct counter_batch *batch);
 
-/* How counters_total() reads a key it has not cached: returns 0 with *out
- * filled (zeros when the database has no such row or table), or -1 when the
- * database could not be asked. */
-struct counters_loader {
-	int (*load)(const char *table, const char *key, size_t key_len, const char *time,
-		    size_t time_len, struct metric_values *out, void *arg);
-	void *arg;
-	int wait_seconds;   /* how long a worker waits for another's load */
-};
-
-void counters_init(const struct counters_loader *loader);
+void counters_init(void);
 /* Frees every key (at exit, when no other thread uses the cache). */
 void counters_free_all(void);
 
-/* Adds one request's increments (worker threads).  Returns the number of
- * the flusher's take (counters_take_pending) that will carry them to the
- * database: the journal records it, so that a restart knows which
- * increments a committed flush already holds. */
-uint32_t counters_add(int table, const char *key, size_t key_len, const char *time,
-		      size_t time_len, const struct metric_values *delta);
+/* ---- workers ---- */
 
-/* The current totals.  A key not cached yet is loaded once, however many
- * workers ask at the same time.  Returns false when its database totals are
- * unknown (database unreachable): *total then holds tallyd's own unflushed
- * increments only. */
-bool counters_total(int table, const char *key, size_t key_len, const char *time,
-		    size_t time_len, struct metric_values *total);
+/* Adds one request's increments.  Returns the number of the flusher's take
+ * (counters_take_pending) that will carry them to the database: the
+ * journal records it, so that a restart knows which increments a committed
+ * flush already holds. */
+uint32_t counters_add(int period, const char *key, size_t key_len,
+		      const struct metric_values *delta);
 
-/* ---- the flusher's side ---- */
+/* The key's totals.  LOOKUP_FOUND: *total is exact as far as this tallyd
+ * knows.  LOOKUP_WAIT: the loader was asked for them; park on *ticket.
+ * LOOKUP_FAILED (may_wait false, or the database is known to be away):
+ * *total holds tallyd's own unwritten increments only. */
+enum lookup counters_total(int period, const char *key, size_t key_len, bool may_wait,
+			   struct metric_values *total, uint64_t *ticket);
 
-/* A list of cached keys the flusher works on; pinned keys are not evicted. */
-struct counter_batch {
-	struct counter **keys;
-	size_t count;
-	size_t cap;
-};
+/* ---- the loader ---- */
 
-void counter_batch_free(struct counter_batch *batch);
+/* The flush epoch now: read it before a query whose totals will be used. */
+uint32_t counters_epoch(void);
+/* A queued key's totals (NULL: no row) as of a query that began at `epoch`. */
+void counters_loaded(struct counter *c, const struct metric_values *total, uint32_t epoch);
+/* The queued key could not be read: lookups fail until the next retry. */
+void counters_load_failed(struct counter *c);
+/* One row of a period's bulk load, read by a query that began at `epoch`. */
+void counters_bulk_row(int period, const char *key, size_t key_len,
+		       const struct metric_values *total, uint32_t epoch);
+/* Loaded keys that a Quota read since the last call: their totals are
+ * re-read for other instances' increments (pinned until refreshed). */
+void counters_take_touched(struct counter_batch *batch);
+void counters_refreshed(struct counter *c, const struct metric_values *total, uint32_t epoch,
+			bool failed);
 
-/* What the flusher needs to know of a key.  The strings are immutable for
- * the key's lifetime; in_flight may be read without a lock by the flusher,
- * the only thread that changes it. */
+/* ---- the flusher ---- */
+
+/* What the flusher and the loader need to know of a key.  The key is
+ * immutable; in_flight may be read without a lock by the flusher, the only
+ * thread that changes it, while the key is in its batch. */
 struct counter_view {
-	int table;
+	int period;
 	const char *key;
 	size_t key_len;
-	const char *time;
-	size_t time_len;
-	const struct metric_values *in_flight;
+	const struct metric_values *in_flight;   /* zeros when there are none */
 };
 void counter_view(const struct counter *c, struct counter_view *out);
 
-/* True when a Quota reads the key's totals (it is loaded, or being loaded):
- * only such keys are worth reading back after a flush. */
-bool counters_is_read(const struct counter *c);
+/* True when a Quota reads the key's totals or waits for them: such keys
+ * are read back inside a flush's transaction. */
+bool counters_wants_read_back(const struct counter *c);
 
 /* Moves every pending increment to in_flight and adds the keys concerned
  * to `batch` (keys already in it from a failed flush get the new increments
@@ -106,40 +105,41 @@ uint32_t counters_take_pending(struct counter_batch *batch);
 
 /* At start-up, before any take: puts increments whose flush had an unknown
  * outcome back in flight, in `batch` (the journal's replay). */
-void counters_restore_in_flight(int table, const char *key, size_t key_len, const char *time,
-				size_t time_len, const struct metric_values *values,
-				struct counter_batch *batch);
+void counters_restore_in_flight(int period, const char *key, size_t key_len,
+				const struct metric_values *values, struct counter_batch *batch);
 
-/* After COMMIT: the key's in-flight increments are in the database, whose
- * totals are now `total` (NULL when they were not read back: the cached
- * total then grows by what was in flight).  Unpins it. */
-void counters_committed(struct counter *c, const struct metric_values *total);
+/* After COMMIT: a new epoch for the commits about to be applied. */
+uint32_t counters_next_epoch(void);
+/* The key's in-flight increments are in the database, whose totals are
+ * now `total` (NULL when they were not read back: a loaded total then
+ * grows by what was in flight). */
+void counters_committed(struct counter *c, const struct metric_values *total, uint32_t epoch);
 
-/* Keys that Quota read since the last call, that are loaded and have no
- * increments in flight: their totals can be re-read (pinned). */
-void counters_take_touched(struct counter_batch *batch);
+/* Drops keys of periods that are no longer live and have nothing left to
+ * write; returns how many. */
+size_t counters_evict_stale(void);
 
-/* After a refresh: `total` is what the database holds (NULL: no row).
- * With `failed`, the refresh did not happen; the key is only unpinned. */
-void counters_refreshed(struct counter *c, const struct metric_values *total, bool failed);
+/* ---- tallyctl and the snapshot ---- */
 
-/* Drops keys of periods that are no longer current and have nothing left
- * to write. */
-size_t counters_evict_stale(time_t now);
-
-/* For tallyctl show: the parts of a cached key; false when not cached. */
-bool counters_peek(int table, const char *key, size_t key_len, const char *time,
-		   size_t time_len, struct metric_values *flushed, struct metric_values *in_flight,
-		   struct metric_values *pending);
-
+/* The parts of a cached key; false when it is not cached.  *loaded says
+ * whether its database totals are known. */
+bool counters_peek(int period, const char *key, size_t key_len, struct metric_values *flushed,
+		   struct metric_values *in_flight, struct metric_values *pending, bool *loaded);
 /* After the database row was set to zero (flusher thread, nothing in
  * flight): the cached total restarts at zero plus what is pending. */
-void counters_reset(int table, const char *key, size_t key_len, const char *time,
-		    size_t time_len);
+void counters_reset(int period, const char *key, size_t key_len);
+/* Calls fn for every loaded key of a period whose totals are known. */
+void counters_for_each_loaded(void (*fn)(int period, const char *key, size_t key_len,
+					 const struct metric_values *flushed, void *arg),
+			      void *arg);
+/* A key's flushed totals as the snapshot had them (start-up only). */
+void counters_restore_loaded(int period, const char *key, size_t key_len,
+			     const struct metric_values *flushed);
 
 struct counters_stats {
 	size_t keys;
 	size_t dirty_keys;   /* keys with pending increments */
+	size_t queued_keys;  /* keys the loader has been asked for */
 };
 void counters_stats(struct counters_stats *out);
 

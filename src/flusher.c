@@ -7,6 +7,10 @@
  * the status it reports) is shared with the main and admin threads and
  * guarded by control_lock; the database is never used with it held.
  *
+ * After each commit the flusher applies the totals it read back to the
+ * counter cache under a new flush epoch (counters.h) and wakes the
+ * requests parked for them (park.h).
+ *
  * Exactly once: each flush transaction also writes this instance's next
  * sequence number to tallyd_flushes.  When the connection dies during
  * COMMIT the outcome is unknown; before taking any new increments the
@@ -20,32 +24,28 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "counters.h"
 #include "flusher.h"
 #include "journal.h"
 #include "log.h"
 #include "store.h"
+#include "park.h"
+#include "rowset.h"
+#include "tables.h"
 #include "usercache.h"
 
 enum outcome { WRITTEN, NOT_WRITTEN, UNKNOWN };
 
-/* Keys with their rows, sorted by (table, time, key): what a sequence of
- * statements works on. */
-struct rows {
-	struct counter **keys;
-	struct store_row *rows;
-	size_t count;
-	size_t cap;
-};
+#define HOUSEKEEPING_MS 5000     /* evicting past periods, sweeping user configs */
 
 struct flusher {
 	const struct config *config;
 	struct store *store;            /* NULL while disconnected */
 	int ensured_tables;             /* tables [0, n) exist on this connection */
 	struct counter_batch batch;     /* keys in flight: written, or to retry */
-	struct counter_batch refresh;   /* keys being re-read */
-	struct rows written;            /* the batch as rows, sorted */
-	struct rows read_back;          /* the rows of it that a Quota reads */
+	struct rowset written;          /* the batch as rows, sorted */
+	struct rowset read_back;        /* the rows of it whose totals are read back */
 	uint64_t last_seq;              /* last sequence number known committed */
 	bool seq_known;
 	uint32_t last_take;             /* counters_take_pending() number of the batch */
@@ -62,7 +62,7 @@ static pthread_t thread;
 /* A flush (and reset) asked for by tallyctl. */
 struct admin_request {
 	bool reset;
-	int table;
+	int period;
 	struct store_row row;
 	int result;
 	bool done;
@@ -73,14 +73,6 @@ static pthread_cond_t control_changed;          /* guarded by control_lock: */
 static bool stopping;
 static struct admin_request *request;           /* waiting or being served */
 static struct flusher_status shared_status;
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Records a failure for tallyctl stats. */
 static void note_failure(const char *what, const char *why)
@@ -97,7 +89,7 @@ static void note_failure(const char *what, const char *why)
 /* Records a failure and logs it at once, then once a minute while they go on. */
 static void complain(struct flusher *f, const char *what, const char *why)
 {
-	int64_t now = now_ms();
+	int64_t now = clock_ms();
 
 	note_failure(what, why);
 	if (store_is_down())
@@ -121,10 +113,10 @@ static void disconnect(struct flusher *f)
 /* Creates the tables registered since the last call (DDL: no transaction). */
 static void ensure_tables(struct flusher *f)
 {
-	int count = counters_table_count();
+	int count = tables_count();
 
 	for (; f->ensured_tables < count; f->ensured_tables++) {
-		const char *table = counters_table_name(f->ensured_tables);
+		const char *table = tables_name(f->ensured_tables);
 		if (f->store->ops->ensure_table(f->store, table) != STORE_OK)
 			log_warning("cannot create table %s (it may exist already): %s", table,
 				    f->store->error);
@@ -139,14 +131,14 @@ static bool connect_store(struct flusher *f)
 		return true;
 	/* back off while the database is known to be away; once a worker's
 	 * lookup got through, try at once */
-	if (now_ms() < f->next_connect && store_is_down())
+	if (clock_ms() < f->next_connect && store_is_down())
 		return false;
 	f->store = store_open(&f->config->database, error, sizeof(error));
 	if (f->store == NULL) {
 		note_failure("connecting to the database", error);
 		store_outage_begin(error);       /* logs the outage, once */
 		f->backoff = f->backoff ? (f->backoff * 2 > 5000 ? 5000 : f->backoff * 2) : 250;
-		f->next_connect = now_ms() + f->backoff;
+		f->next_connect = clock_ms() + f->backoff;
 		return false;
 	}
 	store_outage_end();
@@ -168,112 +160,17 @@ static void lost(struct flusher *f, const char *what)
 
 /* ------------------------------------------------------------------ batches */
 
-static int compare_keys(const void *a, const void *b)
-{
-	struct counter_view x, y;
-
-	counter_view(*(struct counter *const *)a, &x);
-	counter_view(*(struct counter *const *)b, &y);
-	if (x.table != y.table)
-		return x.table < y.table ? -1 : 1;
-	struct store_row rx = { .key = x.time, .key_len = x.time_len };
-	struct store_row ry = { .key = y.time, .key_len = y.time_len };
-	int c = store_row_compare(&rx, &ry);
-	if (c != 0)
-		return c;
-	rx = (struct store_row){ .key = x.key, .key_len = x.key_len };
-	ry = (struct store_row){ .key = y.key, .key_len = y.key_len };
-	return store_row_compare(&rx, &ry);
-}
-
-static void rows_reserve(struct rows *r, size_t count)
-{
-	if (count > r->cap) {
-		r->cap = count;
-		r->keys = xrealloc(r->keys, r->cap * sizeof(*r->keys));
-		r->rows = xrealloc(r->rows, r->cap * sizeof(*r->rows));
-	}
-}
-
-static void rows_free(struct rows *r)
-{
-	free(r->keys);
-	free(r->rows);
-	memset(r, 0, sizeof(*r));
-}
-
-/* Sorts the keys by (table, time, key) — the same order on every instance,
- * which keeps concurrent flushes from deadlocking — and makes their rows,
- * with the in-flight increments as values. */
-static void rows_from(struct rows *r, struct counter_batch *batch)
-{
-	qsort(batch->keys, batch->count, sizeof(*batch->keys), compare_keys);
-	rows_reserve(r, batch->count);
-	r->count = batch->count;
-	for (size_t i = 0; i < batch->count; i++) {
-		struct counter_view v;
-		counter_view(batch->keys[i], &v);
-		r->keys[i] = batch->keys[i];
-		r->rows[i] = (struct store_row){
-			.key = v.key, .key_len = v.key_len, .time = v.time, .time_len = v.time_len,
-			.values = *v.in_flight,
-		};
-	}
-}
-
-/* The rows of `all` whose keys a Quota reads, in the same order. */
-static void rows_read_by_quota(struct rows *out, const struct rows *all)
-{
-	rows_reserve(out, all->count);
-	out->count = 0;
-	for (size_t i = 0; i < all->count; i++) {
-		if (counters_is_read(all->keys[i])) {
-			out->keys[out->count] = all->keys[i];
-			out->rows[out->count++] = all->rows[i];
-		}
-	}
-}
-
-/* The end of the group of rows that share table and time with row i. */
-static size_t group_end(const struct rows *r, size_t i)
-{
-	struct counter_view first, v;
-	size_t end = i + 1;
-
-	counter_view(r->keys[i], &first);
-	for (; end < r->count; end++) {
-		counter_view(r->keys[end], &v);
-		if (v.table != first.table || v.time_len != first.time_len ||
-		    memcmp(v.time, first.time, first.time_len) != 0)
-			break;
-	}
-	return end;
-}
-
-typedef enum store_status (*row_operation)(struct store *s, const char *table,
-					   struct store_row *rows, size_t count);
-
 static enum store_status upsert_rows(struct store *s, const char *table, struct store_row *rows,
 				     size_t count)
 {
 	return s->ops->upsert(s, table, rows, count);
 }
 
-/* Applies op to each group of rows, flush_batch rows at a time. */
-static enum store_status for_each_chunk(struct flusher *f, struct rows *r, row_operation op)
+static enum store_status each_chunk(struct flusher *f, struct rowset *r, rowset_op op)
 {
-	size_t chunk = (size_t)f->config->accounting.flush_batch;
-	enum store_status status = STORE_OK;
+	size_t done;
 
-	for (size_t i = 0, end; i < r->count && status == STORE_OK; i = end) {
-		struct counter_view v;
-		counter_view(r->keys[i], &v);
-		const char *table = counters_table_name(v.table);
-		end = group_end(r, i);
-		for (size_t k = i; k < end && status == STORE_OK; k += chunk)
-			status = op(f->store, table, r->rows + k, end - k < chunk ? end - k : chunk);
-	}
-	return status;
+	return rowset_each_chunk(r, f->store, (size_t)f->config->accounting.flush_batch, op, &done);
 }
 
 /* ------------------------------------------------------------------ flushes */
@@ -286,9 +183,9 @@ static enum outcome write_batch(struct flusher *f, uint64_t seq)
 	enum store_status status = s->ops->begin(s);
 
 	if (status == STORE_OK)
-		status = for_each_chunk(f, &f->written, upsert_rows);
+		status = each_chunk(f, &f->written, upsert_rows);
 	if (status == STORE_OK)
-		status = for_each_chunk(f, &f->read_back, s->ops->select);
+		status = each_chunk(f, &f->read_back, s->ops->select);
 	if (status == STORE_OK)
 		status = s->ops->write_sequence(s, f->config->instance_id, seq);
 	if (status == STORE_OK) {
@@ -309,9 +206,11 @@ static enum outcome write_batch(struct flusher *f, uint64_t seq)
 }
 
 /* The batch is in the database: hand the totals read back to the cache
- * (the others grow by what was in flight). */
+ * (the others grow by what was in flight), and wake the requests that
+ * waited for any of them. */
 static void batch_written(struct flusher *f, bool with_totals)
 {
+	uint32_t epoch = counters_next_epoch();
 	size_t j = 0;
 
 	for (size_t i = 0; i < f->written.count; i++) {
@@ -321,9 +220,11 @@ static void batch_written(struct flusher *f, bool with_totals)
 				total = &f->read_back.rows[j];
 			j++;
 		}
-		counters_committed(f->written.keys[i], with_totals && total ? &total->values : NULL);
+		counters_committed(f->written.keys[i], with_totals && total ? &total->values : NULL,
+				   epoch);
 	}
 	f->batch.count = f->written.count = f->read_back.count = 0;
+	park_wake();
 }
 
 /* Reads the instance's sequence number: which flushes are committed. */
@@ -357,7 +258,7 @@ static bool resolve_unknown(struct flusher *f)
 		log_notice("flush %llu was committed before the connection broke",
 			   (unsigned long long)f->unknown_seq);
 		if (f->written.count != f->batch.count) {      /* replayed from the journal */
-			rows_from(&f->written, &f->batch);
+			rowset_fill(&f->written, &f->batch);
 			f->read_back.count = 0;
 		}
 		journal_committed(f->unknown_seq, f->unknown_take);
@@ -390,10 +291,10 @@ static bool flush(struct flusher *f)
 		return true;
 	}
 	ensure_tables(f);
-	rows_from(&f->written, &f->batch);
-	rows_read_by_quota(&f->read_back, &f->written);
+	rowset_fill(&f->written, &f->batch);
+	rowset_pick(&f->read_back, &f->written, counters_wants_read_back);
 
-	int64_t started = now_ms();
+	int64_t started = clock_ms();
 	uint64_t seq = f->last_seq + 1;
 	journal_intent(seq, f->last_take);
 	enum outcome outcome = write_batch(f, seq);
@@ -404,7 +305,7 @@ static bool flush(struct flusher *f)
 	}
 	if (outcome == NOT_WRITTEN)
 		return false;
-	int64_t took = now_ms() - started;
+	int64_t took = clock_ms() - started;
 	log_debug("flush %llu: %zu keys in %lld ms", (unsigned long long)seq, f->batch.count,
 		  (long long)took);
 	pthread_mutex_lock(&control_lock);
@@ -422,32 +323,10 @@ static bool flush(struct flusher *f)
 	return true;
 }
 
-/* Re-reads the totals of keys Quota used, for other instances' increments. */
-static void refresh(struct flusher *f)
-{
-	enum store_status status = STORE_ERROR;
-
-	counters_take_touched(&f->refresh);
-	if (f->refresh.count == 0)
-		return;
-	struct rows r = { 0 };
-	rows_from(&r, &f->refresh);
-	if (connect_store(f)) {
-		status = for_each_chunk(f, &r, f->store->ops->select);
-		if (status == STORE_LOST)
-			lost(f, "refresh");
-	}
-	for (size_t i = 0; i < r.count; i++)
-		counters_refreshed(r.keys[i], r.rows[i].found ? &r.rows[i].values : NULL,
-				   status != STORE_OK);
-	f->refresh.count = 0;
-	rows_free(&r);
-}
-
 /* tallyctl reset: after a flush, with nothing in flight. */
 static int reset_row(struct flusher *f, struct admin_request *r)
 {
-	const char *table = counters_table_name(r->table);
+	const char *table = tables_name(periods_table(r->period));
 	enum store_status st = f->store->ops->reset_row(f->store, table, &r->row);
 
 	if (st == STORE_LOST)
@@ -456,7 +335,7 @@ static int reset_row(struct flusher *f, struct admin_request *r)
 		log_warning("reset of %.*s in %s failed", (int)r->row.key_len, r->row.key, table);
 		return -1;
 	}
-	counters_reset(r->table, r->row.key, r->row.key_len, r->row.time, r->row.time_len);
+	counters_reset(r->period, r->row.key, r->row.key_len);
 	log_notice("reset %.*s %.*s in %s", (int)r->row.key_len, r->row.key,
 		   (int)r->row.time_len, r->row.time, table);
 	return 0;
@@ -466,10 +345,11 @@ static int reset_row(struct flusher *f, struct admin_request *r)
 
 static void housekeeping(void)
 {
-	size_t evicted = counters_evict_stale(time(NULL));
+	size_t evicted = counters_evict_stale();
 
 	if (evicted)
 		log_info("dropped %zu cached keys of past periods", evicted);
+	periods_retire();
 	usercache_sweep();
 }
 
@@ -483,12 +363,12 @@ static void wait_until(int64_t until)
 
 static void final_flush(struct flusher *f)
 {
-	int64_t give_up = now_ms() + 2000LL * f->config->database.connect_timeout;
+	int64_t give_up = clock_ms() + 2000LL * f->config->database.connect_timeout;
 	struct counters_stats stats;
 
-	while (!flush(f) && now_ms() < give_up) {
+	while (!flush(f) && clock_ms() < give_up) {
 		pthread_mutex_lock(&control_lock);
-		wait_until(now_ms() + 250);          /* a retry pause, not a handshake */
+		wait_until(clock_ms() + 250);          /* a retry pause, not a handshake */
 		pthread_mutex_unlock(&control_lock);
 	}
 	counters_stats(&stats);
@@ -505,15 +385,14 @@ static void *flusher_main(void *arg)
 {
 	struct flusher *f = arg;
 	int64_t interval = (int64_t)(f->config->accounting.flush_interval * 1000);
-	int64_t refresh_every = (int64_t)(f->config->accounting.refresh_interval * 1000);
-	int64_t next_flush = now_ms() + interval, next_refresh = now_ms() + refresh_every;
+	int64_t next_flush = clock_ms() + interval, next_housekeeping = clock_ms() + HOUSEKEEPING_MS;
 
 	pthread_mutex_lock(&control_lock);
 	while (!stopping) {
 		struct admin_request *serving = request && !request->done ? request : NULL;
-		int64_t now = now_ms();
-		if (!serving && now < next_flush && now < next_refresh) {
-			wait_until(next_flush < next_refresh ? next_flush : next_refresh);
+		int64_t now = clock_ms();
+		if (!serving && now < next_flush && now < next_housekeeping) {
+			wait_until(next_flush < next_housekeeping ? next_flush : next_housekeeping);
 			continue;
 		}
 		pthread_mutex_unlock(&control_lock);
@@ -527,14 +406,12 @@ static void *flusher_main(void *arg)
 			 * followed at once by the next, instead of letting the next
 			 * batch grow by the time this one took */
 			next_flush += interval;
-			if (next_flush < now_ms())
-				next_flush = now_ms();
+			if (next_flush < clock_ms())
+				next_flush = clock_ms();
 		}
-		if (now >= next_refresh) {
-			if (refresh_every > 0)
-				refresh(f);
+		if (now >= next_housekeeping) {
 			housekeeping();
-			next_refresh = now_ms() + (refresh_every > 0 ? refresh_every : 10000);
+			next_housekeeping = clock_ms() + HOUSEKEEPING_MS;
 		}
 
 		pthread_mutex_lock(&control_lock);
@@ -599,14 +476,14 @@ int flusher_flush_now(void)
 	return ask(&r);
 }
 
-int flusher_reset(int table, const char *key, size_t key_len, const char *time,
-		  size_t time_len)
+int flusher_reset(int period, const char *key, size_t key_len)
 {
 	struct admin_request r = {
-		.reset = true, .table = table,
-		.row = { .key = key, .key_len = key_len, .time = time, .time_len = time_len },
+		.reset = true, .period = period,
+		.row = { .key = key, .key_len = key_len },
 	};
 
+	r.row.time = periods_time(period, &r.row.time_len);
 	return ask(&r);
 }
 
@@ -626,8 +503,7 @@ void flusher_stop(void)
 	pthread_join(thread, NULL);
 	disconnect(&flusher);
 	counter_batch_free(&flusher.batch);
-	counter_batch_free(&flusher.refresh);
-	rows_free(&flusher.written);
-	rows_free(&flusher.read_back);
+	rowset_free(&flusher.written);
+	rowset_free(&flusher.read_back);
 	pthread_cond_destroy(&control_changed);
 }

@@ -5,12 +5,12 @@
  * followed at once by the next) the flusher takes the pending increments out
  * of the counter cache and writes them in one transaction: multi-row upserts
  * of flush_batch rows each, then a read of the totals of the keys it wrote
- * that a Quota uses (so other instances' increments become visible), then
- * its flush sequence number, then COMMIT.  Every refresh_interval it re-reads the
- * totals of other keys that Quota used.  A failed flush keeps its
+ * that a Quota uses or waits for (so other instances' increments become
+ * visible), then its flush sequence number, then COMMIT.  A failed flush keeps its
  * increments and is retried with backoff; a COMMIT whose outcome is unknown
  * is looked up by its sequence number before anything else is written, so
- * no increment is lost or written twice.
+ * no increment is lost or written twice.  Every few seconds it also drops
+ * keys of past periods and unused user configs.
  */
 #ifndef TALLYD_FLUSHER_H
 #define TALLYD_FLUSHER_H
@@ -29,10 +29,9 @@ int flusher_start(const struct config *config, struct journal_replay *replay);
  * pending was written, -1 when the database refused. */
 int flusher_flush_now(void);
 
-/* Writes what is pending, then sets the database row of (table, key, time)
- * to zero; 0, or -1 when the database could not be reached. */
-int flusher_reset(int table, const char *key, size_t key_len, const char *time,
-		  size_t time_len);
+/* Writes what is pending, then sets the database row of (period, key) to
+ * zero; 0, or -1 when the database could not be reached. */
+int flusher_reset(int period, const char *key, size_t key_len);
 
 struct flusher_status {
 	uint64_t flushes;             /* committed */

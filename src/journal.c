@@ -30,6 +30,7 @@
 #include "hash.h"
 #include "journal.h"
 #include "log.h"
+#include "tables.h"
 
 #define MAGIC "TALLYDJ1"
 #define HEADER_SIZE 16
@@ -174,12 +175,15 @@ static void delete_segment(uint64_t number)
 
 /* ---------------------------------------------------------------- writing */
 
-void journal_record(uint32_t take, int table, const char *key, size_t key_len, const char *time,
-		    size_t time_len, const struct metric_values *delta)
+void journal_record(uint32_t take, int period, const char *key, size_t key_len,
+		    const struct metric_values *delta)
 {
+	size_t time_len;
+
 	if (!j.enabled)
 		return;
-	const char *name = counters_table_name(table);
+	const char *name = tables_name(periods_table(period));
+	const char *time = periods_time(period, &time_len);
 	pthread_mutex_lock(&j.lock);
 	size_t before = j.pending.len;
 	encode_record(&j.pending, take, name, key, key_len, time, time_len, delta);
@@ -515,18 +519,18 @@ static void restore(struct reading *r, struct journal_replay *replay, struct buf
 		struct replayed *rec = &r->records[i];
 		if (r->has_committed && rec->take <= known)
 			continue;                        /* in the database */
-		int table = counters_table(rec->table);
-		if (table < 0)
+		int table = tables_register(rec->table);
+		int period = table < 0 ? -1 : periods_get(table, rec->time, rec->time_len);
+		if (period < 0)
 			continue;
 		bool unknown = r->intent_seq != 0 && rec->take <= r->intent_take;
 		if (unknown) {
-			counters_restore_in_flight(table, rec->key, rec->key_len, rec->time,
-						   rec->time_len, &rec->values, &replay->in_flight);
+			counters_restore_in_flight(period, rec->key, rec->key_len, &rec->values,
+						   &replay->in_flight);
 			encode_record(base, 0, rec->table, rec->key, rec->key_len, rec->time,
 				      rec->time_len, &rec->values);
 		} else {
-			uint32_t take = counters_add(table, rec->key, rec->key_len, rec->time,
-						     rec->time_len, &rec->values);
+			uint32_t take = counters_add(period, rec->key, rec->key_len, &rec->values);
 			encode_record(base, take, rec->table, rec->key, rec->key_len, rec->time,
 				      rec->time_len, &rec->values);
 		}

@@ -44,8 +44,8 @@ bool journal_enabled(void);
 void journal_close(void);
 
 /* Worker threads: appends an increment (no wait). */
-void journal_record(uint32_t take, int table, const char *key, size_t key_len, const char *time,
-		    size_t time_len, const struct metric_values *delta);
+void journal_record(uint32_t take, int period, const char *key, size_t key_len,
+		    const struct metric_values *delta);
 /* Waits until everything this thread recorded is written. */
 void journal_wait(void);
 

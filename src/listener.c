@@ -23,11 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "connection.h"
 #include "listener.h"
 #include "live.h"
 #include "log.h"
+#include "park.h"
 #include "stats.h"
+#include "tables.h"
 #include "workers.h"
 
 struct listener {
@@ -212,10 +215,20 @@ static void accept_all(struct listener *l, const struct config *config)
 	}
 }
 
+/* Marks the wait timer's event in the acceptor's epoll set. */
+static int wait_timer;
+
+/* Once a second: connection timeouts, and the periods now live. */
+static void tick(int64_t now)
+{
+	connection_sweep(now);
+	periods_tick(time(NULL));
+}
+
 static void *acceptor_main(void *arg)
 {
 	struct epoll_event events[16];
-	int64_t last_sweep = connection_now();
+	int64_t last_tick = 0;
 
 	stats_bind(*(int *)arg);
 	for (;;) {
@@ -227,13 +240,17 @@ static void *acceptor_main(void *arg)
 		for (int i = 0; i < n; i++) {
 			if (events[i].data.ptr == NULL)
 				return NULL;
+			if (events[i].data.ptr == &wait_timer) {
+				park_expire();
+				continue;
+			}
 			accept_all(events[i].data.ptr, live_enter());
 			live_leave();
 		}
-		int64_t now = connection_now();
-		if (now != last_sweep) {
-			connection_sweep(now);
-			last_sweep = now;
+		int64_t now = clock_seconds();
+		if (now != last_tick) {
+			tick(now);
+			last_tick = now;
 		}
 	}
 	return NULL;
@@ -254,6 +271,9 @@ static int start_acceptor(void)
 		if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listeners[i].fd, &ev) < 0)
 			goto fail;
 	}
+	ev.data.ptr = &wait_timer;
+	if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, park_timer_fd(), &ev) < 0)
+		goto fail;
 	int rc = pthread_create(&acceptor, NULL, acceptor_main, &acceptor_slot);
 	if (rc != 0) {
 		errno = rc;

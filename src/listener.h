@@ -4,7 +4,10 @@
  * listener_open() binds every `listen` address (as root, before privileges
  * are dropped).  listener_start() runs the acceptor thread: it accepts new
  * connections, refuses those beyond max_connections, hands the rest to the
- * worker pool, and once a second sweeps connections past their timeouts.
+ * worker pool, and keeps time: it answers waiting requests whose
+ * database.wait is over (park.h's timer), and once a second sweeps
+ * connections past their timeouts and marks the live periods (tables.h).
+ * It never blocks on anything but its epoll set.
  * listener_reload() changes the set of sockets for a new config, pausing
  * the acceptor while it does (the kernel's backlog holds new connections).
  */

@@ -48,14 +48,27 @@ void live_leave(void)
 	atomic_store(&in_use[stats_thread_index()], NULL);
 }
 
+void live_hold(const struct config *config)
+{
+	atomic_fetch_add(&((struct config *)config)->holds, 1);
+}
+
+void live_release(const struct config *config)
+{
+	atomic_fetch_sub(&((struct config *)config)->holds, 1);
+}
+
 const struct config *live_replace(const struct config *next)
 {
 	const struct config *old = atomic_exchange(&current, next);
 
+	/* threads leave at the end of an event; held requests within
+	 * database.wait */
 	for (int i = 0; i < thread_count; i++) {
-		/* a worker may be waiting for the database: up to connect_timeout */
 		while (atomic_load(&in_use[i]) == old)
 			nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 	}
+	while (atomic_load(&((struct config *)old)->holds) > 0)
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 	return old;
 }

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "chain.h"
@@ -39,10 +40,12 @@
 #include "import_mtpolicyd.h"
 #include "journal.h"
 #include "listener.h"
+#include "loader.h"
 #include "live.h"
 #include "log.h"
 #include "stats.h"
 #include "store.h"
+#include "tables.h"
 #include "usercache.h"
 #include "workers.h"
 
@@ -201,6 +204,7 @@ static int reload(struct buf *why)
 	const struct config *old = live_replace(next);
 	if (old != startup_config)
 		config_free((struct config *)old);
+	usercache_forget_all();              /* a changed relay policy applies at once */
 	log_notice("configuration %s reloaded", options.config_file);
 	pthread_mutex_unlock(&reload_lock);
 	return 0;
@@ -314,20 +318,16 @@ static size_t keys_waiting(void)
 	return stats.dirty_keys + flusher.in_flight_keys;
 }
 
-/* The caches, the lookup pool and the flusher.  An unreachable MySQL server
- * is an outage tallyd rides out; an SQLite file it cannot open is a mistake
- * to report now. */
+/* The caches, the journal, the loader and the flusher.  An unreachable
+ * MySQL server is an outage tallyd rides out; an SQLite file it cannot open
+ * is a mistake to report now. */
 static void start_database(const struct config *config)
 {
-	const struct counters_loader loader = {
-		.load = store_load_totals,
-		.wait_seconds = config->database.connect_timeout,
-	};
 	char error[512];
 
-	counters_init(&loader);
-	usercache_init(config->user_config_ttl, config->database.connect_timeout);
-	store_pool_init(&config->database, keys_waiting);
+	counters_init();
+	usercache_init(config->user_config_ttl);
+	store_outage_init(keys_waiting);
 	struct store *probe = store_open(&config->database, error, sizeof(error));
 	if (probe == NULL && config->database.driver == DATABASE_SQLITE)
 		fatal("%s", error);
@@ -346,17 +346,19 @@ static void start_database(const struct config *config)
 			log_notice("journal %s: %zu increments read back, %zu not yet known to be "
 				   "in the database", journal, replay.records, replay.restored);
 	}
-	if (flusher_start(config, &replay) < 0)
+	periods_tick(time(NULL));          /* the loader reads the current periods at once */
+	if (loader_start(config) < 0 || flusher_start(config, &replay) < 0)
 		fatal("start-up failed");
 }
 
 static void stop_database(void)
 {
+	loader_stop();
 	flusher_stop();
 	journal_close();
-	store_pool_free();
 	usercache_free_all();
 	counters_free_all();
+	tables_free_all();
 }
 
 static void block_signals(sigset_t *set)

@@ -1,15 +1,15 @@
 /*
  * plugin.c: helpers the plugin modules share (see plugin.h).  Called at
  * config time by the main thread and at run time by any worker; the only
- * shared state is the rate limit of the "too long" warning (an atomic).
+ * shared state is the rate limit of the warnings (atomics).
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "counters.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin.h"
+#include "tables.h"
 
 bool plugin_valid_prefix(const char *prefix)
 {
@@ -28,29 +28,40 @@ int plugin_table(const char *prefix, const char *field, const char *time_pattern
 	if ((size_t)snprintf(name, sizeof(name), "%s%s", prefix, field) >= sizeof(name) ||
 	    !config_is_identifier(name))
 		return -1;
-	int table = counters_table(name);
+	int table = tables_register(name);
 	if (table >= 0) {
-		counters_table_add_pattern(table, time_pattern);
-		counters_table_set_field(table, field);
+		tables_add_pattern(table, time_pattern);
+		tables_set_field(table, field);
 	}
 	return table;
 }
 
 bool plugin_key_is_storable(const struct plugin *plugin, const char *field,
-			    const struct attribute *key, size_t time_len)
+			    const struct attribute *key, int period)
 {
 	static _Atomic long long last;
 
-	if (key->value_len <= ACCOUNTING_VALUE_MAX && time_len > 0)
+	if (key->value_len <= ACCOUNTING_VALUE_MAX && period >= 0)
 		return true;
 	if (log_ratelimit(&last, 10)) {
-		if (time_len == 0)
-			log_warning("plugin %s: time_pattern gives an empty time key now; not "
-				    "counted", plugin->name);
+		if (period < 0)
+			log_warning("plugin %s: no period now (time_pattern gives an empty time "
+				    "key); not counted", plugin->name);
 		else
 			log_warning("plugin %s: %s is %zu bytes, longer than the %d tallyd can "
 				    "store; not counted", plugin->name, field, key->value_len,
 				    ACCOUNTING_VALUE_MAX);
 	}
 	return false;
+}
+
+void plugin_unavailable(const struct plugin *plugin, const struct plugin_call *call,
+			const char *what, const char *instead)
+{
+	static _Atomic long long last;
+
+	if (log_ratelimit(&last, 10))
+		log_notice("plugin %s: %s is not known: %s; %s", plugin->name, what,
+			   call->may_wait ? "the database cannot be reached" :
+			   "the database did not answer within database.wait", instead);
 }

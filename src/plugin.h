@@ -8,7 +8,11 @@
  *
  * run() is called concurrently by all worker threads with the same plugin:
  * a plugin's settings are read-only after setup(); whatever a plugin changes
- * at run time (counters, caches) lives in modules with their own locks.
+ * at run time (counters, caches) lives in modules with their own locks.  A
+ * plugin never asks the database: a value the caches do not hold makes it
+ * answer PLUGIN_WAIT (the request is parked and the plugin runs again when
+ * the loader has the value), and once the wait is over it treats the value
+ * as unavailable.  A plugin that waits must not have changed anything yet.
  */
 #ifndef TALLYD_PLUGIN_H
 #define TALLYD_PLUGIN_H
@@ -23,6 +27,8 @@
 enum plugin_result {
 	PLUGIN_NEXT,               /* go on with the next plugin */
 	PLUGIN_ANSWER,             /* call->action is the answer; stop */
+	PLUGIN_WAIT,               /* a value it needs is being loaded: park the request
+	                              on call->ticket and run this plugin again */
 };
 
 struct plugin_call {
@@ -30,6 +36,9 @@ struct plugin_call {
 	struct session *session;
 	const char *action;        /* set by a plugin that answers; must stay valid
 	                              until the session is cleared */
+	bool may_wait;             /* false once the request's database.wait is over:
+	                              what is missing then counts as unavailable */
+	uint64_t ticket;           /* set by a plugin that waits (park.h) */
 };
 
 struct plugin;
@@ -78,14 +87,20 @@ bool plugin_valid_prefix(const char *prefix);
 /* The uc_ option as the session rules want it: NULL when not set. */
 const char *plugin_uc(const char *uc_option);
 
-/* Registers table prefix + field with the counter cache, for a time pattern;
- * -1 when prefix + field is not a plain identifier of 64 characters at most. */
+/* Registers table prefix + field (tables.h) for a time pattern and the
+ * field; -1 when prefix + field is not a plain identifier of 64 characters
+ * at most. */
 int plugin_table(const char *prefix, const char *field, const char *time_pattern);
 
-/* False (logged, rate-limited) when a key or time key is too long to store
- * or the time key is empty. */
+/* Logs (rate-limited) that a value from the database is not available for
+ * this request, and what happens instead. */
+void plugin_unavailable(const struct plugin *plugin, const struct plugin_call *call,
+			const char *what, const char *instead);
+
+/* False (logged, rate-limited) when a key is too long to store, or there is
+ * no period now (period -1: the time key is empty). */
 bool plugin_key_is_storable(const struct plugin *plugin, const char *field,
-			    const struct attribute *key, size_t time_len);
+			    const struct attribute *key, int period);
 
 extern const struct plugin_module action_module;
 extern const struct plugin_module accounting_module;

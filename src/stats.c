@@ -80,6 +80,8 @@ void stats_read(struct stats_slot *total)
 		total->requests += load(&s->requests);
 		total->malformed += load(&s->malformed);
 		total->timeouts += load(&s->timeouts);
+		total->waits += load(&s->waits);
+		total->waits_expired += load(&s->waits_expired);
 		for (int a = 0; a < ACTION_COUNT_OF; a++)
 			total->answers[a] += load(&s->answers[a]);
 	}
@@ -96,13 +98,13 @@ struct object_stats *object_stats_new(void)
 	return per_thread;
 }
 
-void object_stats_read(const struct object_stats *per_thread, uint64_t *calls, uint64_t *answers,
-		       uint64_t *nanoseconds)
+void object_stats_read(const struct object_stats *per_thread, struct object_totals *out)
 {
-	*calls = *answers = *nanoseconds = 0;
+	memset(out, 0, sizeof(*out));
 	for (int i = 0; i < slot_count; i++) {
-		*calls += load(&per_thread[i].calls);
-		*answers += load(&per_thread[i].answers);
-		*nanoseconds += load(&per_thread[i].nanoseconds);
+		out->calls += load(&per_thread[i].calls);
+		out->answers += load(&per_thread[i].answers);
+		out->waits += load(&per_thread[i].waits);
+		out->nanoseconds += load(&per_thread[i].nanoseconds);
 	}
 }

@@ -28,6 +28,8 @@ struct stats_slot {
 	_Atomic uint64_t requests;
 	_Atomic uint64_t malformed;
 	_Atomic uint64_t timeouts;
+	_Atomic uint64_t waits;              /* requests that waited for the database */
+	_Atomic uint64_t waits_expired;      /* ... and were answered without it (database.wait) */
 	_Atomic uint64_t answers[ACTION_COUNT_OF];
 } __attribute__((aligned(64)));
 
@@ -53,11 +55,15 @@ void stats_read(struct stats_slot *total);
 struct object_stats {
 	_Atomic uint64_t calls;
 	_Atomic uint64_t answers;
+	_Atomic uint64_t waits;       /* runs that waited for the database */
 	_Atomic uint64_t nanoseconds;
 } __attribute__((aligned(64)));
 
+struct object_totals {
+	uint64_t calls, answers, waits, nanoseconds;
+};
+
 struct object_stats *object_stats_new(void);
-void object_stats_read(const struct object_stats *per_thread, uint64_t *calls, uint64_t *answers,
-		       uint64_t *nanoseconds);
+void object_stats_read(const struct object_stats *per_thread, struct object_totals *out);
 
 #endif

@@ -4,16 +4,17 @@
  *   mysql   MariaDB or MySQL through MariaDB Connector/C (store_mysql.c)
  *   sqlite  an embedded SQLite file in WAL mode (store_sqlite.c)
  *
- * A struct store is one database connection, used by one thread at a time.
- * Request data reaches SQL only as bound parameters of prepared statements;
- * table names are checked identifiers (config_is_identifier).  Every call
- * says whether the connection is still usable: STORE_LOST means the caller
- * must close it and open another (and, for a COMMIT, that the outcome is
- * unknown).
+ * A struct store is one database connection, used by one thread at a time:
+ * the flusher has one, each loader thread has one.  Request data reaches
+ * SQL only as bound parameters of prepared statements; table names are
+ * checked identifiers (config_is_identifier).  Every call says whether the
+ * connection is still usable: STORE_LOST means the caller must close it
+ * and open another (and, for a COMMIT, that the outcome is unknown).
  *
- * store.c adds what both drivers share: the lookup pool for the workers
- * (the flusher has its own connection) and the outage log, which says once
- * when the database becomes unreachable and once when it is back.
+ * store.c holds what both drivers share: opening with the configured
+ * driver, the order of rows, the SQL that batches SqlUserConfig lookups,
+ * and the outage log, which says once when the database becomes
+ * unreachable and once when it is back, whichever thread notices.
  */
 #ifndef TALLYD_STORE_H
 #define TALLYD_STORE_H
@@ -32,7 +33,7 @@ enum store_status {
 	STORE_LOST,       /* the connection is gone or in an unknown state */
 };
 
-/* One (key, time) row of a flush or a refresh. */
+/* One (key, time) row of a flush or a key lookup. */
 struct store_row {
 	const char *key;
 	size_t key_len;
@@ -41,6 +42,20 @@ struct store_row {
 	struct metric_values values;   /* upsert: increments; select: totals */
 	bool found;                    /* select: the database has the row */
 };
+
+/* One SqlUserConfig lookup: column 1 of the query's first row for `key`. */
+struct store_lookup {
+	const char *key;
+	size_t key_len;
+	bool found;                    /* a row with a non-NULL value */
+	struct buf value;
+};
+
+/* A row of a period (scan) and a row of a preload_query (key, value). */
+typedef void (*store_total_fn)(const char *key, size_t key_len,
+			       const struct metric_values *total, void *arg);
+typedef void (*store_pair_fn)(const char *key, size_t key_len, const char *value,
+			      size_t value_len, void *arg);
 
 struct store;
 
@@ -58,19 +73,25 @@ struct store_ops {
 	 * store_row_compare().  A missing table reads as no rows. */
 	enum store_status (*select)(struct store *s, const char *table, struct store_row *rows,
 				    size_t count);
+	/* Calls fn for every row with time key `time`, as the rows arrive
+	 * (nothing is buffered).  A missing table has no rows. */
+	enum store_status (*scan)(struct store *s, const char *table, const char *time,
+				  size_t time_len, store_total_fn fn, void *arg);
+	/* Sets the four counters of one row to zero (tallyctl reset). */
+	enum store_status (*reset_row)(struct store *s, const char *table, const struct store_row *row);
 	/* The flusher's bookkeeping table, tallyd_flushes: per instance, the
 	 * sequence number of its last committed flush (0 when none).  Reading
 	 * locks the row until the transaction ends, so a COMMIT still running
 	 * on a dead connection is waited for. */
-	/* Sets the four counters of one row to zero (tallyctl reset). */
-	enum store_status (*reset_row)(struct store *s, const char *table, const struct store_row *row);
 	enum store_status (*ensure_sequence_table)(struct store *s);
 	enum store_status (*read_sequence)(struct store *s, const char *instance, uint64_t *seq);
 	enum store_status (*write_sequence)(struct store *s, const char *instance, uint64_t seq);
-	/* Runs an SqlUserConfig query with `value` bound to its ?: column 1 of
-	 * row 1 goes to *out, *found says whether there was a row. */
-	enum store_status (*user_config)(struct store *s, const char *sql, const char *value,
-					 size_t value_len, struct buf *out, bool *found);
+	/* Runs an SqlUserConfig query (one ?) for each lookup: several in one
+	 * statement (store_batch_sql) when count > 1. */
+	enum store_status (*user_configs)(struct store *s, const char *sql,
+					  struct store_lookup *lookups, size_t count);
+	/* Runs a preload_query: fn gets columns 1 and 2 of every row. */
+	enum store_status (*preload)(struct store *s, const char *sql, store_pair_fn fn, void *arg);
 };
 
 struct store {
@@ -86,34 +107,20 @@ struct store *store_sqlite_open(const struct database_config *config, char *erro
 /* Orders rows by key bytes (shorter first on a common prefix). */
 int store_row_compare(const void *a, const void *b);
 
+/* The statement that runs `sql` for `count` keys at once: each part is
+ * sql_query as a derived table, numbered, so that rows say which key they
+ * answer:  SELECT 0, t.* FROM (sql) t UNION ALL SELECT 1, t.* FROM (sql) t ... */
+void store_batch_sql(struct buf *out, const char *sql, size_t count);
+/* Most keys one batched statement carries. */
+#define STORE_BATCH_MAX 200
+
 /* ---- outage log (any thread) ---- */
+/* `waiting` tells the outage log how many keys have increments to write. */
+void store_outage_init(size_t (*waiting)(void));
 /* Records a failure to reach the database; logs it when it starts an outage. */
 void store_outage_begin(const char *why);
 /* Records a success; logs the end of an outage. */
 void store_outage_end(void);
 bool store_is_down(void);
-
-/* ---- lookup pool (worker threads) ---- */
-/* `waiting` tells the outage log how many keys have increments to write. */
-void store_pool_init(const struct database_config *config, size_t (*waiting)(void));
-void store_pool_free(void);
-/* A connection for one lookup, or NULL when the database cannot be reached
- * now: during an outage, only one attempt to reconnect is made per second,
- * and nobody waits longer than connect_timeout. */
-struct store *store_pool_acquire(void);
-/* Gives it back; a connection that reported STORE_LOST is closed. */
-void store_pool_release(struct store *s, enum store_status last);
-
-/* Lookups through the pool, for the workers.  A lookup whose connection
- * turns out to be lost (the server closed an idle one, or restarted) is
- * tried once more on a new connection. */
-/* The totals of one row, as counters' loader: 0, or -1 when the database
- * could not be asked (zeros when it has no such row or table). */
-int store_load_totals(const char *table, const char *key, size_t key_len, const char *time,
-		      size_t time_len, struct metric_values *out, void *unused);
-/* Runs an SqlUserConfig query: 1 with the text in *out, 0 when there is no
- * row (or a NULL), -1 on a database error (logged). */
-int store_lookup_user_config(const char *sql, const char *value, size_t value_len,
-			     struct buf *out);
 
 #endif

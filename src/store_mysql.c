@@ -239,7 +239,7 @@ static enum store_status mysql_ensure_table(struct store *s, const char *table)
 		   "`count_rcpt` BIGINT UNSIGNED NOT NULL DEFAULT 0, "
 		   "`size` BIGINT UNSIGNED NOT NULL DEFAULT 0, "
 		   "`size_rcpt` BIGINT UNSIGNED NOT NULL DEFAULT 0, "
-		   "PRIMARY KEY (`id`), UNIQUE KEY `time_key` (`key`, `time`)"
+		   "PRIMARY KEY (`id`), UNIQUE KEY `time_key` (`key`, `time`), KEY `time` (`time`)"
 		   ") ENGINE=InnoDB", table);
 	return query(m, m->sql.data, "creating an accounting table");
 }
@@ -272,21 +272,14 @@ static enum store_status mysql_upsert(struct store *s, const char *table,
 	return execute(m, stmt, m->binds, "writing accounting rows");
 }
 
-/* Finds the row with `key` in sorted rows. */
-static struct store_row *find_row(struct store_row *rows, size_t count, const char *key,
-				  size_t key_len)
-{
-	struct store_row probe = { .key = key, .key_len = key_len };
-
-	return bsearch(&probe, rows, count, sizeof(*rows), store_row_compare);
-}
-
-static enum store_status fetch_totals(struct mysql_store *m, MYSQL_STMT *stmt,
-				      struct store_row *rows, size_t count)
+/* Calls fn for every row of a statement that selects `key` and the four
+ * metrics, as the rows arrive. */
+static enum store_status fetch_totals(struct mysql_store *m, MYSQL_STMT *stmt, store_total_fn fn,
+				      void *arg)
 {
 	char key[ACCOUNTING_VALUE_MAX + 1];
 	unsigned long key_len = 0;
-	uint64_t values[METRIC_COUNT_OF];
+	struct metric_values values;
 	MYSQL_BIND result[1 + METRIC_COUNT_OF];
 	int rc;
 
@@ -294,17 +287,12 @@ static enum store_status fetch_totals(struct mysql_store *m, MYSQL_STMT *stmt,
 	bind_bytes(&result[0], key, sizeof(key), MYSQL_TYPE_BLOB);
 	result[0].length = &key_len;
 	for (int v = 0; v < METRIC_COUNT_OF; v++)
-		bind_u64(&result[1 + v], &values[v]);
+		bind_u64(&result[1 + v], &values.v[v]);
 	if (mysql_stmt_bind_result(stmt, result) != 0)
 		return fail_statement(m, stmt, "reading accounting rows");
 	while ((rc = mysql_stmt_fetch(stmt)) == 0 || rc == MYSQL_DATA_TRUNCATED) {
-		if (key_len > sizeof(key))
-			continue;                 /* longer than any key tallyd writes */
-		struct store_row *row = find_row(rows, count, key, key_len);
-		if (row == NULL)
-			continue;                 /* e.g. a case variant in a _ci column */
-		row->found = true;
-		memcpy(row->values.v, values, sizeof(values));
+		if (key_len <= sizeof(key))      /* else longer than any key tallyd writes */
+			fn(key, key_len, &values, arg);
 	}
 	enum store_status status = rc == MYSQL_NO_DATA ? STORE_OK :
 		fail_statement(m, stmt, "reading accounting rows");
@@ -312,10 +300,31 @@ static enum store_status fetch_totals(struct mysql_store *m, MYSQL_STMT *stmt,
 	return status;
 }
 
+struct sorted_rows {
+	struct store_row *rows;
+	size_t count;
+};
+
+/* Puts a row's totals in the sorted rows, if it is one of them. */
+static void found_row(const char *key, size_t key_len, const struct metric_values *total,
+		      void *arg)
+{
+	struct sorted_rows *sorted = arg;
+	struct store_row probe = { .key = key, .key_len = key_len };
+	struct store_row *row = bsearch(&probe, sorted->rows, sorted->count, sizeof(probe),
+					store_row_compare);
+
+	if (row) {                          /* else e.g. a case variant in a _ci column */
+		row->found = true;
+		row->values = *total;
+	}
+}
+
 static enum store_status mysql_select(struct store *s, const char *table, struct store_row *rows,
 				      size_t count)
 {
 	struct mysql_store *m = (struct mysql_store *)s;
+	struct sorted_rows sorted = { rows, count };
 	unsigned int err;
 
 	for (size_t i = 0; i < count; i++)
@@ -337,7 +346,28 @@ static enum store_status mysql_select(struct store *s, const char *table, struct
 	enum store_status status = execute(m, stmt, m->binds, "reading accounting rows");
 	if (status != STORE_OK)
 		return mysql_stmt_errno(stmt) == ER_NO_SUCH_TABLE ? STORE_OK : status;
-	return fetch_totals(m, stmt, rows, count);
+	return fetch_totals(m, stmt, found_row, &sorted);
+}
+
+static enum store_status mysql_scan(struct store *s, const char *table, const char *time,
+				    size_t time_len, store_total_fn fn, void *arg)
+{
+	struct mysql_store *m = (struct mysql_store *)s;
+	unsigned int err;
+	MYSQL_BIND param;
+
+	buf_reset(&m->sql);
+	buf_printf(&m->sql, "SELECT `key`,`count`,`count_rcpt`,`size`,`size_rcpt` FROM `%s` "
+		   "WHERE `time`=?", table);
+	MYSQL_STMT *stmt = prepare(m, m->sql.data, &err);
+	if (stmt == NULL)
+		return err == ER_NO_SUCH_TABLE ? STORE_OK : classify(err);
+	memset(&param, 0, sizeof(param));
+	bind_bytes(&param, time, time_len, MYSQL_TYPE_BLOB);
+	enum store_status status = execute(m, stmt, &param, "reading a period's rows");
+	if (status != STORE_OK)
+		return mysql_stmt_errno(stmt) == ER_NO_SUCH_TABLE ? STORE_OK : status;
+	return fetch_totals(m, stmt, fn, arg);
 }
 
 static enum store_status mysql_reset_row(struct store *s, const char *table,
@@ -420,68 +450,164 @@ static enum store_status mysql_write_sequence(struct store *s, const char *insta
 
 /* ------------------------------------------------------------- user config */
 
-/* Reads column 1 of the current row into out (it may be longer than the
- * first buffer). */
-static enum store_status fetch_text(struct mysql_store *m, MYSQL_STMT *stmt, struct buf *out,
-				    bool *found)
-{
-	char first[1024];
-	unsigned long len = 0;
-	my_bool is_null = 0;
-	MYSQL_BIND result;
+/* A result row read with every column bound: columns `texts` as strings
+ * (into a first buffer, longer values fetched whole on demand), `number`
+ * as an integer, the others ignored. */
+struct row_reader {
+	MYSQL_BIND *binds;
+	unsigned int columns;
+	char first[2][1024];
+	unsigned long len[2];
+	my_bool is_null[2];
+	int64_t number;
+};
 
-	memset(&result, 0, sizeof(result));
-	bind_bytes(&result, first, sizeof(first), MYSQL_TYPE_STRING);
-	result.length = &len;
-	result.is_null = &is_null;
-	if (mysql_stmt_bind_result(stmt, &result) != 0)
-		return fail_statement(m, stmt, "reading the user config");
-	int rc = mysql_stmt_fetch(stmt);
-	if (rc == MYSQL_NO_DATA)
-		return STORE_OK;
-	if (rc != 0 && rc != MYSQL_DATA_TRUNCATED)
-		return fail_statement(m, stmt, "reading the user config");
-	*found = !is_null;
-	if (is_null)
-		return STORE_OK;
-	if (len <= sizeof(first)) {
-		buf_append(out, first, len);
+static enum store_status reader_bind(struct mysql_store *m, MYSQL_STMT *stmt,
+				     struct row_reader *r, const int texts[2], int number)
+{
+	r->columns = mysql_stmt_field_count(stmt);
+	r->binds = xcalloc(r->columns, sizeof(MYSQL_BIND));
+	for (unsigned int c = 0; c < r->columns; c++)
+		r->binds[c].buffer_type = MYSQL_TYPE_NULL;     /* ignored */
+	for (int t = 0; t < 2; t++) {
+		if (texts[t] < 0)
+			continue;
+		MYSQL_BIND *b = &r->binds[texts[t]];
+		bind_bytes(b, r->first[t], sizeof(r->first[t]), MYSQL_TYPE_STRING);
+		b->length = &r->len[t];
+		b->is_null = &r->is_null[t];
+	}
+	if (number >= 0) {
+		r->binds[number].buffer_type = MYSQL_TYPE_LONGLONG;
+		r->binds[number].buffer = &r->number;
+	}
+	if (mysql_stmt_bind_result(stmt, r->binds) != 0)
+		return fail_statement(m, stmt, "reading a user config");
+	return STORE_OK;
+}
+
+/* Appends text column t (bound at `column`) of the fetched row to out. */
+static enum store_status reader_text(struct mysql_store *m, MYSQL_STMT *stmt,
+				     struct row_reader *r, int t, int column, struct buf *out)
+{
+	unsigned long len = r->len[t];
+	MYSQL_BIND whole;
+
+	if (len <= sizeof(r->first[t])) {
+		buf_append(out, r->first[t], len);
 		return STORE_OK;
 	}
 	buf_reserve(out, len);
-	bind_bytes(&result, out->data + out->len, len, MYSQL_TYPE_STRING);
-	if (mysql_stmt_fetch_column(stmt, &result, 0, 0) != 0)
-		return fail_statement(m, stmt, "reading the user config");
+	memset(&whole, 0, sizeof(whole));
+	bind_bytes(&whole, out->data + out->len, len, MYSQL_TYPE_STRING);
+	if (mysql_stmt_fetch_column(stmt, &whole, (unsigned int)column, 0) != 0)
+		return fail_statement(m, stmt, "reading a user config");
 	out->len += len;
 	out->data[out->len] = '\0';
 	return STORE_OK;
 }
 
-static enum store_status mysql_user_config(struct store *s, const char *sql, const char *value,
-					   size_t value_len, struct buf *out, bool *found)
+/* Fetches the rows of a user config statement: with `indexed`, column 0
+ * says which lookup a row answers; the first row of each counts. */
+static enum store_status fetch_user_configs(struct mysql_store *m, MYSQL_STMT *stmt,
+					    struct store_lookup *lookups, size_t count,
+					    bool indexed)
+{
+	struct row_reader r = { 0 };
+	const int texts[2] = { indexed ? 1 : 0, -1 };
+	enum store_status status = reader_bind(m, stmt, &r, texts, indexed ? 0 : -1);
+	int rc = 0;
+
+	while (status == STORE_OK && ((rc = mysql_stmt_fetch(stmt)) == 0 ||
+				      rc == MYSQL_DATA_TRUNCATED)) {
+		size_t i = indexed ? (size_t)r.number : 0;
+		if (i >= count || lookups[i].found || r.is_null[0])
+			continue;
+		lookups[i].found = true;
+		status = reader_text(m, stmt, &r, 0, texts[0], &lookups[i].value);
+	}
+	if (status == STORE_OK && rc != MYSQL_NO_DATA)
+		status = fail_statement(m, stmt, "reading a user config");
+	mysql_stmt_free_result(stmt);
+	free(r.binds);
+	return status;
+}
+
+static enum store_status mysql_user_configs(struct store *s, const char *sql,
+					    struct store_lookup *lookups, size_t count)
 {
 	struct mysql_store *m = (struct mysql_store *)s;
+	bool batched = count > 1;
 	unsigned int err;
-	MYSQL_BIND param;
 
-	*found = false;
-	MYSQL_STMT *stmt = prepare(m, sql, &err);
+	for (size_t i = 0; i < count; i++) {
+		lookups[i].found = false;
+		buf_reset(&lookups[i].value);
+	}
+	if (batched)
+		store_batch_sql(&m->sql, sql, count);
+	MYSQL_STMT *stmt = prepare(m, batched ? m->sql.data : sql, &err);
 	if (stmt == NULL)
 		return classify(err);
-	if (mysql_stmt_param_count(stmt) != 1 || mysql_stmt_field_count(stmt) < 1) {
+	if (mysql_stmt_param_count(stmt) != count ||
+	    mysql_stmt_field_count(stmt) < (batched ? 2u : 1u)) {
 		snprintf(s->error, sizeof(s->error), "sql_query must take exactly one ? and "
 			 "return at least one column");
 		return STORE_ERROR;
 	}
-	memset(&param, 0, sizeof(param));
-	/* a string in the connection's character set: the column's collation
-	 * decides how it compares, as it did for mtpolicyd */
-	bind_bytes(&param, value, value_len, MYSQL_TYPE_STRING);
-	enum store_status status = execute(m, stmt, &param, "running sql_query");
+	MYSQL_BIND *b = binds(m, count);
+	/* strings in the connection's character set: the column's collation
+	 * decides how they compare, as it did for mtpolicyd */
+	for (size_t i = 0; i < count; i++)
+		bind_bytes(&b[i], lookups[i].key, lookups[i].key_len, MYSQL_TYPE_STRING);
+	enum store_status status = execute(m, stmt, m->binds, "running sql_query");
 	if (status != STORE_OK)
 		return status;
-	status = fetch_text(m, stmt, out, found);
+	return fetch_user_configs(m, stmt, lookups, count, batched);
+}
+
+static enum store_status mysql_preload(struct store *s, const char *sql, store_pair_fn fn,
+				       void *arg)
+{
+	struct mysql_store *m = (struct mysql_store *)s;
+	struct row_reader r = { 0 };
+	const int texts[2] = { 0, 1 };
+	struct buf key, value;
+	unsigned int err;
+	int rc = 0;
+
+	MYSQL_STMT *stmt = prepare(m, sql, &err);
+	if (stmt == NULL)
+		return classify(err);
+	if (mysql_stmt_param_count(stmt) != 0 || mysql_stmt_field_count(stmt) < 2) {
+		snprintf(s->error, sizeof(s->error), "preload_query must take no ? and return "
+			 "two columns: the key and its config");
+		return STORE_ERROR;
+	}
+	enum store_status status = execute(m, stmt, NULL, "running preload_query");
+	if (status == STORE_OK)
+		status = reader_bind(m, stmt, &r, texts, -1);
+	buf_init(&key);
+	buf_init(&value);
+	while (status == STORE_OK && ((rc = mysql_stmt_fetch(stmt)) == 0 ||
+				      rc == MYSQL_DATA_TRUNCATED)) {
+		if (r.is_null[0] || r.is_null[1])
+			continue;
+		buf_reset(&key);
+		buf_reset(&value);
+		status = reader_text(m, stmt, &r, 0, 0, &key);
+		if (status == STORE_OK)
+			status = reader_text(m, stmt, &r, 1, 1, &value);
+		if (status == STORE_OK)
+			fn(key.data ? key.data : "", key.len, value.data ? value.data : "", value.len,
+			   arg);
+	}
+	if (status == STORE_OK && rc != MYSQL_NO_DATA)
+		status = fail_statement(m, stmt, "running preload_query");
 	mysql_stmt_free_result(stmt);
+	buf_free(&key);
+	buf_free(&value);
+	free(r.binds);
 	return status;
 }
 
@@ -497,5 +623,7 @@ static const struct store_ops mysql_ops = {
 	.ensure_sequence_table = mysql_ensure_sequence_table,
 	.read_sequence = mysql_read_sequence,
 	.write_sequence = mysql_write_sequence,
-	.user_config = mysql_user_config,
+	.scan = mysql_scan,
+	.user_configs = mysql_user_configs,
+	.preload = mysql_preload,
 };

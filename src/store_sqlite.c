@@ -148,8 +148,9 @@ static void sqlite_rollback(struct store *s)
 	sqlite3_exec(((struct sqlite_store *)s)->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-/* mtpolicyd's SQLite tables lack UNIQUE(key, time), which the upsert needs:
- * the index is added to tables that exist already. */
+/* mtpolicyd's SQLite tables lack UNIQUE(key, time), which the upsert needs,
+ * and an index on time, which the loader's reads of a period need: both are
+ * added to tables that exist already. */
 static enum store_status sqlite_ensure_table(struct store *s, const char *table)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
@@ -161,8 +162,9 @@ static enum store_status sqlite_ensure_table(struct store *s, const char *table)
 		   "`key` VARCHAR(255) NOT NULL, `time` VARCHAR(255) NOT NULL, "
 		   "`count` INTEGER NOT NULL DEFAULT 0, `count_rcpt` INTEGER NOT NULL DEFAULT 0, "
 		   "`size` INTEGER NOT NULL DEFAULT 0, `size_rcpt` INTEGER NOT NULL DEFAULT 0); "
-		   "CREATE UNIQUE INDEX IF NOT EXISTS `%s_time_key` ON `%s` (`key`, `time`);",
-		   table, table, table);
+		   "CREATE UNIQUE INDEX IF NOT EXISTS `%s_time_key` ON `%s` (`key`, `time`); "
+		   "CREATE INDEX IF NOT EXISTS `%s_time` ON `%s` (`time`);",
+		   table, table, table, table, table);
 	return exec(q, q->sql.data, "creating an accounting table");
 }
 
@@ -221,9 +223,49 @@ static bool no_such_table(struct sqlite_store *q)
 	return strncmp(sqlite3_errmsg(q->db), "no such table", 13) == 0;
 }
 
+/* Calls fn for every row of a statement that selects `key` and the four
+ * metrics. */
+static enum store_status fetch_totals(struct sqlite_store *q, sqlite3_stmt *stmt,
+				      store_total_fn fn, void *arg)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct metric_values values;
+		for (int v = 0; v < METRIC_COUNT_OF; v++) {
+			int64_t n = sqlite3_column_int64(stmt, 1 + v);
+			values.v[v] = n < 0 ? 0 : (uint64_t)n;
+		}
+		fn((const char *)sqlite3_column_blob(stmt, 0), (size_t)sqlite3_column_bytes(stmt, 0),
+		   &values, arg);
+	}
+	sqlite3_reset(stmt);
+	return rc == SQLITE_DONE ? STORE_OK : fail(q, rc, "reading accounting rows");
+}
+
+struct sorted_rows {
+	struct store_row *rows;
+	size_t count;
+};
+
+static void found_row(const char *key, size_t key_len, const struct metric_values *total,
+		      void *arg)
+{
+	struct sorted_rows *sorted = arg;
+	struct store_row probe = { .key = key, .key_len = key_len };
+	struct store_row *row = bsearch(&probe, sorted->rows, sorted->count, sizeof(probe),
+					store_row_compare);
+
+	if (row) {
+		row->found = true;
+		row->values = *total;
+	}
+}
+
 static enum store_status select_chunk(struct sqlite_store *q, const char *table,
 				      struct store_row *rows, size_t count)
 {
+	struct sorted_rows sorted = { rows, count };
 	int rc;
 
 	buf_reset(&q->sql);
@@ -239,23 +281,7 @@ static enum store_status select_chunk(struct sqlite_store *q, const char *table,
 	for (size_t i = 0; i < count; i++)
 		sqlite3_bind_text(stmt, (int)i + 2, rows[i].key, (int)rows[i].key_len,
 				  SQLITE_STATIC);
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		struct store_row probe = {
-			.key = (const char *)sqlite3_column_blob(stmt, 0),
-			.key_len = (size_t)sqlite3_column_bytes(stmt, 0),
-		};
-		struct store_row *row = bsearch(&probe, rows, count, sizeof(*rows),
-						store_row_compare);
-		if (row == NULL)
-			continue;
-		row->found = true;
-		for (int v = 0; v < METRIC_COUNT_OF; v++) {
-			int64_t n = sqlite3_column_int64(stmt, 1 + v);
-			row->values.v[v] = n < 0 ? 0 : (uint64_t)n;
-		}
-	}
-	sqlite3_reset(stmt);
-	return rc == SQLITE_DONE ? STORE_OK : fail(q, rc, "reading accounting rows");
+	return fetch_totals(q, stmt, found_row, &sorted);
 }
 
 static enum store_status sqlite_select(struct store *s, const char *table, struct store_row *rows,
@@ -264,6 +290,22 @@ static enum store_status sqlite_select(struct store *s, const char *table, struc
 	for (size_t i = 0; i < count; i++)
 		rows[i].found = false;
 	return in_chunks((struct sqlite_store *)s, table, rows, count, select_chunk);
+}
+
+static enum store_status sqlite_scan(struct store *s, const char *table, const char *time,
+				     size_t time_len, store_total_fn fn, void *arg)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	int rc;
+
+	buf_reset(&q->sql);
+	buf_printf(&q->sql, "SELECT `key`,`count`,`count_rcpt`,`size`,`size_rcpt` FROM `%s` "
+		   "WHERE `time`=?", table);
+	sqlite3_stmt *stmt = prepare(q, q->sql.data, &rc);
+	if (stmt == NULL)
+		return no_such_table(q) ? STORE_OK : fail(q, rc, "reading a period's rows");
+	sqlite3_bind_text(stmt, 1, time, (int)time_len, SQLITE_STATIC);
+	return fetch_totals(q, stmt, fn, arg);
 }
 
 static enum store_status sqlite_reset_row(struct store *s, const char *table,
@@ -327,31 +369,79 @@ static enum store_status sqlite_write_sequence(struct store *s, const char *inst
 	return run(q, stmt, "writing the flush sequence");
 }
 
-static enum store_status sqlite_user_config(struct store *s, const char *sql, const char *value,
-					    size_t value_len, struct buf *out, bool *found)
+/* Appends column `column` of the current row to out; false for NULL. */
+static bool column_text(sqlite3_stmt *stmt, int column, struct buf *out)
+{
+	if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
+		return false;
+	size_t len = (size_t)sqlite3_column_bytes(stmt, column);
+	if (len > 0)
+		buf_append(out, sqlite3_column_blob(stmt, column), len);
+	return true;
+}
+
+static enum store_status sqlite_user_configs(struct store *s, const char *sql,
+					     struct store_lookup *lookups, size_t count)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
+	bool batched = count > 1;
 	int rc;
-	sqlite3_stmt *stmt = prepare(q, sql, &rc);
 
-	*found = false;
+	for (size_t i = 0; i < count; i++) {
+		lookups[i].found = false;
+		buf_reset(&lookups[i].value);
+	}
+	if (batched)
+		store_batch_sql(&q->sql, sql, count);
+	sqlite3_stmt *stmt = prepare(q, batched ? q->sql.data : sql, &rc);
 	if (stmt == NULL)
 		return fail(q, rc, "preparing sql_query");
-	if (sqlite3_bind_parameter_count(stmt) != 1 || sqlite3_column_count(stmt) < 1) {
+	if ((size_t)sqlite3_bind_parameter_count(stmt) != count ||
+	    sqlite3_column_count(stmt) < (batched ? 2 : 1)) {
 		snprintf(s->error, sizeof(s->error), "sql_query must take exactly one ? and "
 			 "return at least one column");
 		return STORE_ERROR;
 	}
-	sqlite3_bind_text(stmt, 1, value, (int)value_len, SQLITE_STATIC);
-	rc = sqlite3_step(stmt);
-	if (rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
-		size_t len = (size_t)sqlite3_column_bytes(stmt, 0);
-		*found = true;
-		if (len > 0)
-			buf_append(out, sqlite3_column_blob(stmt, 0), len);
+	for (size_t i = 0; i < count; i++)
+		sqlite3_bind_text(stmt, (int)i + 1, lookups[i].key, (int)lookups[i].key_len,
+				  SQLITE_STATIC);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		size_t i = batched ? (size_t)sqlite3_column_int64(stmt, 0) : 0;
+		if (i < count && !lookups[i].found)
+			lookups[i].found = column_text(stmt, batched ? 1 : 0, &lookups[i].value);
 	}
 	sqlite3_reset(stmt);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK : fail(q, rc, "running sql_query");
+	return rc == SQLITE_DONE ? STORE_OK : fail(q, rc, "running sql_query");
+}
+
+static enum store_status sqlite_preload(struct store *s, const char *sql, store_pair_fn fn,
+					void *arg)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	struct buf key, value;
+	int rc;
+	sqlite3_stmt *stmt = prepare(q, sql, &rc);
+
+	if (stmt == NULL)
+		return fail(q, rc, "preparing preload_query");
+	if (sqlite3_bind_parameter_count(stmt) != 0 || sqlite3_column_count(stmt) < 2) {
+		snprintf(s->error, sizeof(s->error), "preload_query must take no ? and return "
+			 "two columns: the key and its config");
+		return STORE_ERROR;
+	}
+	buf_init(&key);
+	buf_init(&value);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		buf_reset(&key);
+		buf_reset(&value);
+		if (column_text(stmt, 0, &key) && column_text(stmt, 1, &value))
+			fn(key.data ? key.data : "", key.len, value.data ? value.data : "", value.len,
+			   arg);
+	}
+	sqlite3_reset(stmt);
+	buf_free(&key);
+	buf_free(&value);
+	return rc == SQLITE_DONE ? STORE_OK : fail(q, rc, "running preload_query");
 }
 
 static const struct store_ops sqlite_ops = {
@@ -366,5 +456,7 @@ static const struct store_ops sqlite_ops = {
 	.ensure_sequence_table = sqlite_ensure_sequence_table,
 	.read_sequence = sqlite_read_sequence,
 	.write_sequence = sqlite_write_sequence,
-	.user_config = sqlite_user_config,
+	.scan = sqlite_scan,
+	.user_configs = sqlite_user_configs,
+	.preload = sqlite_preload,
 };

@@ -1,253 +1,456 @@
 /*
  * usercache.c: the SqlUserConfig cache (see usercache.h).
  *
- * Locking: each shard's mutex guards its chains and every field of its
- * entries; the shard's condition variable wakes workers waiting for a load.
- * No lock is held while the query runs.  `queries_lock` guards the table of
- * query texts, which only grows.
+ * Locking: each shard's mutex guards its buckets and every field of its
+ * entries.  `queries_lock` guards the query registry (its array only
+ * grows; a query's texts never change once registered) and each query's
+ * preload schedule.  An entry that is queued or being refreshed is in the
+ * loader's queue and is never freed until the loader answered it.
+ *
+ * Memory: an entry is its struct (24 bytes and the key) and a bucket
+ * pointer; a key without config has no session.  Entries do not store
+ * their hash: chains are short and the key is compared directly.
  */
-#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/random.h>
 
+#include "clock.h"
 #include "hash.h"
 #include "json.h"
 #include "log.h"
-#include "store.h"
+#include "park.h"
 #include "usercache.h"
 
 #define SHARD_COUNT 64
-#define BUCKETS_PER_SHARD 1024
+#define INITIAL_BUCKETS 64
 #define MAX_QUERIES 64
+#define RETRY_SECONDS 5          /* after a failed load or preload */
 
-enum { EMPTY, LOADING, READY };
+enum {
+	REFRESHING = 1,          /* DONE, and queued for a fresh value */
+	PRELOADED = 2,           /* set by a preload_query */
+};
 
-struct entry {
-	struct entry *next;
-	uint64_t hash;
-	int64_t expires;                /* monotonic seconds */
-	uint16_t query;
-	uint16_t waiters;               /* pinned while > 0 */
-	uint8_t state;
-	int8_t result;                  /* READY: 1 config, 0 none, -1 database error */
-	struct session values;
-	size_t key_len;
+struct user_config {
+	struct user_config *next;
+	struct session *values;         /* NULL: no config */
+	uint32_t expires;               /* DONE: fresh until; FAILED: retry at (clock seconds) */
+	uint8_t key_len;
+	uint8_t query;
+	uint8_t state;                  /* enum load_state */
+	uint8_t flags;
 	char key[];
 };
 
 struct shard {
 	pthread_mutex_t lock;
-	pthread_cond_t loaded;
-	struct entry *buckets[BUCKETS_PER_SHARD];
+	struct user_config **buckets;
+	size_t bucket_count;            /* a power of two */
+	size_t count;
 } __attribute__((aligned(64)));
+
+struct query {
+	char *sql;
+	char *preload_sql;              /* "" for none */
+	char *field;
+	atomic_bool mapped;             /* a whole preload is in memory */
+	bool preloading;                /* guarded by queries_lock, like the next two */
+	uint32_t preload_started;       /* now_seconds() */
+	int64_t next_preload;           /* clock_ms() */
+};
 
 static struct shard *shards;
 static int ttl;
-static int wait_seconds;
+static uint64_t seed;
 
 static pthread_mutex_t queries_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *queries[MAX_QUERIES];             /* guarded by queries_lock */
-static int query_count;                        /* guarded by queries_lock */
+static struct query queries[MAX_QUERIES];
+static int query_count;
 
-static int64_t now_seconds(void)
+/* The cache's clock: monotonic seconds, a day ahead so that a time a
+ * little in the past never goes below zero. */
+static uint32_t now_seconds(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
+	return (uint32_t)(clock_seconds() + 86400);
 }
 
-void usercache_init(int ttl_seconds, int wait)
+void usercache_init(int ttl_seconds)
 {
-	pthread_condattr_t attr;
-
 	ttl = ttl_seconds;
-	wait_seconds = wait;
+	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+		seed = HASH_SEED ^ (uint64_t)clock_ns();
 	shards = xcalloc(SHARD_COUNT, sizeof(*shards));
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	for (int i = 0; i < SHARD_COUNT; i++) {
 		pthread_mutex_init(&shards[i].lock, NULL);
-		pthread_cond_init(&shards[i].loaded, &attr);
+		shards[i].bucket_count = INITIAL_BUCKETS;
+		shards[i].buckets = xcalloc(INITIAL_BUCKETS, sizeof(struct user_config *));
 	}
-	pthread_condattr_destroy(&attr);
 }
 
-static void entry_free(struct entry *e)
+static void entry_free(struct user_config *e)
 {
-	session_free(&e->values);
+	if (e->values) {
+		session_free(e->values);
+		free(e->values);
+	}
 	free(e);
 }
 
 void usercache_free_all(void)
 {
 	for (int i = 0; shards && i < SHARD_COUNT; i++) {
-		for (int b = 0; b < BUCKETS_PER_SHARD; b++) {
-			for (struct entry *e = shards[i].buckets[b], *next; e; e = next) {
+		for (size_t b = 0; b < shards[i].bucket_count; b++) {
+			for (struct user_config *e = shards[i].buckets[b], *next; e; e = next) {
 				next = e->next;
 				entry_free(e);
 			}
 		}
+		free(shards[i].buckets);
 		pthread_mutex_destroy(&shards[i].lock);
-		pthread_cond_destroy(&shards[i].loaded);
 	}
 	free(shards);
 	shards = NULL;
-	for (int i = 0; i < query_count; i++)
-		free(queries[i]);
+	for (int i = 0; i < query_count; i++) {
+		free(queries[i].sql);
+		free(queries[i].preload_sql);
+		free(queries[i].field);
+		memset(&queries[i], 0, sizeof(queries[i]));
+	}
 	query_count = 0;
 }
 
-int usercache_query(const char *sql)
+int usercache_query(const char *sql, const char *preload_sql, const char *field)
 {
 	int id = -1;
 
 	pthread_mutex_lock(&queries_lock);
 	for (int i = 0; i < query_count && id < 0; i++) {
-		if (strcmp(queries[i], sql) == 0)
+		if (strcmp(queries[i].sql, sql) == 0 && strcmp(queries[i].preload_sql, preload_sql) == 0)
 			id = i;
 	}
 	if (id < 0 && query_count < MAX_QUERIES) {
 		id = query_count++;
-		queries[id] = xstrdup(sql);
+		queries[id].sql = xstrdup(sql);
+		queries[id].preload_sql = xstrdup(preload_sql);
+		queries[id].field = xstrdup(field);
 	}
 	pthread_mutex_unlock(&queries_lock);
 	return id;
 }
 
-static const char *query_text(int query)
+static bool is_mapped(int query)
 {
-	pthread_mutex_lock(&queries_lock);
-	const char *sql = queries[query];
-	pthread_mutex_unlock(&queries_lock);
-	return sql;
+	return atomic_load(&queries[query].mapped);
 }
 
-/* Runs the query and parses its answer into `values`: 1, 0 or -1. */
-static int load(int query, const char *plugin, const char *key, size_t key_len,
-		struct session *values)
-{
-	struct buf text;
-	char error[256];
+/* ------------------------------------------------------------- hash table */
 
-	buf_init(&text);
-	int rc = store_lookup_user_config(query_text(query), key, key_len, &text);
-	if (rc == 1 && json_parse_object(text.data ? text.data : "", text.len, values, error,
-					 sizeof(error)) < 0) {
-		log_warning("plugin %s: the user config of %.*s is not a JSON object (%s); "
-			    "using the defaults", plugin, (int)key_len, key, error);
-		rc = 0;
-	} else if (rc == 0) {
-		log_debug("plugin %s: no user config for %.*s", plugin, (int)key_len, key);
+/* Keys of a preloaded mapping fold ASCII case and trailing spaces, as the
+ * case-insensitive columns of mtpolicyd's tables compare them. */
+static size_t trimmed_length(const char *key, size_t len)
+{
+	while (len > 0 && key[len - 1] == ' ')
+		len--;
+	return len;
+}
+
+static char fold(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+}
+
+static uint64_t key_hash(int query, const char *key, size_t len)
+{
+	uint64_t h = seed ^ (uint64_t)query;
+
+	len = trimmed_length(key, len);
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t word = 0;
+		for (size_t k = 0; k < 8 && i + k < len; k++)
+			word |= (uint64_t)(unsigned char)fold(key[i + k]) << (8 * k);
+		h = hash_mix(h, word);
 	}
-	buf_free(&text);
-	return rc;
+	return hash_finish(hash_mix(h, len));
 }
 
-static struct entry *find(struct shard *s, uint64_t hash, int query, const char *key,
-			  size_t key_len)
+static bool same_key(const struct user_config *e, int query, const char *key, size_t len)
 {
-	for (struct entry *e = s->buckets[hash % BUCKETS_PER_SHARD]; e; e = e->next) {
-		if (e->hash == hash && e->query == query && e->key_len == key_len &&
-		    memcmp(e->key, key, key_len) == 0)
-			return e;
+	if (e->query != query)
+		return false;
+	size_t a = trimmed_length(e->key, e->key_len), b = trimmed_length(key, len);
+	if (a != b)
+		return false;
+	for (size_t i = 0; i < a; i++) {
+		if (fold(e->key[i]) != fold(key[i]))
+			return false;
 	}
-	return NULL;
+	return true;
 }
 
-static struct entry *create(struct shard *s, uint64_t hash, int query, const char *key,
-			    size_t key_len)
+static struct shard *shard_of(uint64_t hash)
 {
-	struct entry *e = xcalloc(1, sizeof(*e) + key_len);
-	struct entry **head = &s->buckets[hash % BUCKETS_PER_SHARD];
+	return &shards[(hash >> 32) % SHARD_COUNT];
+}
 
-	e->hash = hash;
-	e->query = (uint16_t)query;
-	e->key_len = key_len;
-	memcpy(e->key, key, key_len);
-	session_init(&e->values);
-	e->next = *head;
-	*head = e;
+static struct user_config **bucket_of(struct shard *s, uint64_t hash)
+{
+	return &s->buckets[hash & (s->bucket_count - 1)];
+}
+
+static void grow(struct shard *s)
+{
+	size_t old_count = s->bucket_count;
+	struct user_config **old = s->buckets;
+
+	s->bucket_count *= 2;
+	s->buckets = xcalloc(s->bucket_count, sizeof(*s->buckets));
+	for (size_t b = 0; b < old_count; b++) {
+		for (struct user_config *e = old[b], *next; e; e = next) {
+			next = e->next;
+			struct user_config **head = bucket_of(s, key_hash(e->query, e->key, e->key_len));
+			e->next = *head;
+			*head = e;
+		}
+	}
+	free(old);
+}
+
+static struct user_config *find(struct shard *s, uint64_t hash, int query, const char *key,
+				size_t len)
+{
+	struct user_config *e = *bucket_of(s, hash);
+
+	while (e && !same_key(e, query, key, len))
+		e = e->next;
 	return e;
 }
 
-/* Loads e's values with the shard unlocked, then publishes them. */
-static void refill(struct shard *s, struct entry *e, const char *plugin)
+static struct user_config *create(struct shard *s, uint64_t hash, int query, const char *key,
+				  size_t len)
 {
-	struct session values;
+	struct user_config *e = xcalloc(1, offsetof(struct user_config, key) + len);
+	struct user_config **head = bucket_of(s, hash);
 
-	e->state = LOADING;
-	e->waiters++;
-	pthread_mutex_unlock(&s->lock);
-	session_init(&values);
-	int rc = load(e->query, plugin, e->key, e->key_len, &values);
-	pthread_mutex_lock(&s->lock);
-	e->waiters--;
-	session_free(&e->values);
+	e->query = (uint8_t)query;
+	e->key_len = (uint8_t)len;
+	memcpy(e->key, key, len);
+	e->next = *head;
+	*head = e;
+	if (++s->count > 2 * s->bucket_count)
+		grow(s);
+	return e;
+}
+
+/* Replaces the entry's values (shard locked); takes `values` over. */
+static void publish(struct user_config *e, struct session *values)
+{
+	if (e->values) {
+		session_free(e->values);
+		free(e->values);
+	}
 	e->values = values;
-	e->result = (int8_t)rc;
-	e->state = READY;
-	/* errors are not cached: the next lookup asks again */
-	e->expires = rc < 0 ? 0 : now_seconds() + ttl;
-	pthread_cond_broadcast(&s->loaded);
 }
 
-static bool wait_for_load(struct shard *s, struct entry *e)
-{
-	struct timespec deadline;
+/* ----------------------------------------------------------------- lookup */
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += wait_seconds;
-	e->waiters++;
-	while (e->state == LOADING &&
-	       pthread_cond_timedwait(&s->loaded, &s->lock, &deadline) != ETIMEDOUT)
-		;
-	e->waiters--;
-	return e->state == READY;
+static void queue(struct user_config *e)
+{
+	e->state = LOAD_QUEUED;
+	loader_want_user_config(e);
 }
 
-int usercache_lookup(int query, const char *plugin, const char *key, size_t key_len,
-		     struct session *into)
+/* What a lookup of e answers (shard locked). */
+static enum lookup resolve(struct user_config *e, bool may_wait)
 {
-	if (ttl == 0)
-		return load(query, plugin, key, key_len, into);
-	uint16_t q = (uint16_t)query;
-	uint64_t hash = hash_finish(hash_bytes(hash_bytes(HASH_SEED, &q, sizeof(q)), key, key_len));
-	struct shard *s = &shards[hash % SHARD_COUNT];
-	int rc = -1;
+	uint32_t now = now_seconds();
+
+	switch (e->state) {
+	case LOAD_DONE:
+		if (now <= e->expires || (e->flags & (REFRESHING | PRELOADED)))
+			return LOOKUP_FOUND;
+		if (ttl > 0) {                  /* stale: used while it is refreshed */
+			e->flags |= REFRESHING;
+			loader_want_user_config(e);
+			return LOOKUP_FOUND;
+		}
+		queue(e);                       /* no caching: every request asks */
+		break;
+	case LOAD_FAILED:
+		if (now < e->expires || !loader_may_retry())
+			return LOOKUP_FAILED;
+		queue(e);
+		break;
+	case LOAD_NONE:
+		queue(e);
+		break;
+	default:
+		break;
+	}
+	return may_wait ? LOOKUP_WAIT : LOOKUP_FAILED;
+}
+
+enum lookup usercache_lookup(int query, const char *key, size_t key_len, bool may_wait,
+			     struct session *into, bool *found, uint64_t *ticket)
+{
+	static _Atomic long long last_complaint;
+
+	*found = false;
+	if (key_len > USERCACHE_KEY_MAX) {
+		if (log_ratelimit(&last_complaint, 10))
+			log_warning("SqlUserConfig: a %zu-byte %s is longer than the %d bytes tallyd "
+				    "looks up; no user config", key_len, queries[query].field,
+				    USERCACHE_KEY_MAX);
+		return LOOKUP_FOUND;
+	}
+	uint64_t hash = key_hash(query, key, key_len);
+	struct shard *s = shard_of(hash);
 
 	pthread_mutex_lock(&s->lock);
-	struct entry *e = find(s, hash, query, key, key_len);
+	struct user_config *e = find(s, hash, query, key, key_len);
+	if (e == NULL && is_mapped(query)) {
+		pthread_mutex_unlock(&s->lock);
+		return LOOKUP_FOUND;            /* not in the preloaded mapping: none */
+	}
 	if (e == NULL)
 		e = create(s, hash, query, key, key_len);
-	if (e->state == LOADING) {
-		if (!wait_for_load(s, e))
-			goto out;           /* the other worker's query is slow: go on without */
-	} else if (e->state == EMPTY || e->expires <= now_seconds()) {
-		refill(s, e, plugin);
+	enum lookup result = resolve(e, may_wait);
+	if (result == LOOKUP_FOUND && e->values) {
+		session_merge(into, e->values);
+		*found = true;
 	}
-	rc = e->result;
-	if (rc == 1)
-		session_merge(into, &e->values);
-out:
+	if (result == LOOKUP_WAIT)
+		*ticket = park_ticket();
 	pthread_mutex_unlock(&s->lock);
-	return rc;
+	return result;
 }
 
-void usercache_sweep(void)
-{
-	int64_t now = now_seconds();
+/* ----------------------------------------------------------------- loader */
 
-	for (int i = 0; shards && i < SHARD_COUNT; i++) {
+void user_config_view(const struct user_config *e, struct user_config_view *out)
+{
+	out->query = e->query;
+	out->sql = queries[e->query].sql;
+	out->key = e->key;
+	out->key_len = e->key_len;
+}
+
+/* The session for a JSON text, or NULL (logged) when it is no object. */
+static struct session *parse(int query, const char *key, size_t key_len, const char *text,
+			     size_t len)
+{
+	struct session *values = xcalloc(1, sizeof(*values));
+	char error[256];
+
+	session_init(values);
+	if (json_parse_object(text, len, values, error, sizeof(error)) == 0)
+		return values;
+	log_warning("SqlUserConfig (%s): the user config of %.*s is not a JSON object (%s); "
+		    "using the defaults", queries[query].field, (int)key_len, key, error);
+	session_free(values);
+	free(values);
+	return NULL;
+}
+
+static struct shard *shard_of_entry(const struct user_config *e)
+{
+	return shard_of(key_hash(e->query, e->key, e->key_len));
+}
+
+void usercache_loaded(struct user_config *e, bool found, const char *text, size_t len)
+{
+	struct session *values = found ? parse(e->query, e->key, e->key_len, text, len) : NULL;
+	struct shard *s = shard_of_entry(e);
+
+	if (!found)
+		log_debug("SqlUserConfig (%s): no user config for %.*s", queries[e->query].field,
+			  (int)e->key_len, e->key);
+	pthread_mutex_lock(&s->lock);
+	publish(e, values);
+	e->state = LOAD_DONE;
+	e->flags &= (uint8_t)~(REFRESHING | PRELOADED);
+	e->expires = now_seconds() + (uint32_t)ttl;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void usercache_load_failed(struct user_config *e)
+{
+	struct shard *s = shard_of_entry(e);
+
+	pthread_mutex_lock(&s->lock);
+	if (e->flags & REFRESHING) {            /* keep serving the stale value */
+		e->flags &= (uint8_t)~REFRESHING;
+		e->expires = now_seconds() + RETRY_SECONDS - (uint32_t)ttl;
+	} else if (e->state == LOAD_QUEUED) {
+		e->state = LOAD_FAILED;
+		e->expires = now_seconds() + 1;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+int usercache_claim_preload(const char **sql)
+{
+	int64_t now = clock_ms();
+	int claimed = -1;
+
+	pthread_mutex_lock(&queries_lock);
+	for (int i = 0; i < query_count && claimed < 0; i++) {
+		struct query *q = &queries[i];
+		if (q->preload_sql[0] != '\0' && !q->preloading && now >= q->next_preload) {
+			q->preloading = true;
+			q->preload_started = now_seconds();
+			*sql = q->preload_sql;
+			claimed = i;
+		}
+	}
+	pthread_mutex_unlock(&queries_lock);
+	return claimed;
+}
+
+void usercache_preload_row(int query, const char *key, size_t key_len, const char *text,
+			   size_t len)
+{
+	if (key_len > USERCACHE_KEY_MAX)
+		return;
+	struct session *values = parse(query, key, key_len, text, len);
+	uint64_t hash = key_hash(query, key, key_len);
+	struct shard *s = shard_of(hash);
+
+	pthread_mutex_lock(&s->lock);
+	struct user_config *e = find(s, hash, query, key, key_len);
+	if (e == NULL)
+		e = create(s, hash, query, key, key_len);
+	publish(e, values);
+	if (e->state != LOAD_QUEUED)           /* a queued one is answered by the loader */
+		e->state = LOAD_DONE;
+	e->flags = (uint8_t)((e->flags & REFRESHING) | PRELOADED);
+	e->expires = now_seconds();            /* marks this preload's rows (see below) */
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* After a complete preload: entries of `query` that it did not set are
+ * gone from the mapping (shard locked). */
+static bool superseded(const struct user_config *e, int query, uint32_t started)
+{
+	return e->query == query && e->state != LOAD_QUEUED && !(e->flags & REFRESHING) &&
+	       !((e->flags & PRELOADED) && e->expires >= started);
+}
+
+static void drop_where(bool (*drop)(const struct user_config *e, int query, uint32_t arg),
+		       int query, uint32_t arg)
+{
+	for (int i = 0; i < SHARD_COUNT; i++) {
 		struct shard *s = &shards[i];
 		pthread_mutex_lock(&s->lock);
-		for (int b = 0; b < BUCKETS_PER_SHARD; b++) {
-			for (struct entry **link = &s->buckets[b], *e; (e = *link) != NULL;) {
-				if (e->state == READY && e->waiters == 0 && e->expires <= now) {
+		for (size_t b = 0; b < s->bucket_count; b++) {
+			for (struct user_config **link = &s->buckets[b], *e; (e = *link) != NULL;) {
+				if (drop(e, query, arg)) {
 					*link = e->next;
 					entry_free(e);
+					s->count--;
 				} else {
 					link = &e->next;
 				}
@@ -255,4 +458,155 @@ void usercache_sweep(void)
 		}
 		pthread_mutex_unlock(&s->lock);
 	}
+}
+
+void usercache_preload_done(int query, bool ok)
+{
+	pthread_mutex_lock(&queries_lock);
+	struct query *q = &queries[query];
+	uint32_t started = q->preload_started;
+	q->preloading = false;
+	q->next_preload = clock_ms() + 1000LL * (ok ? (ttl > 0 ? ttl : 60) : RETRY_SECONDS);
+	pthread_mutex_unlock(&queries_lock);
+	if (!ok)
+		return;
+	drop_where(superseded, query, started);
+	atomic_store(&q->mapped, true);
+}
+
+/* ------------------------------------------------------------ housekeeping */
+
+static bool unused(const struct user_config *e, int query, uint32_t now)
+{
+	(void)query;
+	if (e->state == LOAD_QUEUED || (e->flags & (REFRESHING | PRELOADED)))
+		return false;
+	if (e->state == LOAD_DONE)
+		return e->expires + (uint32_t)ttl < now;
+	return e->expires + 60 < now;
+}
+
+void usercache_sweep(void)
+{
+	if (shards)
+		drop_where(unused, -1, now_seconds());
+}
+
+/* Makes e fetch afresh at its next lookup (shard locked). */
+static void make_stale(struct user_config *e)
+{
+	if (e->state == LOAD_QUEUED || (e->flags & REFRESHING))
+		return;                         /* a fresh value is on its way */
+	e->state = LOAD_NONE;
+	e->flags &= (uint8_t)~PRELOADED;
+}
+
+int usercache_forget(const char *field, const char *key, size_t key_len)
+{
+	int known = 0;
+
+	if (key_len > USERCACHE_KEY_MAX)
+		return 0;
+	pthread_mutex_lock(&queries_lock);
+	int count = query_count;
+	pthread_mutex_unlock(&queries_lock);
+	for (int q = 0; q < count; q++) {
+		if (strcmp(queries[q].field, field) != 0)
+			continue;
+		known++;
+		uint64_t hash = key_hash(q, key, key_len);
+		struct shard *s = shard_of(hash);
+		pthread_mutex_lock(&s->lock);
+		struct user_config *e = find(s, hash, q, key, key_len);
+		if (e == NULL && is_mapped(q))
+			e = create(s, hash, q, key, key_len);  /* else the mapping says "none" */
+		if (e)
+			make_stale(e);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return known;
+}
+
+void usercache_forget_all(void)
+{
+	pthread_mutex_lock(&queries_lock);
+	for (int q = 0; q < query_count; q++) {
+		atomic_store(&queries[q].mapped, false);
+		queries[q].next_preload = 0;
+	}
+	pthread_mutex_unlock(&queries_lock);
+	for (int i = 0; shards && i < SHARD_COUNT; i++) {
+		struct shard *s = &shards[i];
+		pthread_mutex_lock(&s->lock);
+		for (size_t b = 0; b < s->bucket_count; b++) {
+			for (struct user_config *e = s->buckets[b]; e; e = e->next)
+				make_stale(e);
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+void usercache_stats(struct usercache_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; shards && i < SHARD_COUNT; i++) {
+		struct shard *s = &shards[i];
+		pthread_mutex_lock(&s->lock);
+		for (size_t b = 0; b < s->bucket_count; b++) {
+			for (struct user_config *e = s->buckets[b]; e; e = e->next) {
+				out->entries++;
+				out->with_config += e->values != NULL;
+				out->queued += e->state == LOAD_QUEUED;
+			}
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+/* --------------------------------------------------------------- snapshot */
+
+void usercache_for_each_known(void (*fn)(const char *sql, const char *key, size_t key_len,
+					 const struct session *values, void *arg),
+			      void *arg)
+{
+	for (int i = 0; shards && i < SHARD_COUNT; i++) {
+		struct shard *s = &shards[i];
+		pthread_mutex_lock(&s->lock);
+		for (size_t b = 0; b < s->bucket_count; b++) {
+			for (struct user_config *e = s->buckets[b]; e; e = e->next) {
+				if (e->state == LOAD_DONE)
+					fn(queries[e->query].sql, e->key, e->key_len, e->values, arg);
+			}
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+void usercache_restore(const char *sql, const char *key, size_t key_len,
+		       const struct session *values)
+{
+	int query = -1;
+
+	for (int q = 0; q < query_count && query < 0; q++) {
+		if (strcmp(queries[q].sql, sql) == 0)
+			query = q;
+	}
+	if (query < 0 || key_len > USERCACHE_KEY_MAX)
+		return;                         /* the config no longer has that query */
+	uint64_t hash = key_hash(query, key, key_len);
+	struct shard *s = shard_of(hash);
+	struct session *copy = NULL;
+	if (values) {
+		copy = xcalloc(1, sizeof(*copy));
+		session_init(copy);
+		session_merge(copy, values);
+	}
+	pthread_mutex_lock(&s->lock);
+	struct user_config *e = find(s, hash, query, key, key_len);
+	if (e == NULL)
+		e = create(s, hash, query, key, key_len);
+	publish(e, copy);
+	e->state = LOAD_DONE;
+	e->expires = 0;                         /* stale: refreshed at its first use */
+	pthread_mutex_unlock(&s->lock);
 }

@@ -2,10 +2,15 @@
  * workers.c: the worker threads, their shared epoll set, and serving a
  * connection (see workers.h).
  *
- * Each worker owns its struct worker (request attribute array, session);
- * a connection is touched only by the worker that took its one-shot event.
+ * Each worker owns its struct worker (request attribute array); a
+ * connection is touched only by the worker that took its one-shot event.
  * `epoll_fd` and `stop_fd` are set before the threads start and never change.
- * Each event is served with the config in force when it began (live.h).
+ * Each event is served with the config in force when it began (live.h);
+ * a request that waits for the database keeps the config it began with.
+ * A request whose plugin waits stops the connection where it is: answers
+ * before it are written, nothing after it is read, and the connection is
+ * parked (park.h) until the loader wakes it or its wait is over; then a
+ * worker runs the chain again from the plugin that waited.
  * The stop eventfd is registered level-triggered (not one-shot), so once it
  * is written every worker sees it.
  */
@@ -19,24 +24,25 @@
 #include <unistd.h>
 
 #include "chain.h"
+#include "clock.h"
 #include "journal.h"
 #include "log.h"
 #include "policy.h"
 #include "live.h"
-#include "session.h"
+#include "park.h"
 #include "stats.h"
 #include "workers.h"
 
-enum serve_result { KEEP_READING, KEEP_WRITING, CLOSE };
+enum serve_result { KEEP_READING, KEEP_WRITING, PARK, CLOSE };
 
 struct worker {
 	pthread_t thread;
 	int slot;                  /* stats slot, also its live.h use mark */
+	bool draining;             /* shutting down: nothing waits any more */
 	const struct config *config;   /* in force for the current event */
 	struct policy_limits limits;
 	struct request request;    /* attrs: room for attrs_cap attributes */
 	size_t attrs_cap;
-	struct session session;
 };
 
 static int epoll_fd = -1;
@@ -53,17 +59,11 @@ static void worker_init(struct worker *w, int slot)
 {
 	memset(w, 0, sizeof(*w));
 	w->slot = slot;
-	session_init(&w->session);
 }
 
-/* Takes the config in force for one event. */
-static void worker_enter(struct worker *w)
+/* Room for the attributes of requests under `config`'s limits. */
+static void fit_limits(struct worker *w, const struct config *config)
 {
-	const struct config *config = live_enter();
-
-	if (config == w->config)
-		return;
-	w->config = config;
 	w->limits.max_request_size = (size_t)config->max_request_size;
 	w->limits.max_attributes = (size_t)config->max_attributes;
 	if (w->attrs_cap < w->limits.max_attributes) {
@@ -72,10 +72,20 @@ static void worker_enter(struct worker *w)
 	}
 }
 
+/* Takes the config in force for one event. */
+static void worker_enter(struct worker *w)
+{
+	const struct config *config = live_enter();
+
+	if (config != w->config) {
+		w->config = config;
+		fit_limits(w, config);
+	}
+}
+
 static void worker_free(struct worker *w)
 {
 	free(w->request.attrs);
-	session_free(&w->session);
 }
 
 /* Writes what is pending; 0, or -1 when the connection is broken. */
@@ -126,27 +136,73 @@ static int read_available(struct connection *c, bool *eof)
 	return 0;
 }
 
-/* Answers every complete request in c->in; false after a malformed one. */
-static bool answer_requests(struct worker *w, struct connection *c)
+/* The request at the head of c->in waits for the database: it keeps the
+ * config it began with, and its wait ends database.wait from now. */
+static void begin_wait(struct worker *w, struct connection *c)
 {
-	const struct vhost *vhost = config_find_vhost(w->config, c->local_port, c->local_path);
+	if (c->held_config == NULL) {
+		c->held_config = w->config;
+		live_hold(c->held_config);
+	}
+	if (c->wait_deadline == 0) {
+		c->wait_deadline = clock_ms() + (int64_t)(c->held_config->database.wait * 1000);
+		stats_bump(&stats_mine()->waits, 1);
+	}
+}
+
+/* The head request is answered: the connection is ready for the next. */
+static void end_request(struct connection *c, size_t used)
+{
+	if (c->held_config) {
+		live_release(c->held_config);
+		c->held_config = NULL;
+	}
+	if (c->wait_expired)
+		stats_bump(&stats_mine()->waits_expired, 1);
+	c->wait_deadline = 0;
+	c->wait_expired = false;
+	chain_start(&c->chain);
+	session_clear(&c->session);
+	buf_consume(&c->in, used);
+}
+
+/* Answers every complete request in c->in, in order, until one waits for
+ * the database (*waits) or there are no more.  False after a malformed
+ * request. */
+static bool answer_requests(struct worker *w, struct connection *c, bool *waits)
+{
+	struct stats_slot *stats = stats_mine();
 	enum policy_status status;
 	const char *error = NULL;
 	size_t used;
 
-	struct stats_slot *stats = stats_mine();
-
-	while ((status = policy_parse(&c->parser, &w->limits, buf_head(&c->in), buf_size(&c->in),
-				      &w->request, &used, &error)) == POLICY_REQUEST) {
-		const char *action = chain_run(vhost, &w->request, &w->session);
+	*waits = false;
+	for (;;) {
+		const struct config *config = c->held_config ? c->held_config : w->config;
+		if (config != w->config)
+			fit_limits(w, config);   /* the waiting request's own limits */
+		status = policy_parse(&c->parser, &w->limits, buf_head(&c->in), buf_size(&c->in),
+				      &w->request, &used, &error);
+		if (config != w->config)
+			fit_limits(w, w->config);
+		if (status != POLICY_REQUEST)
+			break;
+		c->chain.may_wait = !w->draining && !c->wait_expired &&
+			(c->wait_deadline == 0 || clock_ms() < c->wait_deadline);
+		const struct vhost *vhost = config_find_vhost(config, c->local_port, c->local_path);
+		const char *action = chain_run(vhost, &w->request, &c->session, &c->chain);
+		if (action == NULL) {
+			begin_wait(w, c);
+			*waits = true;
+			return true;
+		}
 		policy_write_answer(&c->out, action);
 		c->requests++;
 		stats_bump(&stats->requests, 1);
 		stats_bump(&stats->answers[stats_classify(action)], 1);
 		log_debug("%s: request %llu answered %s", c->peer,
 			  (unsigned long long)c->requests, action);
-		session_clear(&w->session);
-		buf_consume(&c->in, used);
+		end_request(c, used);
 	}
 	if (status == POLICY_MALFORMED) {
 		stats_bump(&stats->malformed, 1);
@@ -178,18 +234,21 @@ static void log_eof(const struct worker *w, const struct connection *c)
 
 static enum serve_result serve(struct worker *w, struct connection *c)
 {
-	bool eof = false;
+	bool eof = false, waits;
 
 	if (write_pending(c) < 0)
 		return CLOSE;
 	if (buf_size(&c->out) > 0)
 		return KEEP_WRITING;          /* the client reads slowly: do not read more */
-	if (read_available(c, &eof) < 0)
+	/* a request that waited is answered before anything more is read */
+	if (c->held_config == NULL && read_available(c, &eof) < 0)
 		return CLOSE;
-	bool well_formed = answer_requests(w, c);
+	bool well_formed = answer_requests(w, c, &waits);
 	journal_wait();               /* the increments behind the answers first */
 	if (write_pending(c) < 0 || !well_formed)
 		return CLOSE;
+	if (waits)
+		return PARK;
 	if (eof) {
 		log_eof(w, c);
 		return CLOSE;
@@ -200,7 +259,7 @@ static enum serve_result serve(struct worker *w, struct connection *c)
 
 static void set_deadline(const struct worker *w, struct connection *c)
 {
-	int64_t now = connection_now();
+	int64_t now = clock_seconds();
 
 	if (buf_size(&c->in) == 0) {
 		c->request_started = 0;
@@ -229,13 +288,55 @@ static void take(struct connection *c)
 	atomic_store(&c->deadline, INT64_MAX);
 }
 
+/* Closes a connection this thread holds, with what its request held. */
+static void close_connection(struct connection *c)
+{
+	if (c->held_config)
+		live_release(c->held_config);
+	connection_close(c);
+}
+
 void workers_add(struct connection *c, int keepalive_timeout)
 {
-	atomic_store(&c->deadline, connection_now() + keepalive_timeout);
+	atomic_store(&c->deadline, clock_seconds() + keepalive_timeout);
 	if (arm(c, EPOLL_CTL_ADD, EPOLLIN) < 0) {
 		log_error("%s: cannot add the connection to the worker pool: %s", c->peer,
 			  strerror(errno));
 		connection_close(c);
+	}
+}
+
+/* Hands a parked connection back to the workers (park.h): writable at
+ * once, so a worker takes it right away. */
+static void resume(struct connection *c)
+{
+	if (arm(c, EPOLL_CTL_MOD, EPOLLOUT) < 0) {
+		log_error("%s: cannot resume the connection: %s", c->peer, strerror(errno));
+		close_connection(c);
+	}
+}
+
+/* Serves the connection a worker took from epoll; afterwards the
+ * connection is in epoll again, parked, or closed. */
+static void serve_event(struct worker *w, struct connection *c)
+{
+	take(c);
+	worker_enter(w);
+	enum serve_result r = serve(w, c);
+	while (r == PARK && !park(c, c->chain.ticket, c->wait_deadline))
+		r = serve(w, c);              /* its value came already: go on */
+	if (r == KEEP_READING || r == KEEP_WRITING)
+		set_deadline(w, c);
+	live_leave();
+	if (r == PARK)
+		return;                       /* not ours any more */
+	if (r == CLOSE) {
+		close_connection(c);
+		return;
+	}
+	if (arm(c, EPOLL_CTL_MOD, r == KEEP_WRITING ? EPOLLOUT : EPOLLIN) < 0) {
+		log_error("%s: cannot re-arm the connection: %s", c->peer, strerror(errno));
+		close_connection(c);
 	}
 }
 
@@ -255,21 +356,7 @@ static void *worker_main(void *arg)
 		}
 		if (ev.data.ptr == NULL)
 			break;                /* stop_fd: shutting down */
-		struct connection *c = ev.data.ptr;
-		take(c);
-		worker_enter(w);
-		enum serve_result r = serve(w, c);
-		if (r != CLOSE)
-			set_deadline(w, c);
-		live_leave();
-		if (r == CLOSE) {
-			connection_close(c);
-			continue;
-		}
-		if (arm(c, EPOLL_CTL_MOD, r == KEEP_WRITING ? EPOLLOUT : EPOLLIN) < 0) {
-			log_error("%s: cannot re-arm the connection: %s", c->peer, strerror(errno));
-			connection_close(c);
-		}
+		serve_event(w, ev.data.ptr);
 	}
 	return NULL;
 }
@@ -278,6 +365,8 @@ int workers_start(int count)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 
+	if (park_init(resume) < 0)
+		return -1;
 	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (epoll_fd < 0 || stop_fd < 0 || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, stop_fd, &ev) < 0) {
@@ -317,9 +406,9 @@ void workers_stop(void)
 static void write_before_close(struct connection *c)
 {
 	struct pollfd p = { .fd = c->fd, .events = POLLOUT };
-	int64_t give_up = connection_now() + 2;
+	int64_t give_up = clock_seconds() + 2;
 
-	while (buf_size(&c->out) > 0 && connection_now() < give_up &&
+	while (buf_size(&c->out) > 0 && clock_seconds() < give_up &&
 	       poll(&p, 1, 1000) > 0 && write_pending(c) == 0)
 		;
 }
@@ -332,7 +421,7 @@ static void drain_one(struct connection *c, void *arg)
 	if (serve(w, c) != CLOSE)
 		write_before_close(c);
 	live_leave();
-	connection_close(c);
+	close_connection(c);
 }
 
 void workers_drain(void)
@@ -340,9 +429,12 @@ void workers_drain(void)
 	struct worker w;
 
 	worker_init(&w, stats_thread_index());
+	w.draining = true;
+	park_release_all();                 /* parked requests are answered now */
 	connection_for_each(drain_one, &w);
 	worker_free(&w);
 	close(epoll_fd);
 	close(stop_fd);
 	epoll_fd = stop_fd = -1;
+	park_free();
 }

@@ -4,9 +4,11 @@
  * All workers wait on one shared epoll set in which every connection is
  * registered one-shot: an event hands the connection to exactly one worker,
  * which reads, answers every complete request, writes, and re-arms it.  An
- * idle connection therefore holds no thread, and a worker that waits for the
- * database delays only the connection it holds.  Workers take the config in
- * force at each event (live.h), so a reload applies to the next request.
+ * idle connection therefore holds no thread, and neither does a request
+ * that waits for the database: it is parked (park.h) and a worker takes it
+ * up again when its value is in memory.  Workers never ask the database.
+ * Workers take the config in force at each event (live.h), so a reload
+ * applies to the next request.
  */
 #ifndef TALLYD_WORKERS_H
 #define TALLYD_WORKERS_H

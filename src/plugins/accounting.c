@@ -14,15 +14,15 @@
 #include <string.h>
 
 #include "counters.h"
+#include "tables.h"
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin.h"
-#include "timekey.h"
 
 struct accounting_field {
 	char *name;
-	int table;                 /* counters_table() id of table_prefix + name */
+	int table;                 /* tables_register() id of table_prefix + name */
 };
 
 struct accounting_settings {
@@ -99,22 +99,19 @@ static enum plugin_result accounting_run(const struct plugin *plugin, struct plu
 {
 	const struct accounting_settings *a = plugin->settings;
 	struct metric_values delta;
-	size_t time_len;
 
 	if (!session_uc_switch(call->session, plugin_uc(a->uc_enabled), a->enabled))
 		return PLUGIN_NEXT;
 	metrics_of_request(call->request, &delta);
-	const char *time = timekey_now(a->time_pattern, &time_len);
 	for (size_t i = 0; i < a->count; i++) {
 		const struct attribute *key = request_find(call->request, a->list[i].name);
 		if (attribute_is_blank(key))
 			continue;
-		if (!plugin_key_is_storable(plugin, a->list[i].name, key, time_len))
+		int period = periods_now(a->list[i].table, a->time_pattern);
+		if (!plugin_key_is_storable(plugin, a->list[i].name, key, period))
 			continue;
-		uint32_t take = counters_add(a->list[i].table, key->value, key->value_len, time,
-					     time_len, &delta);
-		journal_record(take, a->list[i].table, key->value, key->value_len, time, time_len,
-			       &delta);
+		uint32_t take = counters_add(period, key->value, key->value_len, &delta);
+		journal_record(take, period, key->value, key->value_len, &delta);
 	}
 	return PLUGIN_NEXT;
 }

@@ -9,20 +9,22 @@
  * key, value) — flushed, in flight and pending — is >= threshold, so the
  * message that crosses the limit is accepted and the next is deferred.
  * enabled, field, threshold, action and metric can be replaced per request
- * by session values (uc_...).  When the database is unreachable and the key
- * was never loaded, the total holds only tallyd's own increments: then
- * on_db_error decides ("continue" with that total, or an action to answer).  Settings are read-only after setup; run()
- * is called by all workers at once.
+ * by session values (uc_...).  A total the counter cache does not know yet
+ * makes the request wait for the loader; when the database cannot be
+ * reached, or did not answer within database.wait, on_db_error decides
+ * ("continue" with tallyd's own increments as the total, or an action to
+ * answer).  Settings are read-only after setup; run() is called by all
+ * workers at once.
  */
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "counters.h"
+#include "tables.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin.h"
-#include "timekey.h"
 
 struct quota_settings {
 	char *field;
@@ -87,6 +89,7 @@ static int quota_setup(struct plugin *plugin, const config_setting_t *where,
 			     q->table_prefix, q->field);
 		return 1;
 	}
+	tables_set_read(q->table);
 	return 0;
 }
 
@@ -95,7 +98,10 @@ static int table_for(const struct quota_settings *q, const char *field)
 {
 	if (field == q->field)
 		return q->table;
-	return plugin_table(q->table_prefix, field, q->time_pattern);
+	int table = plugin_table(q->table_prefix, field, q->time_pattern);
+	if (table >= 0)
+		tables_set_read(table);
+	return table;
 }
 
 static enum plugin_result quota_run(const struct plugin *plugin, struct plugin_call *call)
@@ -104,7 +110,6 @@ static enum plugin_result quota_run(const struct plugin *plugin, struct plugin_c
 	const struct session *session = call->session;
 	const char *name = plugin->name;
 	struct metric_values total;
-	size_t time_len;
 
 	if (!session_uc_switch(session, plugin_uc(q->uc_enabled), q->enabled))
 		return PLUGIN_NEXT;
@@ -120,15 +125,24 @@ static enum plugin_result quota_run(const struct plugin *plugin, struct plugin_c
 	const struct attribute *key = request_find(call->request, field);
 	if (attribute_is_blank(key))
 		return PLUGIN_NEXT;
-	const char *time = timekey_now(q->time_pattern, &time_len);
 	int table = table_for(q, field);
-	if (table < 0 || !plugin_key_is_storable(plugin, field, key, time_len))
+	int period = table < 0 ? -1 : periods_now(table, q->time_pattern);
+	if (table < 0 || !plugin_key_is_storable(plugin, field, key, period))
 		return PLUGIN_NEXT;
 
-	if (!counters_total(table, key->value, key->value_len, time, time_len, &total) &&
-	    strcmp(q->on_db_error, "continue") != 0) {
-		call->action = q->on_db_error;
-		return PLUGIN_ANSWER;
+	enum lookup found = counters_total(period, key->value, key->value_len, call->may_wait,
+					   &total, &call->ticket);
+	if (found == LOOKUP_WAIT)
+		return PLUGIN_WAIT;
+	if (found == LOOKUP_FAILED) {
+		bool go_on = strcmp(q->on_db_error, "continue") == 0;
+		plugin_unavailable(plugin, call, "a total",
+				   go_on ? "on_db_error: continue, with this tallyd's own counts" :
+				   "answering on_db_error");
+		if (!go_on) {
+			call->action = q->on_db_error;
+			return PLUGIN_ANSWER;
+		}
 	}
 	uint64_t value = total.v[metric_parse(metric)];
 	if (threshold <= 0 || value >= (uint64_t)threshold) {

@@ -2,13 +2,17 @@
  * plugins/sqluserconfig.c: the SqlUserConfig module (mtpolicyd's).
  *
  *   { name = "QuotaPolicyConfig"; module = "SqlUserConfig"; field = "client_address";
- *     sql_query = "SELECT p.config FROM ... WHERE h.client_address=?"; }
+ *     sql_query = "SELECT p.config FROM ... WHERE h.client_address=?";
+ *     preload_query = "SELECT h.client_address, p.config FROM ..."; }
  *
- * Runs sql_query with the field's value bound to `?` (through the user
- * config cache), parses column 1 of row 1 as a JSON object and puts its
- * keys in the session, where later plugins' uc_ options find them.  No row,
- * a blank field, bad JSON or a database error: logged, nothing is set.
- * Never answers.  Settings are read-only after setup; any worker.
+ * Puts the keys of the field's user config (column 1 of sql_query's first
+ * row, a JSON object) in the session, where later plugins' uc_ options find
+ * them.  The config comes from the user config cache (usercache.h): a key
+ * it does not hold yet makes the request wait for the loader; with
+ * preload_query the whole mapping is in memory.  No row, a blank field,
+ * bad JSON, or a database that cannot be reached or did not answer within
+ * database.wait: logged, nothing is set, the defaults apply.  Never
+ * answers.  Settings are read-only after setup; any worker.
  */
 #include <stddef.h>
 #include <string.h>
@@ -19,6 +23,7 @@
 
 struct sqluserconfig_settings {
 	char *sql_query;
+	char *preload_query;
 	char *field;
 	int query;                 /* usercache_query() id */
 };
@@ -30,11 +35,19 @@ static bool has_placeholder(const char *sql)
 	return strchr(sql, '?') != NULL;
 }
 
+static bool has_no_placeholder(const char *sql)
+{
+	return strchr(sql, '?') == NULL;
+}
+
 static const struct config_option sqluserconfig_options[] = {
 	PLUGIN_COMMON_OPTIONS,
 	{ .name = "sql_query", .type = OPTION_STRING, .offset = SETTING(sql_query),
 	  .default_string = "SELECT config FROM user_config WHERE address=?",
 	  .valid = has_placeholder, .valid_what = "an SQL query with one ? for the field's value" },
+	{ .name = "preload_query", .type = OPTION_STRING, .offset = SETTING(preload_query),
+	  .default_string = "", .valid = has_no_placeholder,
+	  .valid_what = "an SQL query without ? that returns rows of key and config" },
 	{ .name = "field", .type = OPTION_STRING, .offset = SETTING(field),
 	  .default_string = "recipient", .valid = config_is_identifier,
 	  .valid_what = "an attribute name (letters, digits, _)" },
@@ -46,7 +59,7 @@ static int sqluserconfig_setup(struct plugin *plugin, const config_setting_t *wh
 {
 	struct sqluserconfig_settings *u = plugin->settings;
 
-	u->query = usercache_query(u->sql_query);
+	u->query = usercache_query(u->sql_query, u->preload_query, u->field);
 	if (u->query < 0) {
 		config_error(errors, where, "plugin '%s': too many different sql_query texts",
 			     plugin->name);
@@ -59,12 +72,18 @@ static enum plugin_result sqluserconfig_run(const struct plugin *plugin, struct 
 {
 	const struct sqluserconfig_settings *u = plugin->settings;
 	const struct attribute *key = request_find(call->request, u->field);
+	bool found;
 
 	if (attribute_is_blank(key)) {
 		log_debug("plugin %s: %s is empty; no user config", plugin->name, u->field);
 		return PLUGIN_NEXT;
 	}
-	usercache_lookup(u->query, plugin->name, key->value, key->value_len, call->session);
+	enum lookup result = usercache_lookup(u->query, key->value, key->value_len, call->may_wait,
+					      call->session, &found, &call->ticket);
+	if (result == LOOKUP_WAIT)
+		return PLUGIN_WAIT;
+	if (result == LOOKUP_FAILED)
+		plugin_unavailable(plugin, call, "the user config", "the defaults apply");
 	return PLUGIN_NEXT;
 }
 

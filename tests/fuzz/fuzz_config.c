@@ -20,8 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size)
 	struct config_errors errors = { 0 };
 
 	if (path[0] == '\0') {
-		struct counters_loader none = { 0 };
-		counters_init(&none);
+		counters_init();
 		snprintf(path, sizeof(path), "/tmp/fuzz_config_%d.conf", (int)getpid());
 	}
 	FILE *f = fopen(path, "w");

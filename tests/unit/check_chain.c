@@ -43,7 +43,7 @@ static const char *run(const struct vhost *vhost)
 	static struct session s;
 
 	session_clear(&s);
-	return chain_run(vhost, &req, &s);
+	return unit_run_chain(vhost, &req, &s);
 }
 
 START_TEST(test_first_plugin_that_answers_ends_the_chain)
@@ -219,9 +219,7 @@ END_TEST
 
 static void setup(void)
 {
-	struct counters_loader none = { 0 };
-
-	counters_init(&none);
+	counters_init();
 }
 
 static Suite *chain_suite(void)

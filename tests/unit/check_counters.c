@@ -1,313 +1,351 @@
 /*
- * check_counters.c: the counter cache's promises, with a fake loader in
- * place of the database: one load per key however many workers miss it,
- * totals that include in-flight and pending increments, loads that raced a
- * flush thrown away, stale periods evicted.  Check forks each test, so each
- * starts with an empty cache.
+ * check_counters.c: the counter cache's promises, with the test playing the
+ * loader (loader_take) and the flusher: a missing key is queued once and
+ * waited for; totals include in-flight and pending increments; a key of a
+ * period read in full is known without a query; a read that raced a commit
+ * is never used; stale periods are evicted.  Check forks each test, so
+ * each starts with an empty cache.
  */
 #include <check.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "counters.h"
+#include "tables.h"
 #include "unit.h"
 
-/* ------------------------------------------------------------ fake loader */
-
-static atomic_int loads;
-static struct metric_values stored;        /* what the "database" holds */
-static int fail_loads;
-
-/* A loader that can be held at its start until the test releases it. */
-static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t gate_changed = PTHREAD_COND_INITIALIZER;
-static bool gate_closed, loader_waiting;
-static int latency_ms;
-
-static int fake_load(const char *table, const char *key, size_t key_len, const char *time,
-		     size_t time_len, struct metric_values *out, void *arg)
-{
-	atomic_fetch_add(&loads, 1);
-	pthread_mutex_lock(&gate_lock);
-	loader_waiting = true;
-	pthread_cond_broadcast(&gate_changed);
-	while (gate_closed)
-		pthread_cond_wait(&gate_changed, &gate_lock);
-	loader_waiting = false;
-	pthread_mutex_unlock(&gate_lock);
-	if (latency_ms)   /* database latency, so that misses overlap */
-		nanosleep(&(struct timespec){ .tv_nsec = latency_ms * 1000000L }, NULL);
-	if (fail_loads)
-		return -1;
-	*out = stored;
-	return 0;
-}
-
-static int table;
+static int table, period;
 
 static void setup(void)
 {
-	struct counters_loader loader = { .load = fake_load, .wait_seconds = 5 };
-
-	counters_init(&loader);
-	table = counters_table("acct_client_address");
-	counters_table_add_pattern(table, "%Y-%m");
-	memset(&stored, 0, sizeof(stored));
-	atomic_store(&loads, 0);
-	fail_loads = 0;
-	latency_ms = 0;
-	gate_closed = false;
+	counters_init();
+	table = tables_register("acct_client_address");
+	tables_add_pattern(table, "%Y-%m");
+	tables_set_read(table);
+	period = periods_get(table, "2026-11", 7);
 }
 
 static void teardown(void)
 {
+	struct loader_work work = { 0 };
+
+	loader_take(&work);
+	loader_work_free(&work);
 	counters_free_all();
+	tables_free_all();
 }
 
 static const struct metric_values one_message = { { 1, 3, 1000, 3000 } };
+static const struct metric_values stored = { { 10, 20, 30, 40 } };
 
-static void add(const char *key, const char *time)
+static void add(const char *key)
 {
-	counters_add(table, key, strlen(key), time, strlen(time), &one_message);
+	counters_add(period, key, strlen(key), &one_message);
 }
 
-static bool total(const char *key, const char *time, struct metric_values *out)
+static enum lookup total(const char *key, struct metric_values *out)
 {
-	return counters_total(table, key, strlen(key), time, strlen(time), out);
+	uint64_t ticket;
+
+	return counters_total(period, key, strlen(key), true, out, &ticket);
+}
+
+/* The keys the loader was asked for since the last call. */
+static size_t take_queued(struct counter_batch *out)
+{
+	struct loader_work work = { 0 };
+
+	loader_take(&work);
+	*out = work.counters;
+	free(work.configs);
+	return out->count;
+}
+
+/* Plays the flusher: takes what is pending and commits it, with `read`
+ * as the totals read back (NULL: none). */
+static void flush(const struct metric_values *read)
+{
+	struct counter_batch batch = { 0 };
+
+	counters_take_pending(&batch);
+	uint32_t epoch = counters_next_epoch();
+	for (size_t i = 0; i < batch.count; i++)
+		counters_committed(batch.keys[i], read, epoch);
+	counter_batch_free(&batch);
 }
 
 /* ------------------------------------------------------------------ tests */
 
-START_TEST(test_total_is_database_value_plus_pending_increments)
+START_TEST(test_missing_key_is_queued_once_however_many_ask)
 {
+	struct counter_batch queued;
 	struct metric_values t;
 
-	stored = (struct metric_values){ { 10, 20, 30, 40 } };
-	add("192.0.2.1", "2026-11");
-	ck_assert(total("192.0.2.1", "2026-11", &t));
+	ck_assert_int_eq(total("192.0.2.1", &t), LOOKUP_WAIT);
+	ck_assert_int_eq(total("192.0.2.1", &t), LOOKUP_WAIT);
+	ck_assert_int_eq(total("192.0.2.1", &t), LOOKUP_WAIT);
+	ck_assert_uint_eq(take_queued(&queued), 1);
+	counter_batch_free(&queued);
+}
+END_TEST
+
+START_TEST(test_loaded_total_is_database_value_plus_pending_increments)
+{
+	struct counter_batch queued;
+	struct metric_values t;
+
+	add("192.0.2.1");
+	ck_assert_int_eq(total("192.0.2.1", &t), LOOKUP_WAIT);
+	ck_assert_uint_eq(take_queued(&queued), 1);
+	counters_loaded(queued.keys[0], &stored, counters_epoch());
+	ck_assert_int_eq(total("192.0.2.1", &t), LOOKUP_FOUND);
 	ck_assert_uint_eq(t.v[METRIC_COUNT], 11);
 	ck_assert_uint_eq(t.v[METRIC_COUNT_RCPT], 23);
 	ck_assert_uint_eq(t.v[METRIC_SIZE], 1030);
 	ck_assert_uint_eq(t.v[METRIC_SIZE_RCPT], 3040);
+	counter_batch_free(&queued);
 }
 END_TEST
 
-START_TEST(test_a_key_is_loaded_once_then_served_from_the_cache)
+START_TEST(test_key_without_row_loads_as_zero)
 {
+	struct counter_batch queued;
 	struct metric_values t;
 
-	for (int i = 0; i < 100; i++)
-		ck_assert(total("192.0.2.1", "2026-11", &t));
-	ck_assert_int_eq(atomic_load(&loads), 1);
-}
-END_TEST
-
-static void *ask_total(void *arg)
-{
-	struct metric_values t;
-
-	total(arg, "2026-11", &t);
-	return NULL;
-}
-
-START_TEST(test_concurrent_misses_on_one_key_cause_one_load)
-{
-	pthread_t threads[16];
-
-	latency_ms = 100;
-	for (int i = 0; i < 16; i++)
-		pthread_create(&threads[i], NULL, ask_total, "198.51.100.9");
-	for (int i = 0; i < 16; i++)
-		pthread_join(threads[i], NULL);
-	ck_assert_int_eq(atomic_load(&loads), 1);
-}
-END_TEST
-
-START_TEST(test_keys_differ_by_table_time_and_key_bytes)
-{
-	struct metric_values t;
-	int other = counters_table("acct_sender");
-
-	add("a", "2026-11");
-	add("a", "2026-10");
-	counters_add(other, "a", 1, "2026-11", 7, &one_message);
-	counters_add(table, "a\0b", 3, "2026-11", 7, &one_message);
-	total("a", "2026-11", &t);
-	ck_assert_uint_eq(t.v[METRIC_COUNT], 1);
-	/* "ab"+"c" must not meet "a"+"bc" */
-	counters_add(table, "c", 1, "2026-1ab", 8, &one_message);
-	counters_total(table, "bc", 2, "2026-1a", 7, &t);
+	total("192.0.2.1", &t);
+	take_queued(&queued);
+	counters_loaded(queued.keys[0], NULL, counters_epoch());
+	ck_assert_int_eq(total("192.0.2.1", &t), LOOKUP_FOUND);
 	ck_assert_uint_eq(t.v[METRIC_COUNT], 0);
+	counter_batch_free(&queued);
+}
+END_TEST
+
+START_TEST(test_key_of_a_period_read_in_full_is_known_without_a_query)
+{
+	struct counter_batch queued;
+	struct metric_values t;
+
+	counters_bulk_row(period, "192.0.2.1", 9, &stored, counters_epoch());
+	periods_load_done(period, true);
+	ck_assert_int_eq(total("192.0.2.1", &t), LOOKUP_FOUND);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 10);
+	ck_assert_int_eq(total("192.0.2.2", &t), LOOKUP_FOUND);   /* absent: zero */
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 0);
+	ck_assert_uint_eq(take_queued(&queued), 0);
+	counter_batch_free(&queued);
+}
+END_TEST
+
+START_TEST(test_keys_differ_by_period_and_key_bytes)
+{
+	int other = periods_get(table, "2026-12", 7);
+	struct metric_values t;
+
+	periods_set_complete(period);
+	periods_set_complete(other);
+	add("a");
+	counters_add(other, "a", 1, &one_message);
+	counters_add(other, "a", 1, &one_message);
+	add("ab");
+	total("a", &t);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 1);
+	counters_total(other, "a", 1, true, &t, &(uint64_t){ 0 });
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 2);
+	total("ab", &t);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 1);
 }
 END_TEST
 
 START_TEST(test_in_flight_increments_count_until_committed)
 {
 	struct counter_batch batch = { 0 };
-	struct metric_values t, db = { { 7, 7, 7, 7 } };
+	struct metric_values t;
 
-	total("192.0.2.1", "2026-11", &t);          /* loaded: zeros */
-	add("192.0.2.1", "2026-11");
+	periods_set_complete(period);
+	add("k");
 	counters_take_pending(&batch);
-	ck_assert_uint_eq(batch.count, 1);
-	add("192.0.2.1", "2026-11");                /* pending again, while in flight */
-	total("192.0.2.1", "2026-11", &t);
-	ck_assert_uint_eq(t.v[METRIC_COUNT], 2);
-
-	counters_committed(batch.keys[0], &db);      /* the database now says 7 */
-	total("192.0.2.1", "2026-11", &t);
-	ck_assert_uint_eq(t.v[METRIC_COUNT], 8);
+	add("k");
+	total("k", &t);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 2);       /* one in flight, one pending */
+	counters_committed(batch.keys[0], &(struct metric_values){ { 7, 7, 7, 7 } },
+			   counters_next_epoch());
+	total("k", &t);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 8);       /* read back 7, plus one pending */
 	counter_batch_free(&batch);
 }
 END_TEST
 
 START_TEST(test_commit_without_totals_adds_in_flight_to_flushed)
 {
-	struct counter_batch batch = { 0 };
 	struct metric_values t;
 
-	stored.v[METRIC_COUNT] = 5;
-	total("192.0.2.1", "2026-11", &t);
-	add("192.0.2.1", "2026-11");
-	counters_take_pending(&batch);
-	counters_committed(batch.keys[0], NULL);
-	total("192.0.2.1", "2026-11", &t);
-	ck_assert_uint_eq(t.v[METRIC_COUNT], 6);
-	counter_batch_free(&batch);
+	periods_set_complete(period);
+	add("k");
+	add("k");
+	flush(NULL);
+	total("k", &t);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 2);
+	ck_assert_uint_eq(t.v[METRIC_SIZE_RCPT], 6000);
 }
 END_TEST
 
 START_TEST(test_failed_flush_keeps_increments_in_flight_and_merges_new_ones)
 {
 	struct counter_batch batch = { 0 };
-	struct counter_view v;
-
-	add("192.0.2.1", "2026-11");
-	counters_take_pending(&batch);
-	add("192.0.2.1", "2026-11");                /* the flush failed; more arrive */
-	counters_take_pending(&batch);
-	ck_assert_uint_eq(batch.count, 1);           /* still one key */
-	counter_view(batch.keys[0], &v);
-	ck_assert_uint_eq(v.in_flight->v[METRIC_COUNT], 2);
-	ck_assert_uint_eq(v.in_flight->v[METRIC_SIZE_RCPT], 6000);
-	counter_batch_free(&batch);
-}
-END_TEST
-
-static void *total_of_k(void *out)
-{
-	total("192.0.2.77", "2026-11", out);
-	return NULL;
-}
-
-START_TEST(test_load_that_raced_a_commit_is_discarded)
-{
-	struct counter_batch batch = { 0 };
-	struct metric_values seen, db = { { 10, 10, 10, 10 } };
-	pthread_t worker;
-
-	gate_closed = true;
-	stored.v[METRIC_COUNT] = 999;               /* what the stale load will read */
-	pthread_create(&worker, NULL, total_of_k, &seen);
-	pthread_mutex_lock(&gate_lock);
-	while (!loader_waiting)
-		pthread_cond_wait(&gate_changed, &gate_lock);
-	pthread_mutex_unlock(&gate_lock);
-
-	/* while the load is out, the flusher writes this key and reads 10 */
-	add("192.0.2.77", "2026-11");
-	counters_take_pending(&batch);
-	counters_committed(batch.keys[0], &db);
-
-	pthread_mutex_lock(&gate_lock);
-	gate_closed = false;
-	pthread_cond_broadcast(&gate_changed);
-	pthread_mutex_unlock(&gate_lock);
-	pthread_join(worker, NULL);
-	ck_assert_uint_eq(seen.v[METRIC_COUNT], 10);
-	counter_batch_free(&batch);
-}
-END_TEST
-
-START_TEST(test_unreachable_database_gives_local_increments_and_retries)
-{
 	struct metric_values t;
 
-	fail_loads = 1;
-	add("192.0.2.1", "2026-11");
-	ck_assert(!total("192.0.2.1", "2026-11", &t));
-	ck_assert_uint_eq(t.v[METRIC_COUNT], 1);
-	fail_loads = 0;
-	stored.v[METRIC_COUNT] = 40;
-	ck_assert(total("192.0.2.1", "2026-11", &t));
-	ck_assert_uint_eq(t.v[METRIC_COUNT], 41);
-	ck_assert_int_eq(atomic_load(&loads), 2);
+	periods_set_complete(period);
+	add("k");
+	counters_take_pending(&batch);
+	add("k");
+	counters_take_pending(&batch);                  /* the retry takes the new one too */
+	ck_assert_uint_eq(batch.count, 1);
+	counters_committed(batch.keys[0], NULL, counters_next_epoch());
+	total("k", &t);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 2);
+	counter_batch_free(&batch);
 }
 END_TEST
 
-START_TEST(test_key_with_increments_in_flight_is_not_loaded)
+START_TEST(test_read_that_raced_a_commit_is_queued_again)
 {
-	struct counter_batch batch = { 0 };
+	struct counter_batch queued, again;
 	struct metric_values t;
 
-	add("192.0.2.1", "2026-11");
-	counters_take_pending(&batch);              /* in flight, never loaded */
-	ck_assert(!total("192.0.2.1", "2026-11", &t));
-	ck_assert_int_eq(atomic_load(&loads), 0);
-	ck_assert_uint_eq(t.v[METRIC_COUNT], 1);
+	ck_assert_int_eq(total("k", &t), LOOKUP_WAIT);
+	take_queued(&queued);
+	uint32_t before = counters_epoch();             /* the loader's query starts */
+	add("k");
+	flush(NULL);                                    /* a commit the query may not see */
+	counters_loaded(queued.keys[0], &stored, before);
+	ck_assert_int_eq(total("k", &t), LOOKUP_WAIT);  /* not used: it may miss the commit */
+	ck_assert_uint_eq(take_queued(&again), 1);
+	counters_loaded(again.keys[0], &(struct metric_values){ { 11, 0, 0, 0 } },
+			counters_epoch());
+	ck_assert_int_eq(total("k", &t), LOOKUP_FOUND);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 11);
+	counter_batch_free(&queued);
+	counter_batch_free(&again);
+}
+END_TEST
+
+START_TEST(test_key_in_flight_is_left_to_the_commit_that_reads_it_back)
+{
+	struct counter_batch batch = { 0 }, queued, none;
+	struct metric_values t;
+
+	add("k");
+	counters_take_pending(&batch);                  /* in flight */
+	ck_assert_int_eq(total("k", &t), LOOKUP_WAIT);
+	take_queued(&queued);
+	counters_loaded(queued.keys[0], &stored, counters_epoch());
+	ck_assert_int_eq(total("k", &t), LOOKUP_WAIT);  /* in flight: the read may hold it */
+	ck_assert_uint_eq(take_queued(&none), 0);
+	ck_assert(counters_wants_read_back(batch.keys[0]));
+	counters_committed(batch.keys[0], &stored, counters_next_epoch());
+	ck_assert_int_eq(total("k", &t), LOOKUP_FOUND);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 10);
 	counter_batch_free(&batch);
+	counter_batch_free(&queued);
+	counter_batch_free(&none);
+}
+END_TEST
+
+START_TEST(test_key_in_flight_committed_without_read_back_is_queued_again)
+{
+	struct counter_batch batch = { 0 }, queued, again;
+	struct metric_values t;
+
+	add("k");
+	counters_take_pending(&batch);
+	total("k", &t);
+	take_queued(&queued);
+	counters_loaded(queued.keys[0], &stored, counters_epoch());
+	counters_committed(batch.keys[0], NULL, counters_next_epoch());
+	ck_assert_uint_eq(take_queued(&again), 1);
+	counter_batch_free(&batch);
+	counter_batch_free(&queued);
+	counter_batch_free(&again);
+}
+END_TEST
+
+START_TEST(test_failed_load_gives_own_increments)
+{
+	struct counter_batch queued;
+	struct metric_values t;
+	uint64_t ticket;
+
+	add("k");
+	total("k", &t);
+	take_queued(&queued);
+	counters_load_failed(queued.keys[0]);
+	ck_assert_int_eq(counters_total(period, "k", 1, false, &t, &ticket), LOOKUP_FAILED);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 1);
+	counter_batch_free(&queued);
+}
+END_TEST
+
+START_TEST(test_request_past_its_wait_is_answered_without_waiting)
+{
+	struct metric_values t;
+	uint64_t ticket;
+
+	add("k");
+	ck_assert_int_eq(counters_total(period, "k", 1, false, &t, &ticket), LOOKUP_FAILED);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 1);
 }
 END_TEST
 
 START_TEST(test_refresh_replaces_flushed_totals_of_touched_keys)
 {
-	struct counter_batch batch = { 0 };
-	struct metric_values t, db = { { 50, 50, 50, 50 } };
+	struct counter_batch touched = { 0 };
+	struct metric_values t;
 
-	total("192.0.2.1", "2026-11", &t);
-	counters_take_touched(&batch);
-	ck_assert_uint_eq(batch.count, 1);
-	counters_refreshed(batch.keys[0], &db, false);
-	total("192.0.2.1", "2026-11", &t);
-	ck_assert_uint_eq(t.v[METRIC_COUNT], 50);
-	batch.count = 0;
-	counters_take_touched(&batch);              /* touched again by that total */
-	counters_refreshed(batch.keys[0], NULL, false);   /* the row was deleted */
-	total("192.0.2.1", "2026-11", &t);
-	ck_assert_uint_eq(t.v[METRIC_COUNT], 0);
-	counter_batch_free(&batch);
+	periods_set_complete(period);
+	total("k", &t);
+	counters_take_touched(&touched);
+	ck_assert_uint_eq(touched.count, 1);
+	counters_refreshed(touched.keys[0], &stored, counters_epoch(), false);
+	total("k", &t);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 10);
+	touched.count = 0;
+	counters_take_touched(&touched);               /* touched again by that total() */
+	uint32_t before = counters_epoch();
+	add("k");
+	flush(NULL);                                   /* 11 now; the refresh read before */
+	counters_refreshed(touched.keys[0], &stored, before, false);
+	total("k", &t);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 11);
+	counter_batch_free(&touched);
 }
 END_TEST
 
 START_TEST(test_past_periods_are_evicted_once_written)
 {
-	struct counter_batch batch = { 0 };
+	int old = periods_get(table, "1999-01", 7);
 	struct counters_stats stats;
-	char now[16];
-	time_t t = time(NULL);
 
-	strftime(now, sizeof(now), "%Y-%m", localtime(&t));
-	add("192.0.2.1", "1999-01");
-	add("192.0.2.1", now);
-	ck_assert_uint_eq(counters_evict_stale(t), 0);       /* both still pending */
-	counters_take_pending(&batch);
-	for (size_t i = 0; i < batch.count; i++)
-		counters_committed(batch.keys[i], NULL);
-	ck_assert_uint_eq(counters_evict_stale(t), 1);       /* only 1999-01 */
+	periods_set_complete(period);
+	counters_add(old, "k", 1, &one_message);
+	add("k");
+	/* two ticks in which only far-future periods are current */
+	periods_tick(time(NULL) + 86400L * 400);
+	periods_tick(time(NULL) + 86400L * 400);
+	ck_assert_uint_eq(counters_evict_stale(), 0);       /* both still pending */
+	flush(NULL);
+	ck_assert_uint_eq(counters_evict_stale(), 2);
 	counters_stats(&stats);
-	ck_assert_uint_eq(stats.keys, 1);
-	counter_batch_free(&batch);
+	ck_assert_uint_eq(stats.keys, 0);
 }
 END_TEST
 
 static void *add_many(void *key)
 {
 	for (int i = 0; i < 10000; i++)
-		add(key, "2026-11");
+		add(key);
 	return NULL;
 }
 
@@ -316,11 +354,12 @@ START_TEST(test_concurrent_adds_are_all_counted)
 	pthread_t threads[8];
 	struct metric_values t;
 
+	periods_set_complete(period);
 	for (int i = 0; i < 8; i++)
 		pthread_create(&threads[i], NULL, add_many, i % 2 ? "odd" : "even");
 	for (int i = 0; i < 8; i++)
 		pthread_join(threads[i], NULL);
-	total("odd", "2026-11", &t);
+	total("odd", &t);
 	ck_assert_uint_eq(t.v[METRIC_COUNT], 40000);
 	ck_assert_uint_eq(t.v[METRIC_SIZE_RCPT], 40000ULL * 3000);
 }
@@ -330,10 +369,10 @@ START_TEST(test_increments_are_numbered_with_the_take_that_carries_them)
 {
 	struct counter_batch batch = { 0 };
 
-	ck_assert_uint_eq(counters_add(table, "a", 1, "2026-11", 7, &one_message), 1);
-	ck_assert_uint_eq(counters_add(table, "b", 1, "2026-11", 7, &one_message), 1);
+	ck_assert_uint_eq(counters_add(period, "a", 1, &one_message), 1);
+	ck_assert_uint_eq(counters_add(period, "b", 1, &one_message), 1);
 	ck_assert_uint_eq(counters_take_pending(&batch), 1);
-	ck_assert_uint_eq(counters_add(table, "a", 1, "2026-11", 7, &one_message), 2);
+	ck_assert_uint_eq(counters_add(period, "a", 1, &one_message), 2);
 	ck_assert_uint_eq(counters_take_pending(&batch), 2);
 	ck_assert_uint_eq(counters_take_pending(&batch), 3);
 	counter_batch_free(&batch);
@@ -344,24 +383,29 @@ START_TEST(test_restored_in_flight_increments_join_the_batch)
 {
 	struct counter_batch batch = { 0 };
 	struct metric_values t;
+	uint64_t ticket;
 
-	counters_restore_in_flight(table, "a", 1, "2026-11", 7, &one_message, &batch);
+	counters_restore_in_flight(period, "a", 1, &one_message, &batch);
 	ck_assert_uint_eq(batch.count, 1);
-	ck_assert(!total("a", "2026-11", &t));    /* in flight: the flusher will load it */
+	ck_assert_int_eq(counters_total(period, "a", 1, false, &t, &ticket), LOOKUP_FAILED);
 	ck_assert_uint_eq(t.v[METRIC_COUNT], 1);
-	counters_committed(batch.keys[0], &(struct metric_values){ { 5, 5, 5, 5 } });
-	ck_assert(total("a", "2026-11", &t));
+	counters_committed(batch.keys[0], &(struct metric_values){ { 5, 5, 5, 5 } },
+			   counters_next_epoch());
+	ck_assert_int_eq(counters_total(period, "a", 1, false, &t, &ticket), LOOKUP_FOUND);
 	ck_assert_uint_eq(t.v[METRIC_COUNT], 5);
 	counter_batch_free(&batch);
 }
 END_TEST
 
-START_TEST(test_table_registry_reuses_ids_by_name)
+START_TEST(test_registries_reuse_ids_by_name)
 {
-	ck_assert_int_eq(counters_table("acct_client_address"), table);
-	int other = counters_table("acct_sasl_username");
+	ck_assert_int_eq(tables_register("acct_client_address"), table);
+	int other = tables_register("acct_sasl_username");
 	ck_assert_int_ne(other, table);
-	ck_assert_str_eq(counters_table_name(other), "acct_sasl_username");
+	ck_assert_str_eq(tables_name(other), "acct_sasl_username");
+	ck_assert_int_eq(periods_get(table, "2026-11", 7), period);
+	ck_assert_int_ne(periods_get(other, "2026-11", 7), period);
+	ck_assert_int_eq(periods_now(table, "%Y-%m"), periods_now(table, "%Y-%m"));
 }
 END_TEST
 
@@ -372,22 +416,25 @@ static Suite *counters_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_total_is_database_value_plus_pending_increments);
-	tcase_add_test(tc, test_a_key_is_loaded_once_then_served_from_the_cache);
-	tcase_add_test(tc, test_concurrent_misses_on_one_key_cause_one_load);
-	tcase_add_test(tc, test_keys_differ_by_table_time_and_key_bytes);
+	tcase_add_test(tc, test_missing_key_is_queued_once_however_many_ask);
+	tcase_add_test(tc, test_loaded_total_is_database_value_plus_pending_increments);
+	tcase_add_test(tc, test_key_without_row_loads_as_zero);
+	tcase_add_test(tc, test_key_of_a_period_read_in_full_is_known_without_a_query);
+	tcase_add_test(tc, test_keys_differ_by_period_and_key_bytes);
 	tcase_add_test(tc, test_in_flight_increments_count_until_committed);
 	tcase_add_test(tc, test_commit_without_totals_adds_in_flight_to_flushed);
 	tcase_add_test(tc, test_failed_flush_keeps_increments_in_flight_and_merges_new_ones);
-	tcase_add_test(tc, test_load_that_raced_a_commit_is_discarded);
-	tcase_add_test(tc, test_unreachable_database_gives_local_increments_and_retries);
-	tcase_add_test(tc, test_key_with_increments_in_flight_is_not_loaded);
+	tcase_add_test(tc, test_read_that_raced_a_commit_is_queued_again);
+	tcase_add_test(tc, test_key_in_flight_is_left_to_the_commit_that_reads_it_back);
+	tcase_add_test(tc, test_key_in_flight_committed_without_read_back_is_queued_again);
+	tcase_add_test(tc, test_failed_load_gives_own_increments);
+	tcase_add_test(tc, test_request_past_its_wait_is_answered_without_waiting);
 	tcase_add_test(tc, test_refresh_replaces_flushed_totals_of_touched_keys);
 	tcase_add_test(tc, test_past_periods_are_evicted_once_written);
 	tcase_add_test(tc, test_concurrent_adds_are_all_counted);
 	tcase_add_test(tc, test_increments_are_numbered_with_the_take_that_carries_them);
 	tcase_add_test(tc, test_restored_in_flight_increments_join_the_batch);
-	tcase_add_test(tc, test_table_registry_reuses_ids_by_name);
+	tcase_add_test(tc, test_registries_reuse_ids_by_name);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -117,7 +117,7 @@ START_TEST(test_strings_are_escaped_for_libconfig)
 	struct request req = { none, 0 };
 	struct session s;
 	session_init(&s);
-	ck_assert_str_eq(chain_run(config_find_vhost(c, 1, NULL), &req, &s),
+	ck_assert_str_eq(unit_run_chain(config_find_vhost(c, 1, NULL), &req, &s),
 			 "reject say \"no\" \\\\ now");
 	session_free(&s);
 	config_free(c);
@@ -183,9 +183,7 @@ END_TEST
 
 static void setup(void)
 {
-	struct counters_loader none = { 0 };
-
-	counters_init(&none);
+	counters_init();
 }
 
 static Suite *import_suite(void)

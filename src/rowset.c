@@ -1,0 +1,163 @@
+/*
+ * rowset.c: batches of cached keys as sorted rows (see rowset.h).  No
+ * shared state: a rowset belongs to the thread that fills it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "rowset.h"
+#include "tables.h"
+
+/* The order of a batch's periods: each period's rank among them by (table
+ * name, time key), so that comparing two keys needs no lookup. */
+struct period_rank {
+	int period;
+	int rank;
+};
+
+static int compare_periods(const void *a, const void *b)
+{
+	int x = ((const struct period_rank *)a)->period, y = ((const struct period_rank *)b)->period;
+	size_t xl, yl;
+	int c = strcmp(tables_name(periods_table(x)), tables_name(periods_table(y)));
+
+	if (c != 0)
+		return c;
+	const char *xt = periods_time(x, &xl), *yt = periods_time(y, &yl);
+	struct store_row rx = { .key = xt, .key_len = xl }, ry = { .key = yt, .key_len = yl };
+	return store_row_compare(&rx, &ry);
+}
+
+struct sort_entry {
+	int rank;
+	struct counter *key;
+	struct store_row row;
+};
+
+static int compare_entries(const void *a, const void *b)
+{
+	const struct sort_entry *x = a, *y = b;
+
+	if (x->rank != y->rank)
+		return x->rank < y->rank ? -1 : 1;
+	return store_row_compare(&x->row, &y->row);
+}
+
+/* Ranks the distinct periods of the batch; returns the table of ranks. */
+static struct period_rank *rank_periods(const struct sort_entry *e, size_t count, size_t *n)
+{
+	struct period_rank *ranks = NULL;
+
+	*n = 0;
+	for (size_t i = 0; i < count; i++) {
+		size_t k = 0;
+		while (k < *n && ranks[k].period != e[i].rank)
+			k++;
+		if (k == *n) {
+			ranks = xrealloc(ranks, (*n + 1) * sizeof(*ranks));
+			ranks[(*n)++] = (struct period_rank){ .period = e[i].rank };
+		}
+	}
+	qsort(ranks, *n, sizeof(*ranks), compare_periods);
+	for (size_t k = 0; k < *n; k++)
+		ranks[k].rank = (int)k;
+	return ranks;
+}
+
+static void reserve(struct rowset *r, size_t count)
+{
+	if (count > r->cap) {
+		r->cap = count;
+		r->keys = xrealloc(r->keys, r->cap * sizeof(*r->keys));
+		r->rows = xrealloc(r->rows, r->cap * sizeof(*r->rows));
+	}
+}
+
+void rowset_fill(struct rowset *r, struct counter_batch *batch)
+{
+	struct sort_entry *e = xcalloc(batch->count + 1, sizeof(*e));
+	size_t period_count;
+
+	for (size_t i = 0; i < batch->count; i++) {
+		struct counter_view v;
+		counter_view(batch->keys[i], &v);
+		e[i].rank = v.period;                 /* the period until ranked */
+		e[i].key = batch->keys[i];
+		e[i].row = (struct store_row){ .key = v.key, .key_len = v.key_len,
+					       .values = *v.in_flight };
+		e[i].row.time = periods_time(v.period, &e[i].row.time_len);
+	}
+	struct period_rank *ranks = rank_periods(e, batch->count, &period_count);
+	for (size_t i = 0; i < batch->count; i++) {
+		size_t k = 0;
+		while (ranks[k].period != e[i].rank)
+			k++;
+		e[i].rank = ranks[k].rank;
+	}
+	qsort(e, batch->count, sizeof(*e), compare_entries);
+	reserve(r, batch->count);
+	r->count = batch->count;
+	for (size_t i = 0; i < batch->count; i++) {
+		batch->keys[i] = e[i].key;
+		r->keys[i] = e[i].key;
+		r->rows[i] = e[i].row;
+	}
+	free(ranks);
+	free(e);
+}
+
+void rowset_pick(struct rowset *out, const struct rowset *all, bool (*keep)(const struct counter *c))
+{
+	reserve(out, all->count);
+	out->count = 0;
+	for (size_t i = 0; i < all->count; i++) {
+		if (keep(all->keys[i])) {
+			out->keys[out->count] = all->keys[i];
+			out->rows[out->count++] = all->rows[i];
+		}
+	}
+}
+
+void rowset_free(struct rowset *r)
+{
+	free(r->keys);
+	free(r->rows);
+	memset(r, 0, sizeof(*r));
+}
+
+/* The end of the run of rows that share row i's period. */
+static size_t period_end(const struct rowset *r, size_t i)
+{
+	struct counter_view first, v;
+	size_t end = i + 1;
+
+	counter_view(r->keys[i], &first);
+	for (; end < r->count; end++) {
+		counter_view(r->keys[end], &v);
+		if (v.period != first.period)
+			break;
+	}
+	return end;
+}
+
+enum store_status rowset_each_chunk(struct rowset *r, struct store *s, size_t chunk, rowset_op op,
+				    size_t *done)
+{
+	enum store_status status = STORE_OK;
+
+	*done = 0;
+	for (size_t i = 0, end; i < r->count && status == STORE_OK; i = end) {
+		struct counter_view v;
+		counter_view(r->keys[i], &v);
+		const char *table = tables_name(periods_table(v.period));
+		end = period_end(r, i);
+		for (size_t k = i; k < end && status == STORE_OK; k += chunk) {
+			size_t n = end - k < chunk ? end - k : chunk;
+			status = op(s, table, r->rows + k, n);
+			if (status == STORE_OK)
+				*done = k + n;
+		}
+	}
+	return status;
+}
