@@ -8,6 +8,7 @@ tallyd    a factory: tallyd(config_text) starts a daemon that is stopped, and
 """
 import os
 import shutil
+import sys
 import signal
 import subprocess
 import tempfile
@@ -17,6 +18,8 @@ import uuid
 import pytest
 
 from harness import Tallyd, free_port, wait_for
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 
 
 def pytest_configure(config):

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from harness import PolicyClient, encode, free_port, postfix_request, wait_for
-from mysqlproxy import Proxy
+from dbproxy import Proxy
 from test_accounting import howto_config, totals
 from test_core import raise_file_limit
 

@@ -1,20 +1,32 @@
-"""mysqlproxy.py: a TCP proxy between tallyd and MariaDB that can cut a
-connection at a chosen point of a flush, to test exactly-once writes.
+"""dbproxy.py: a TCP proxy between tallyd and MariaDB that can fail the way
+networks and servers fail, on demand.
 
-The MySQL protocol sends each statement as a COM_QUERY or COM_STMT_*
-packet; a COMMIT is a COM_QUERY whose text is "COMMIT".  Modes:
-  "insert"        cut when the client sends an INSERT (before COMMIT)
+Modes (Proxy.mode, or a control file from the command line):
+  None            forward everything
+  "hang"          keep accepting and reading, forward and answer nothing: a
+                  network partition or a server that stopped answering, not
+                  one that refuses (bytes received meanwhile are dropped)
+  "insert"        cut the connection when the client sends an INSERT
   "commit"        forward COMMIT to the server, then cut at once: the server
                   commits, the client never learns it (the unknown outcome)
   "commit-reply"  cut when the server's reply to COMMIT comes back
-Each mode cuts every `every`-th time it matches.
+The cut modes cut every `every`-th time they match; `cuts` counts them.
+Leaving "hang" lets new traffic through again; connections that hung stay
+silent until the client gives up on them, as after a real partition.
+
+Used by the integration tests in-process, and by bench/run as a program:
+  python3 tests/lib/dbproxy.py LISTEN_PORT TARGET_PORT CONTROL_FILE
+runs until killed, in "hang" mode while CONTROL_FILE exists.
 """
+import os
 import socket
+import sys
 import threading
+import time
 
 
 class Proxy:
-    def __init__(self, target_port, mode=None, every=1):
+    def __init__(self, target_port, mode=None, every=1, port=0):
         self.target_port = target_port
         self.mode = mode
         self.every = every
@@ -23,8 +35,8 @@ class Proxy:
         self.lock = threading.Lock()
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
+        self.listener.bind(("127.0.0.1", port))
+        self.listener.listen(256)
         self.port = self.listener.getsockname()[1]
         self.running = True
         threading.Thread(target=self._accept, daemon=True).start()
@@ -43,12 +55,29 @@ class Proxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(("127.0.0.1", self.target_port))
+            if self.mode == "hang":
+                threading.Thread(target=self._swallow, args=(client,), daemon=True).start()
+                continue
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
             link = {"commit_sent": False, "open": True}
             threading.Thread(target=self._pump, args=(client, server, link, True),
                              daemon=True).start()
             threading.Thread(target=self._pump, args=(server, client, link, False),
                              daemon=True).start()
+
+    def _swallow(self, sock):
+        """Reads and drops whatever comes, answering nothing."""
+        while True:
+            try:
+                if not sock.recv(65536):
+                    break
+            except OSError:
+                break
+        sock.close()
 
     def _cut(self, a, b, link):
         link["open"] = False
@@ -68,6 +97,9 @@ class Proxy:
             if not data:
                 self._cut(source, sink, link)
                 return
+            if self.mode == "hang" or link.get("hung"):
+                link["hung"] = True       # swallowed, for good: the other side waits
+                continue
             cut_after = False
             if upstream and self.mode == "insert" and b"INSERT INTO" in data and self._decide():
                 self._cut(source, sink, link)
@@ -92,3 +124,15 @@ class Proxy:
     def close(self):
         self.running = False
         self.listener.close()
+
+
+def main():
+    listen_port, target_port, control = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    proxy = Proxy(target_port, port=listen_port)
+    while True:
+        proxy.mode = "hang" if os.path.exists(control) else None
+        time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    main()
