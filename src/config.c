@@ -349,6 +349,8 @@ static const struct config_option accounting_options[] = {
 	{ .name = "journal", .type = OPTION_STRING, .offset = ACCOUNTING(journal),
 	  .default_string = "" },
 	{ .name = "journal_sync", .type = OPTION_SWITCH, .offset = ACCOUNTING(journal_sync) },
+	{ .name = "snapshot_interval", .type = OPTION_DOUBLE,
+	  .offset = ACCOUNTING(snapshot_interval), .default_number = 60, .min = 1, .max = 86400 },
 	{ .name = NULL },
 };
 

@@ -102,6 +102,7 @@ struct accounting_config {
 	double refresh_interval;
 	char *journal;             /* directory; "" = no journal */
 	bool journal_sync;
+	double snapshot_interval;  /* seconds between snapshots in the journal */
 };
 
 struct vhost {

@@ -352,11 +352,10 @@ void counters_bulk_row(int period, const char *key, size_t key_len,
 		c = create(s, hash, period, key, key_len);
 		c->flushed = *total;
 		c->state = LOAD_DONE;
-	} else if (c->state != LOAD_DONE && take_read(c, total, epoch)) {
+	} else if (take_read(c, total, epoch)) {   /* also replaces what the snapshot said */
 		if (c->state == LOAD_QUEUED)
 			unqueue(s, c, LOAD_DONE);
-		else
-			c->state = LOAD_DONE;
+		c->state = LOAD_DONE;
 	}
 	pthread_mutex_unlock(&s->lock);
 }
@@ -562,33 +561,45 @@ void counters_reset(int period, const char *key, size_t key_len)
 	pthread_mutex_unlock(&s->lock);
 }
 
-void counters_for_each_loaded(void (*fn)(int period, const char *key, size_t key_len,
-					 const struct metric_values *flushed, void *arg),
-			      void *arg)
+void counters_for_each_key(void (*fn)(int period, const char *key, size_t key_len,
+				      const struct metric_values *flushed, void *arg),
+			   void *arg)
 {
 	for (int i = 0; i < SHARD_COUNT; i++) {
 		struct shard *s = &shards[i];
 		pthread_mutex_lock(&s->lock);
 		for (size_t b = 0; b < s->bucket_count; b++) {
-			for (struct counter *c = s->buckets[b]; c; c = c->next) {
-				if (c->state == LOAD_DONE)
-					fn(c->period, c->key, c->key_len, &c->flushed, arg);
-			}
+			for (struct counter *c = s->buckets[b]; c; c = c->next)
+				fn(c->period, c->key, c->key_len, c->state == LOAD_DONE ? &c->flushed : NULL,
+				   arg);
 		}
 		pthread_mutex_unlock(&s->lock);
 	}
 }
 
-void counters_restore_loaded(int period, const char *key, size_t key_len,
-			     const struct metric_values *flushed)
+void counters_restore(int period, const char *key, size_t key_len,
+		      const struct metric_values *flushed)
 {
 	uint64_t hash = key_hash(period, key, key_len);
 	struct shard *s = shard_of(hash);
 
 	pthread_mutex_lock(&s->lock);
 	struct counter *c = find_or_create(s, hash, period, key, key_len);
-	c->flushed = *flushed;
-	c->state = LOAD_DONE;
+	c->flushed = flushed ? *flushed : zero;
+	c->state = flushed ? LOAD_DONE : LOAD_NONE;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void counters_restore_settled(int period, const char *key, size_t key_len,
+			      const struct metric_values *values)
+{
+	uint64_t hash = key_hash(period, key, key_len);
+	struct shard *s = shard_of(hash);
+
+	pthread_mutex_lock(&s->lock);
+	struct counter *c = find_or_create(s, hash, period, key, key_len);
+	if (c->state == LOAD_DONE)
+		metrics_add(&c->flushed, values);
 	pthread_mutex_unlock(&s->lock);
 }
 

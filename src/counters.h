@@ -128,13 +128,19 @@ bool counters_peek(int period, const char *key, size_t key_len, struct metric_va
 /* After the database row was set to zero (flusher thread, nothing in
  * flight): the cached total restarts at zero plus what is pending. */
 void counters_reset(int period, const char *key, size_t key_len);
-/* Calls fn for every loaded key of a period whose totals are known. */
-void counters_for_each_loaded(void (*fn)(int period, const char *key, size_t key_len,
-					 const struct metric_values *flushed, void *arg),
-			      void *arg);
-/* A key's flushed totals as the snapshot had them (start-up only). */
-void counters_restore_loaded(int period, const char *key, size_t key_len,
-			     const struct metric_values *flushed);
+/* Calls fn for every cached key, with its flushed totals, or NULL when
+ * they are not known (the snapshot). */
+void counters_for_each_key(void (*fn)(int period, const char *key, size_t key_len,
+				      const struct metric_values *flushed, void *arg),
+			   void *arg);
+/* Start-up, from the snapshot: a key whose database totals were `flushed`
+ * (NULL: not known). */
+void counters_restore(int period, const char *key, size_t key_len,
+		      const struct metric_values *flushed);
+/* Start-up, from the journal: increments committed after the snapshot was
+ * taken, which its totals lack. */
+void counters_restore_settled(int period, const char *key, size_t key_len,
+			      const struct metric_values *values);
 
 struct counters_stats {
 	size_t keys;

@@ -54,6 +54,7 @@ struct flusher {
 	int64_t next_connect;           /* ms; backoff while the database is away */
 	int64_t backoff;                /* ms */
 	int64_t last_complaint;         /* ms; failed flushes are logged once a minute */
+	int64_t next_snapshot;          /* ms; 0: at the first chance */
 };
 
 static struct flusher flusher;
@@ -272,6 +273,22 @@ static bool resolve_unknown(struct flusher *f)
 	return true;
 }
 
+/* After a commit, or a take that found nothing: everything taken is in
+ * the database, so the journal can take a snapshot (when one is due, or
+ * `now`). */
+static void snapshot(struct flusher *f, bool now)
+{
+	int64_t started = clock_ms();
+
+	if (!journal_enabled() || (!now && started < f->next_snapshot))
+		return;
+	if (!journal_snapshot(f->last_seq, f->last_take))
+		return;
+	f->next_snapshot = started + (int64_t)(f->config->accounting.snapshot_interval * 1000);
+	log_debug("journal snapshot after flush %llu in %lld ms",
+		  (unsigned long long)f->last_seq, (long long)(clock_ms() - started));
+}
+
 /* One flush; true when nothing is left in flight. */
 static bool flush(struct flusher *f)
 {
@@ -284,10 +301,10 @@ static bool flush(struct flusher *f)
 	}
 	if (f->unknown_seq && !resolve_unknown(f))
 		return false;
-	journal_rotate(f->last_take + 1);
+	journal_rotate();
 	f->last_take = counters_take_pending(&f->batch);
 	if (f->batch.count == 0) {
-		journal_idle(f->last_seq, f->last_take);
+		snapshot(f, false);
 		return true;
 	}
 	ensure_tables(f);
@@ -320,6 +337,7 @@ static bool flush(struct flusher *f)
 	f->last_complaint = 0;
 	journal_committed(seq, f->last_take);
 	batch_written(f, true);
+	snapshot(f, false);
 	return true;
 }
 
@@ -365,12 +383,15 @@ static void final_flush(struct flusher *f)
 {
 	int64_t give_up = clock_ms() + 2000LL * f->config->database.connect_timeout;
 	struct counters_stats stats;
+	bool flushed;
 
-	while (!flush(f) && clock_ms() < give_up) {
+	while (!(flushed = flush(f)) && clock_ms() < give_up) {
 		pthread_mutex_lock(&control_lock);
 		wait_until(clock_ms() + 250);          /* a retry pause, not a handshake */
 		pthread_mutex_unlock(&control_lock);
 	}
+	if (flushed)
+		snapshot(f, true);              /* the next start knows what this one knew */
 	counters_stats(&stats);
 	size_t unwritten = f->batch.count + stats.dirty_keys;
 	if (unwritten > 0 && journal_enabled())

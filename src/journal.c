@@ -6,15 +6,25 @@
  * batches: u32 payload length, u32 zero, u64 hash of the payload, payload.
  * A payload is records: 'R' take table time key values (an increment),
  * 'I' seq take (intent: flush seq carries takes <= take), 'C' seq take
- * (committed).  A torn batch at a segment's end is ignored: whoever
- * recorded it was never answered.
+ * (committed), 'S' seq take (the snapshot before it holds the totals of
+ * takes <= take), and the snapshot's own records (snapshot.c).  A torn
+ * batch at a segment's end is ignored: whoever recorded it was never
+ * answered.
+ *
+ * Snapshots: segments are numbered with a gap (each rotation skips one
+ * number), so that a snapshot taken right after a commit can be written
+ * as a BASE segment into the gap below the current segment: everything
+ * older is in its totals, everything newer is read after it.  Segments
+ * are deleted only when a snapshot supersedes them, so that increments
+ * committed after a snapshot still reach a restart that finds the
+ * database away.
  *
  * Locking: `lock` guards `pending`, the byte counters, `writing` and `fd`.
  * One thread at a time is the writer (`writing`): it takes the pending
  * records, unlocks, writes them, locks again; threads that wait for their
  * records wait on `written`.  The flusher rotates segments the same way,
- * so no thread writes to the file while holding the lock.  `closed` (the
- * segments awaiting deletion) belongs to the flusher thread alone.
+ * so no thread writes to the file while holding the lock.  `segment`,
+ * `rotated_at` and `gap_free` belong to the flusher thread alone.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,17 +40,14 @@
 #include "hash.h"
 #include "journal.h"
 #include "log.h"
+#include "record.h"
+#include "snapshot.h"
 #include "tables.h"
 
 #define MAGIC "TALLYDJ1"
 #define HEADER_SIZE 16
 #define FLAG_BASE 1
 #define BATCH_HEADER 16
-
-struct closed_segment {
-	uint64_t number;
-	uint32_t limit;            /* its increments belong to takes <= limit */
-};
 
 static struct {
 	bool enabled;
@@ -55,9 +62,8 @@ static struct {
 	bool writing;
 	int fd;
 	uint64_t segment;
-	uint64_t rotated_at;       /* `appended` at the last rotation (flusher only) */
-	struct closed_segment *closed;   /* flusher only */
-	size_t closed_count;
+	uint64_t rotated_at;       /* `appended` at the last rotation */
+	bool gap_free;             /* segment - 1 can take a snapshot */
 } j = { .lock = PTHREAD_MUTEX_INITIALIZER, .written = PTHREAD_COND_INITIALIZER, .fd = -1 };
 
 static _Thread_local uint64_t my_end;   /* where this thread's last record ends */
@@ -69,36 +75,23 @@ bool journal_enabled(void)
 
 /* ---------------------------------------------------------------- encoding */
 
-static void put(struct buf *b, const void *data, size_t len)
-{
-	buf_append(b, data, len);
-}
-
-static void put_string(struct buf *b, const char *s, size_t len)
-{
-	uint8_t n = (uint8_t)len;
-
-	put(b, &n, 1);
-	put(b, s, len);
-}
-
 static void encode_record(struct buf *b, uint32_t take, const char *table, const char *key,
 			  size_t key_len, const char *time, size_t time_len,
 			  const struct metric_values *delta)
 {
-	put(b, "R", 1);
-	put(b, &take, sizeof(take));
-	put_string(b, table, strlen(table));
-	put_string(b, time, time_len);
-	put_string(b, key, key_len);
-	put(b, delta->v, sizeof(delta->v));
+	record_put(b, "R", 1);
+	record_put(b, &take, sizeof(take));
+	record_put_string(b, 1, table, strlen(table));
+	record_put_string(b, 1, time, time_len);
+	record_put_string(b, 1, key, key_len);
+	record_put(b, delta->v, sizeof(delta->v));
 }
 
 static void encode_marker(struct buf *b, char type, uint64_t seq, uint32_t take)
 {
-	put(b, &type, 1);
-	put(b, &seq, sizeof(seq));
-	put(b, &take, sizeof(take));
+	record_put(b, &type, 1);
+	record_put(b, &seq, sizeof(seq));
+	record_put(b, &take, sizeof(take));
 }
 
 /* --------------------------------------------------------------- segments */
@@ -232,7 +225,7 @@ void journal_wait(void)
 	my_end = 0;
 }
 
-void journal_rotate(uint32_t next_take)
+void journal_rotate(void)
 {
 	if (!j.enabled)
 		return;
@@ -242,9 +235,10 @@ void journal_rotate(uint32_t next_take)
 	if (appended == j.rotated_at)
 		return;               /* nothing new: an idle relay keeps its segment */
 
-	/* only the flusher creates segments: prepare the next one unlocked */
-	uint64_t old = j.segment;
-	int fd = create_segment(old + 1, false, NULL);
+	/* only the flusher creates segments: prepare the next one unlocked,
+	 * leaving a number free below it for a snapshot */
+	uint64_t next = j.segment + 2;
+	int fd = create_segment(next, false, NULL);
 	if (fd < 0)
 		return;               /* logged; keep writing to the old one */
 
@@ -253,14 +247,11 @@ void journal_rotate(uint32_t next_take)
 		pthread_cond_wait(&j.written, &j.lock);
 	int old_fd = j.fd;
 	j.fd = fd;
-	j.segment = old + 1;
+	j.segment = next;
 	j.rotated_at = j.appended;
 	pthread_mutex_unlock(&j.lock);
 	close(old_fd);
-
-	/* everything in the old segment was counted before next_take began */
-	j.closed = xrealloc(j.closed, (j.closed_count + 1) * sizeof(*j.closed));
-	j.closed[j.closed_count++] = (struct closed_segment){ old, next_take };
+	j.gap_free = true;
 }
 
 static void write_marker(char type, uint64_t seq, uint32_t take)
@@ -282,32 +273,48 @@ void journal_intent(uint64_t seq, uint32_t take)
 
 void journal_committed(uint64_t seq, uint32_t take)
 {
-	size_t kept = 0;
-
-	if (!j.enabled)
-		return;
-	/* the marker goes into the current segment, newer than any deleted
-	 * below, so a replay still knows that takes <= take are written */
-	write_marker('C', seq, take);
-	for (size_t i = 0; i < j.closed_count; i++) {
-		if (j.closed[i].limit <= take)
-			delete_segment(j.closed[i].number);
-		else
-			j.closed[kept++] = j.closed[i];
-	}
-	j.closed_count = kept;
+	if (j.enabled)
+		write_marker('C', seq, take);
 }
 
-void journal_idle(uint64_t seq, uint32_t take)
+static uint64_t *list_segments(size_t *count);
+
+/* Deletes every segment numbered below `number`. */
+static void delete_below(uint64_t number)
 {
-	if (!j.enabled || j.closed_count == 0)
-		return;
-	journal_committed(seq, take);
-	/* a marker alone is no reason to start a segment: an idle relay
-	 * would otherwise rotate every flush_interval */
-	pthread_mutex_lock(&j.lock);
-	j.rotated_at = j.appended;
-	pthread_mutex_unlock(&j.lock);
+	size_t count;
+	uint64_t *numbers = list_segments(&count);
+
+	for (size_t i = 0; i < count && numbers[i] < number; i++)
+		delete_segment(numbers[i]);
+	free(numbers);
+}
+
+/* The snapshot's records, then the markers that place it. */
+static void encode_snapshot(struct buf *b, uint64_t seq, uint32_t take)
+{
+	snapshot_encode(b);
+	encode_marker(b, 'C', seq, take);
+	encode_marker(b, 'S', seq, take);
+}
+
+bool journal_snapshot(uint64_t seq, uint32_t take)
+{
+	struct buf b;
+
+	if (!j.enabled || !j.gap_free)
+		return false;
+	buf_init(&b);
+	encode_snapshot(&b, seq, take);
+	uint64_t number = j.segment - 1;
+	int fd = create_segment(number, true, &b);
+	buf_free(&b);
+	if (fd < 0)
+		return false;                   /* logged; the segments stay */
+	close(fd);
+	j.gap_free = false;
+	delete_below(number);
+	return true;
 }
 
 /* ----------------------------------------------------------------- replay */
@@ -325,32 +332,14 @@ struct reading {
 	size_t count, cap;
 	uint32_t committed_take;    /* the last 'C' marker's */
 	bool has_committed;
+	uint32_t snapshot_take;     /* the snapshot holds the totals of takes <= this */
+	bool has_snapshot;
 	uint64_t intent_seq;        /* the last 'I' marker after it, or 0 */
 	uint32_t intent_take;
+	struct snapshot_reader snapshot;
 	char **contents;            /* segment bytes, kept while records point in */
 	size_t content_count;
 };
-
-static bool get(const char **p, const char *end, void *out, size_t len)
-{
-	if ((size_t)(end - *p) < len)
-		return false;
-	memcpy(out, *p, len);
-	*p += len;
-	return true;
-}
-
-static bool get_string(const char **p, const char *end, const char **s, size_t *len)
-{
-	uint8_t n;
-
-	if (!get(p, end, &n, 1) || (size_t)(end - *p) < n)
-		return false;
-	*s = *p;
-	*len = n;
-	*p += n;
-	return true;
-}
 
 static bool parse_record(struct reading *r, const char **p, const char *end)
 {
@@ -358,10 +347,11 @@ static bool parse_record(struct reading *r, const char **p, const char *end)
 	const char *table;
 	size_t table_len;
 
-	if (!get(p, end, &rec.take, 4) || !get_string(p, end, &table, &table_len) ||
-	    !get_string(p, end, &rec.time, &rec.time_len) ||
-	    !get_string(p, end, &rec.key, &rec.key_len) ||
-	    !get(p, end, rec.values.v, sizeof(rec.values.v)) || table_len >= sizeof(rec.table))
+	if (!record_get(p, end, &rec.take, 4) ||
+	    !record_get_string(p, end, 1, &table, &table_len) ||
+	    !record_get_string(p, end, 1, &rec.time, &rec.time_len) ||
+	    !record_get_string(p, end, 1, &rec.key, &rec.key_len) ||
+	    !record_get(p, end, rec.values.v, sizeof(rec.values.v)) || table_len >= sizeof(rec.table))
 		return false;
 	memcpy(rec.table, table, table_len);
 	rec.table[table_len] = '\0';
@@ -383,12 +373,18 @@ static bool parse_payload(struct reading *r, const char *p, const char *end)
 		if (type == 'R') {
 			if (!parse_record(r, &p, end))
 				return false;
-		} else if ((type == 'I' || type == 'C') && get(&p, end, &seq, 8) &&
-			   get(&p, end, &take, 4)) {
+		} else if (snapshot_has_type(type)) {
+			if (!snapshot_decode(&r->snapshot, type, &p, end))
+				return false;
+		} else if ((type == 'I' || type == 'C' || type == 'S') &&
+			   record_get(&p, end, &seq, 8) && record_get(&p, end, &take, 4)) {
 			if (type == 'C') {
 				r->committed_take = take;
 				r->has_committed = true;
 				r->intent_seq = 0;
+			} else if (type == 'S') {
+				r->snapshot_take = take;
+				r->has_snapshot = true;
 			} else {
 				r->intent_seq = seq;
 				r->intent_take = take;
@@ -510,19 +506,23 @@ static int read_all(struct reading *r, uint64_t *numbers, size_t count, char *er
 	return 0;
 }
 
-/* Puts the increments back and writes them into a new base segment. */
+/* Puts the increments back and writes them into a new base segment, with
+ * a snapshot that holds the increments committed since the last one. */
 static void restore(struct reading *r, struct journal_replay *replay, struct buf *base)
 {
 	uint32_t known = r->has_committed ? r->committed_take : 0;
 
 	for (size_t i = 0; i < r->count; i++) {
 		struct replayed *rec = &r->records[i];
-		if (r->has_committed && rec->take <= known)
-			continue;                        /* in the database */
 		int table = tables_register(rec->table);
 		int period = table < 0 ? -1 : periods_get(table, rec->time, rec->time_len);
 		if (period < 0)
 			continue;
+		if (r->has_committed && rec->take <= known) {     /* in the database */
+			if (r->has_snapshot && rec->take > r->snapshot_take)
+				counters_restore_settled(period, rec->key, rec->key_len, &rec->values);
+			continue;
+		}
 		bool unknown = r->intent_seq != 0 && rec->take <= r->intent_take;
 		if (unknown) {
 			counters_restore_in_flight(period, rec->key, rec->key_len, &rec->values,
@@ -537,10 +537,14 @@ static void restore(struct reading *r, struct journal_replay *replay, struct buf
 		replay->restored++;
 	}
 	replay->records = r->count;
+	replay->snapshot_keys = r->snapshot.keys;
+	replay->snapshot_configs = r->snapshot.configs;
 	if (r->intent_seq != 0 && replay->in_flight.count > 0) {
 		replay->unknown_seq = r->intent_seq;
 		encode_marker(base, 'I', r->intent_seq, 0);
 	}
+	/* the totals as of now; this run's takes start again at 1 */
+	encode_snapshot(base, 0, 0);
 }
 
 static void free_reading(struct reading *r)
@@ -549,6 +553,7 @@ static void free_reading(struct reading *r)
 		free(r->contents[i]);
 	free(r->contents);
 	free(r->records);
+	snapshot_reader_free(&r->snapshot);
 }
 
 int journal_open(const char *dir, bool sync, struct journal_replay *replay, char *error,
@@ -574,7 +579,7 @@ int journal_open(const char *dir, bool sync, struct journal_replay *replay, char
 	}
 	buf_init(&base);
 	restore(&r, replay, &base);
-	j.segment = count ? numbers[count - 1] + 1 : 1;
+	j.segment = count ? numbers[count - 1] + 2 : 2;
 	j.fd = create_segment(j.segment, true, &base);
 	buf_free(&base);
 	free_reading(&r);
@@ -605,9 +610,6 @@ void journal_close(void)
 	j.enabled = false;
 	buf_free(&j.pending);
 	buf_free(&j.writing_buf);
-	free(j.closed);
-	j.closed = NULL;
-	j.closed_count = 0;
 	free(j.dir);
 	j.dir = NULL;
 }

@@ -10,11 +10,15 @@
  * flusher writes a marker before each COMMIT (journal_intent) and after it
  * (journal_committed), and starts a new segment file at each take.
  *
- * At start-up journal_replay() reads it back: increments of committed
- * flushes are dropped, those of a flush whose COMMIT outcome is unknown go
- * back in flight for the flusher to resolve by its sequence number, and the
- * rest become pending again.  Segments whose increments are all committed
- * are deleted.
+ * After a commit, every accounting.snapshot_interval, the flusher writes a
+ * snapshot of the totals and user configs tallyd knows (snapshot.h) into
+ * the journal, and the segments it supersedes are deleted.
+ *
+ * At start-up journal_open() reads it back: the snapshot fills the caches,
+ * increments committed after it are added to its totals (so that a
+ * restart finds its quotas even when the database is away), those of a
+ * flush whose COMMIT outcome is unknown go back in flight for the flusher
+ * to resolve by its sequence number, and the rest become pending again.
  */
 #ifndef TALLYD_JOURNAL_H
 #define TALLYD_JOURNAL_H
@@ -32,6 +36,8 @@ struct journal_replay {
 	uint64_t unknown_seq;             /* that flush's sequence number, or 0 */
 	size_t records;                   /* increments read back */
 	size_t restored;                  /* of which not known to be in the database */
+	size_t snapshot_keys;             /* keys the snapshot knew */
+	size_t snapshot_configs;          /* user configs it knew */
 };
 
 /* Opens (creating it) the journal directory and replays it into the
@@ -51,14 +57,16 @@ void journal_wait(void);
 
 /* Flusher thread. */
 /* Starts a new segment (when the current one has anything new); call just
- * before counters_take_pending() returns take `next_take`. */
-void journal_rotate(uint32_t next_take);
+ * before counters_take_pending(). */
+void journal_rotate(void);
 /* Flush `seq` will carry every increment of takes <= take. */
 void journal_intent(uint64_t seq, uint32_t take);
-/* Flush `seq` (takes <= take) is committed: older segments can go. */
+/* Flush `seq` (takes <= take) is committed. */
 void journal_committed(uint64_t seq, uint32_t take);
-/* Take `take` found nothing to write, so everything up to it is in the
- * database as of flush `seq`: removes the segments that are left. */
-void journal_idle(uint64_t seq, uint32_t take);
+/* Right after flush `seq` committed takes <= take, with nothing in flight:
+ * writes a snapshot and deletes the segments it supersedes.  False when
+ * none could be written now (no segment was started since the last one,
+ * or the disk refused: logged). */
+bool journal_snapshot(uint64_t seq, uint32_t take);
 
 #endif

@@ -160,6 +160,8 @@ static void warn_restart_only(const struct config *old, const struct config *nex
 		  next->accounting.refresh_interval },
 		{ "accounting.journal_sync", old->accounting.journal_sync,
 		  next->accounting.journal_sync },
+		{ "accounting.snapshot_interval", old->accounting.snapshot_interval,
+		  next->accounting.snapshot_interval },
 	};
 
 	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
@@ -345,6 +347,10 @@ static void start_database(const struct config *config)
 		if (replay.records > 0)
 			log_notice("journal %s: %zu increments read back, %zu not yet known to be "
 				   "in the database", journal, replay.records, replay.restored);
+		if (replay.snapshot_keys + replay.snapshot_configs > 0)
+			log_notice("journal %s: the snapshot knew the totals of %zu keys and %zu user "
+				   "configs; they are used until the database answers", journal,
+				   replay.snapshot_keys, replay.snapshot_configs);
 	}
 	periods_tick(time(NULL));          /* the loader reads the current periods at once */
 	if (loader_start(config) < 0 || flusher_start(config, &replay) < 0)

@@ -40,7 +40,8 @@ struct period {
 	uint64_t hash;
 	int id;
 	int table;
-	atomic_int load;                /* enum period_load */
+	atomic_int load;                /* enum period_load: the loader's reading of it */
+	atomic_bool complete;           /* every key's totals are known (or zero) */
 	atomic_uint keys;               /* cached keys of this period */
 	_Atomic uint64_t stamp;         /* the last tick that found it current or next */
 	_Atomic int64_t retry_at;       /* clock_ms(): a failed load is tried again then */
@@ -48,7 +49,7 @@ struct period {
 	char time[];
 };
 
-enum period_load { UNLOADED, LOADING, COMPLETE };
+enum period_load { UNLOADED, LOADING, LOADED };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct table tables[TABLES_MAX];
@@ -248,12 +249,12 @@ const char *periods_time(int period, size_t *len)
 
 bool periods_is_complete(int period)
 {
-	return atomic_load_explicit(&slot(period)->load, memory_order_acquire) == COMPLETE;
+	return atomic_load_explicit(&slot(period)->complete, memory_order_acquire);
 }
 
 void periods_set_complete(int period)
 {
-	atomic_store_explicit(&slot(period)->load, COMPLETE, memory_order_release);
+	atomic_store_explicit(&slot(period)->complete, true, memory_order_release);
 }
 
 int periods_claim_load(void)
@@ -275,10 +276,11 @@ int periods_claim_load(void)
 
 void periods_load_done(int period, bool complete)
 {
-	if (!complete)
+	if (complete)
+		periods_set_complete(period);
+	else
 		atomic_store(&slot(period)->retry_at, clock_ms() + LOAD_RETRY_MS);
-	atomic_store_explicit(&slot(period)->load, complete ? COMPLETE : UNLOADED,
-			      memory_order_release);
+	atomic_store(&slot(period)->load, complete ? LOADED : UNLOADED);
 }
 
 void periods_key_added(int period)

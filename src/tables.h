@@ -63,11 +63,13 @@ const char *periods_time(int period, size_t *len);
 
 /* Whether a key of the period that is not cached is known to be zero. */
 bool periods_is_complete(int period);
-/* The loader: claims a live period of a read table whose rows are not
- * loaded yet (-1: none), and reports the end of its load. */
+/* The loader: claims a live period of a read table that it has not read
+ * yet (-1: none), and reports the end of its read: all rows, or failed
+ * (tried again a few seconds later). */
 int periods_claim_load(void);
 void periods_load_done(int period, bool complete);
-/* A period some other source proved complete (the snapshot at start-up). */
+/* A period the snapshot knew in full (start-up): complete for lookups,
+ * and still read from the database once it answers. */
 void periods_set_complete(int period);
 
 /* Keys cached per period (the counter cache reports them). */

@@ -582,15 +582,38 @@ void usercache_for_each_known(void (*fn)(const char *sql, const char *key, size_
 	}
 }
 
+void usercache_for_each_query(void (*fn)(const char *sql, bool mapped, void *arg), void *arg)
+{
+	pthread_mutex_lock(&queries_lock);
+	int count = query_count;
+	pthread_mutex_unlock(&queries_lock);
+	for (int q = 0; q < count; q++)
+		fn(queries[q].sql, is_mapped(q), arg);
+}
+
+/* The query with this sql_query text, or -1 (start-up: one thread). */
+static int query_of(const char *sql)
+{
+	for (int q = 0; q < query_count; q++) {
+		if (strcmp(queries[q].sql, sql) == 0)
+			return q;
+	}
+	return -1;
+}
+
+void usercache_restore_mapped(const char *sql)
+{
+	int query = query_of(sql);
+
+	if (query >= 0 && queries[query].preload_sql[0] != '\0')
+		atomic_store(&queries[query].mapped, true);
+}
+
 void usercache_restore(const char *sql, const char *key, size_t key_len,
 		       const struct session *values)
 {
-	int query = -1;
+	int query = query_of(sql);
 
-	for (int q = 0; q < query_count && query < 0; q++) {
-		if (strcmp(queries[q].sql, sql) == 0)
-			query = q;
-	}
 	if (query < 0 || key_len > USERCACHE_KEY_MAX)
 		return;                         /* the config no longer has that query */
 	uint64_t hash = key_hash(query, key, key_len);
@@ -607,6 +630,7 @@ void usercache_restore(const char *sql, const char *key, size_t key_len,
 		e = create(s, hash, query, key, key_len);
 	publish(e, copy);
 	e->state = LOAD_DONE;
+	e->flags = is_mapped(query) ? PRELOADED : 0;
 	e->expires = 0;                         /* stale: refreshed at its first use */
 	pthread_mutex_unlock(&s->lock);
 }

@@ -87,9 +87,14 @@ void usercache_stats(struct usercache_stats *out);
 void usercache_for_each_known(void (*fn)(const char *sql, const char *key, size_t key_len,
 					 const struct session *values, void *arg),
 			      void *arg);
-/* Puts a config back as the snapshot had it (start-up only; stale, so the
- * first use refreshes it). */
+/* Calls fn for every query: its sql_query text (stable for the daemon's
+ * life) and whether a whole preload mapping is in memory. */
+void usercache_for_each_query(void (*fn)(const char *sql, bool mapped, void *arg), void *arg);
+/* Start-up, from the snapshot: a config as it was (stale, so its first use
+ * refreshes it), and a mapping that was whole (read again when the
+ * database answers). */
 void usercache_restore(const char *sql, const char *key, size_t key_len,
 		       const struct session *values);
+void usercache_restore_mapped(const char *sql);
 
 #endif

@@ -260,6 +260,10 @@ def test_quota_sees_what_another_instance_counted(tallyd, db):
     relay_a, relay_b = PolicyClient(port=ports[0]), PolicyClient(port=ports[1])
     assert relay_b.ask(client_address="192.0.2.80") == "dunno"    # B has the key cached: 1
     b.ctl("flush")
+    # A read the month when it started, without B's row: its refresh
+    # (every 0.5 s) of a key a quota reads brings B's count
+    wait_for(lambda: "\ncount 1 " in a.ctl("show", "client_address", "192.0.2.80").stdout, 5,
+             "A to see B's count after refresh_interval")
     for _ in range(9):                                             # A: 1 + 9 reaches 10
         assert relay_a.ask(client_address="192.0.2.80") == "dunno"
     assert relay_a.ask(client_address="192.0.2.80") == DEFER
