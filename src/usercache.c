@@ -38,7 +38,8 @@ enum {
 struct user_config {
 	struct user_config *next;
 	struct session *values;         /* NULL: no config */
-	uint32_t expires;               /* DONE: fresh until; FAILED: retry at (clock seconds) */
+	uint32_t expires;               /* DONE: fresh until; FAILED: retry at (clock seconds);
+	                                   PRELOADED: the preload's generation */
 	uint8_t key_len;
 	uint8_t query;
 	uint8_t state;                  /* enum load_state */
@@ -59,7 +60,7 @@ struct query {
 	char *field;
 	atomic_bool mapped;             /* a whole preload is in memory */
 	bool preloading;                /* guarded by queries_lock, like the next two */
-	uint32_t preload_started;       /* now_seconds() */
+	uint32_t generation;            /* of the last preload claimed */
 	int64_t next_preload;           /* clock_ms() */
 };
 
@@ -401,7 +402,7 @@ int usercache_claim_preload(const char **sql)
 		struct query *q = &queries[i];
 		if (q->preload_sql[0] != '\0' && !q->preloading && now >= q->next_preload) {
 			q->preloading = true;
-			q->preload_started = now_seconds();
+			q->generation++;
 			*sql = q->preload_sql;
 			claimed = i;
 		}
@@ -427,16 +428,16 @@ void usercache_preload_row(int query, const char *key, size_t key_len, const cha
 	if (e->state != LOAD_QUEUED)           /* a queued one is answered by the loader */
 		e->state = LOAD_DONE;
 	e->flags = (uint8_t)((e->flags & REFRESHING) | PRELOADED);
-	e->expires = now_seconds();            /* marks this preload's rows (see below) */
+	e->expires = queries[query].generation;   /* the claiming thread's own write */
 	pthread_mutex_unlock(&s->lock);
 }
 
 /* After a complete preload: entries of `query` that it did not set are
  * gone from the mapping (shard locked). */
-static bool superseded(const struct user_config *e, int query, uint32_t started)
+static bool superseded(const struct user_config *e, int query, uint32_t generation)
 {
 	return e->query == query && e->state != LOAD_QUEUED && !(e->flags & REFRESHING) &&
-	       !((e->flags & PRELOADED) && e->expires >= started);
+	       !((e->flags & PRELOADED) && e->expires == generation);
 }
 
 static void drop_where(bool (*drop)(const struct user_config *e, int query, uint32_t arg),
@@ -464,13 +465,13 @@ void usercache_preload_done(int query, bool ok)
 {
 	pthread_mutex_lock(&queries_lock);
 	struct query *q = &queries[query];
-	uint32_t started = q->preload_started;
+	uint32_t generation = q->generation;
 	q->preloading = false;
 	q->next_preload = clock_ms() + 1000LL * (ok ? (ttl > 0 ? ttl : 60) : RETRY_SECONDS);
 	pthread_mutex_unlock(&queries_lock);
 	if (!ok)
 		return;
-	drop_where(superseded, query, started);
+	drop_where(superseded, query, generation);
 	atomic_store(&q->mapped, true);
 }
 
