@@ -30,10 +30,9 @@
 
 enum {
 	TOUCHED = 1,        /* a Quota read it since the last refresh */
-	READ = 2,           /* a Quota has read it: read back after flushes */
-	IN_FLUSH = 4,       /* in the flusher's batch */
-	IN_REFRESH = 8,     /* being re-read by the loader */
-	AWAIT_FLUSH = 16,   /* QUEUED: the loader left it to the flusher's commit */
+	IN_FLUSH = 2,       /* in the flusher's batch */
+	IN_REFRESH = 4,     /* being re-read by the loader */
+	AWAIT_FLUSH = 8,    /* QUEUED: the loader left it to the flusher's commit */
 };
 
 /* Increments not yet in the database; exists only while there are some. */
@@ -58,6 +57,8 @@ struct counter {
 	char key[];                     /* not NUL-terminated */
 };
 
+#define SPARE_DELTAS 64             /* kept per shard for keys that send again */
+
 struct shard {
 	pthread_mutex_t lock;
 	struct counter **buckets;
@@ -67,6 +68,8 @@ struct shard {
 	size_t queued_count;
 	uint32_t takes;                 /* counters_take_pending() calls that took this shard */
 	struct counter_delta *dirty;
+	struct counter_delta *spare;    /* emptied deltas, linked through dirty_next */
+	size_t spare_count;
 } __attribute__((aligned(64)));
 
 static struct shard shards[SHARD_COUNT];
@@ -97,6 +100,11 @@ void counters_free_all(void)
 				free(c->delta);
 				free(c);
 			}
+		}
+		while (s->spare) {
+			struct counter_delta *d = s->spare;
+			s->spare = d->dirty_next;
+			free(d);
 		}
 		free(s->buckets);
 		pthread_mutex_destroy(&s->lock);
@@ -198,23 +206,42 @@ static bool untouched_since(const struct counter *c, uint32_t epoch)
 	return (int32_t)(c->committed_epoch - epoch) <= 0;
 }
 
-static struct counter_delta *delta_of(struct counter *c)
-{
-	if (c->delta == NULL) {
-		c->delta = xcalloc(1, sizeof(*c->delta));
-		c->delta->key = c;
-	}
-	return c->delta;
-}
-
-/* Frees a delta with nothing left in it (shard locked). */
-static void drop_empty_delta(struct counter *c)
+/* c's delta, made when it has none (shard locked): a spare one when the
+ * shard has it, so that a key sending every flush_interval allocates
+ * nothing. */
+static struct counter_delta *delta_of(struct shard *s, struct counter *c)
 {
 	struct counter_delta *d = c->delta;
 
-	if (d && !d->dirty && is_zero(&d->pending) && is_zero(&d->in_flight)) {
+	if (d)
+		return d;
+	if (s->spare) {
+		d = s->spare;
+		s->spare = d->dirty_next;
+		s->spare_count--;
+		memset(d, 0, sizeof(*d));
+	} else {
+		d = xcalloc(1, sizeof(*d));
+	}
+	d->key = c;
+	c->delta = d;
+	return d;
+}
+
+/* Takes away a delta with nothing left in it (shard locked). */
+static void drop_empty_delta(struct shard *s, struct counter *c)
+{
+	struct counter_delta *d = c->delta;
+
+	if (d == NULL || d->dirty || !is_zero(&d->pending) || !is_zero(&d->in_flight))
+		return;
+	c->delta = NULL;
+	if (s->spare_count < SPARE_DELTAS) {
+		d->dirty_next = s->spare;
+		s->spare = d;
+		s->spare_count++;
+	} else {
 		free(d);
-		c->delta = NULL;
 	}
 }
 
@@ -228,7 +255,7 @@ uint32_t counters_add(int period, const char *key, size_t key_len,
 
 	pthread_mutex_lock(&s->lock);
 	uint32_t take = s->takes + 1;
-	struct counter_delta *d = delta_of(find_or_create(s, hash, period, key, key_len));
+	struct counter_delta *d = delta_of(s, find_or_create(s, hash, period, key, key_len));
 	metrics_add(&d->pending, delta);
 	if (!d->dirty) {
 		d->dirty = true;
@@ -276,7 +303,7 @@ enum lookup counters_total(int period, const char *key, size_t key_len, bool may
 
 	pthread_mutex_lock(&s->lock);
 	struct counter *c = find_or_create(s, hash, period, key, key_len);
-	c->flags |= TOUCHED | READ;
+	c->flags |= TOUCHED;
 	enum lookup result = resolve(s, c, may_wait);
 	*total = result == LOOKUP_FOUND ? c->flushed : zero;
 	if (c->delta) {
@@ -420,7 +447,7 @@ bool counters_wants_read_back(const struct counter *c)
 	struct shard *s = shard_of_key(c);
 
 	pthread_mutex_lock(&s->lock);
-	bool wanted = (c->flags & READ) || c->state == LOAD_QUEUED;
+	bool wanted = c->state == LOAD_QUEUED;
 	pthread_mutex_unlock(&s->lock);
 	return wanted;
 }
@@ -465,7 +492,7 @@ void counters_restore_in_flight(int period, const char *key, size_t key_len,
 
 	pthread_mutex_lock(&s->lock);
 	struct counter *c = find_or_create(s, hash, period, key, key_len);
-	metrics_add(&delta_of(c)->in_flight, values);
+	metrics_add(&delta_of(s, c)->in_flight, values);
 	join_batch(c, batch);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -492,7 +519,7 @@ void counters_committed(struct counter *c, const struct metric_values *total, ui
 		loader_want_counter(c);          /* nothing in flight now: read it */
 	}
 	memset(&c->delta->in_flight, 0, sizeof(c->delta->in_flight));
-	drop_empty_delta(c);
+	drop_empty_delta(s, c);
 	c->committed_epoch = epoch;
 	c->flags &= (uint8_t)~IN_FLUSH;
 	pthread_mutex_unlock(&s->lock);
@@ -500,7 +527,7 @@ void counters_committed(struct counter *c, const struct metric_values *total, ui
 
 static bool evictable(const struct counter *c)
 {
-	return c->delta == NULL && c->flags == (c->flags & (TOUCHED | READ)) &&
+	return c->delta == NULL && (c->flags & ~TOUCHED) == 0 &&
 	       c->state != LOAD_QUEUED && !periods_is_live(c->period);
 }
 

@@ -92,8 +92,8 @@ struct counter_view {
 };
 void counter_view(const struct counter *c, struct counter_view *out);
 
-/* True when a Quota reads the key's totals or waits for them: such keys
- * are read back inside a flush's transaction. */
+/* True when requests wait for the key's totals: such keys are read back
+ * inside a flush's transaction. */
 bool counters_wants_read_back(const struct counter *c);
 
 /* Moves every pending increment to in_flight and adds the keys concerned

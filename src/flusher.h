@@ -5,8 +5,10 @@
  * followed at once by the next) the flusher takes the pending increments out
  * of the counter cache and writes them in one transaction: multi-row upserts
  * of flush_batch rows each, then a read of the totals of the keys it wrote
- * that a Quota uses or waits for (so other instances' increments become
- * visible), then its flush sequence number, then COMMIT.  A failed flush keeps its
+ * that requests wait for (the loader could not read them exactly while
+ * they were in flight), then its flush sequence number, then COMMIT.
+ * Other instances' increments reach the cache through the loader's
+ * refresh.  A failed flush keeps its
  * increments and is retried with backoff; a COMMIT whose outcome is unknown
  * is looked up by its sequence number before anything else is written, so
  * no increment is lost or written twice.  Every few seconds it also drops

@@ -2,6 +2,7 @@
  * rowset.c: batches of cached keys as sorted rows (see rowset.h).  No
  * shared state: a rowset belongs to the thread that fills it.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,10 +30,12 @@ static int compare_periods(const void *a, const void *b)
 	return store_row_compare(&rx, &ry);
 }
 
+/* What a key is sorted by; small, since the sort moves entries around. */
 struct sort_entry {
-	int rank;
-	struct counter *key;
-	struct store_row row;
+	const char *key;
+	uint32_t key_len;
+	int rank;                   /* the period's, once ranked */
+	struct counter *counter;
 };
 
 static int compare_entries(const void *a, const void *b)
@@ -41,28 +44,35 @@ static int compare_entries(const void *a, const void *b)
 
 	if (x->rank != y->rank)
 		return x->rank < y->rank ? -1 : 1;
-	return store_row_compare(&x->row, &y->row);
+	size_t common = x->key_len < y->key_len ? x->key_len : y->key_len;
+	int c = memcmp(x->key, y->key, common);
+	return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
 }
 
-/* Ranks the distinct periods of the batch; returns the table of ranks. */
-static struct period_rank *rank_periods(const struct sort_entry *e, size_t count, size_t *n)
+/* Ranks the distinct periods of the batch (their ids are in e[].rank) and
+ * replaces each id by its rank. */
+static void rank_periods(struct sort_entry *e, size_t count)
 {
 	struct period_rank *ranks = NULL;
+	size_t n = 0;
 
-	*n = 0;
 	for (size_t i = 0; i < count; i++) {
 		size_t k = 0;
-		while (k < *n && ranks[k].period != e[i].rank)
+		while (k < n && ranks[k].period != e[i].rank)
 			k++;
-		if (k == *n) {
-			ranks = xrealloc(ranks, (*n + 1) * sizeof(*ranks));
-			ranks[(*n)++] = (struct period_rank){ .period = e[i].rank };
+		if (k == n) {
+			ranks = xrealloc(ranks, (n + 1) * sizeof(*ranks));
+			ranks[n++] = (struct period_rank){ .period = e[i].rank };
 		}
 	}
-	qsort(ranks, *n, sizeof(*ranks), compare_periods);
-	for (size_t k = 0; k < *n; k++)
-		ranks[k].rank = (int)k;
-	return ranks;
+	qsort(ranks, n, sizeof(*ranks), compare_periods);
+	for (size_t i = 0; i < count; i++) {
+		size_t k = 0;
+		while (ranks[k].period != e[i].rank)
+			k++;
+		e[i].rank = (int)k;
+	}
+	free(ranks);
 }
 
 static void reserve(struct rowset *r, size_t count)
@@ -77,33 +87,25 @@ static void reserve(struct rowset *r, size_t count)
 void rowset_fill(struct rowset *r, struct counter_batch *batch)
 {
 	struct sort_entry *e = xcalloc(batch->count + 1, sizeof(*e));
-	size_t period_count;
 
 	for (size_t i = 0; i < batch->count; i++) {
 		struct counter_view v;
 		counter_view(batch->keys[i], &v);
-		e[i].rank = v.period;                 /* the period until ranked */
-		e[i].key = batch->keys[i];
-		e[i].row = (struct store_row){ .key = v.key, .key_len = v.key_len,
-					       .values = *v.in_flight };
-		e[i].row.time = periods_time(v.period, &e[i].row.time_len);
+		e[i] = (struct sort_entry){ .key = v.key, .key_len = (uint32_t)v.key_len,
+					    .rank = v.period, .counter = batch->keys[i] };
 	}
-	struct period_rank *ranks = rank_periods(e, batch->count, &period_count);
-	for (size_t i = 0; i < batch->count; i++) {
-		size_t k = 0;
-		while (ranks[k].period != e[i].rank)
-			k++;
-		e[i].rank = ranks[k].rank;
-	}
+	rank_periods(e, batch->count);
 	qsort(e, batch->count, sizeof(*e), compare_entries);
 	reserve(r, batch->count);
 	r->count = batch->count;
 	for (size_t i = 0; i < batch->count; i++) {
-		batch->keys[i] = e[i].key;
-		r->keys[i] = e[i].key;
-		r->rows[i] = e[i].row;
+		struct counter_view v;
+		counter_view(e[i].counter, &v);
+		batch->keys[i] = r->keys[i] = e[i].counter;
+		r->rows[i] = (struct store_row){ .key = v.key, .key_len = v.key_len,
+						 .values = *v.in_flight };
+		r->rows[i].time = periods_time(v.period, &r->rows[i].time_len);
 	}
-	free(ranks);
 	free(e);
 }
 

@@ -30,6 +30,17 @@ int store_row_compare(const void *a, const void *b)
 	return (x->key_len > y->key_len) - (x->key_len < y->key_len);
 }
 
+size_t store_statement_rows(size_t count)
+{
+	size_t n = 1;
+
+	if (count > 1024)
+		return (count + 1023) / 1024 * 1024;
+	while (n < count)
+		n *= 2;
+	return n;
+}
+
 void store_batch_sql(struct buf *out, const char *sql, size_t count)
 {
 	size_t len = strlen(sql);

@@ -107,6 +107,12 @@ struct store *store_sqlite_open(const struct database_config *config, char *erro
 /* Orders rows by key bytes (shorter first on a common prefix). */
 int store_row_compare(const void *a, const void *b);
 
+/* How many rows a statement for `count` rows is prepared for: a few sizes
+ * only (powers of two, then multiples of 1024), so that each connection's
+ * statement cache keeps them.  The drivers pad: an upsert with copies of
+ * its last row adding zero, a select with its last key again. */
+size_t store_statement_rows(size_t count);
+
 /* The statement that runs `sql` for `count` keys at once: each part is
  * sql_query as a derived table, numbered, so that rows say which key they
  * answer:  SELECT 0, t.* FROM (sql) t UNION ALL SELECT 1, t.* FROM (sql) t ... */

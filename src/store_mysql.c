@@ -4,7 +4,9 @@
  * at a time (the pool lends it out, or the flusher owns it): no locking.
  *
  * Every statement is prepared, with request data bound as parameters, and
- * kept in a small per-connection cache keyed by its SQL text.  Keys are
+ * kept in a small per-connection cache keyed by its SQL text (the ones
+ * built for a table and a number of rows, by a short name, so that a
+ * flush does not build and compare a long text).  Keys are
  * bound as binary strings so that they reach the column byte for byte.
  * Client errors (2xxx) and a killed connection mean STORE_LOST: the caller
  * closes the connection and opens another; there is no silent reconnect,
@@ -24,7 +26,7 @@
 #define ER_CONNECTION_KILLED_MARIADB 1927
 
 struct cached_statement {
-	char *sql;
+	char *name;                     /* the SQL text, or a short name for built ones */
 	MYSQL_STMT *stmt;
 	uint64_t last_used;
 };
@@ -72,20 +74,30 @@ static enum store_status fail_statement(struct mysql_store *m, MYSQL_STMT *stmt,
 
 /* --------------------------------------------------------- statement cache */
 
-/* The prepared statement for `sql`; NULL with the error recorded (and the
- * MySQL error number in *err) when it cannot be prepared. */
-static MYSQL_STMT *prepare(struct mysql_store *m, const char *sql, unsigned int *err)
+/* The cached statement called `name`, or NULL. */
+static MYSQL_STMT *cached(struct mysql_store *m, const char *name)
 {
-	struct cached_statement *slot = &m->cache[0];
-
 	for (int i = 0; i < STATEMENT_CACHE; i++) {
 		struct cached_statement *c = &m->cache[i];
-		if (c->sql && strcmp(c->sql, sql) == 0) {
+		if (c->name && strcmp(c->name, name) == 0) {
 			c->last_used = ++m->uses;
 			return c->stmt;
 		}
-		if (c->last_used < slot->last_used)
-			slot = c;
+	}
+	return NULL;
+}
+
+/* Prepares `sql` and caches it as `name`, in place of the least recently
+ * used; NULL with the error recorded (and the MySQL error number in *err)
+ * when it cannot be prepared. */
+static MYSQL_STMT *prepare_as(struct mysql_store *m, const char *name, const char *sql,
+			      unsigned int *err)
+{
+	struct cached_statement *slot = &m->cache[0];
+
+	for (int i = 1; i < STATEMENT_CACHE; i++) {
+		if (m->cache[i].last_used < slot->last_used)
+			slot = &m->cache[i];
 	}
 	MYSQL_STMT *stmt = mysql_stmt_init(m->mysql);
 	if (stmt == NULL) {
@@ -101,20 +113,30 @@ static MYSQL_STMT *prepare(struct mysql_store *m, const char *sql, unsigned int 
 	}
 	if (slot->stmt)
 		mysql_stmt_close(slot->stmt);
-	free(slot->sql);
-	slot->sql = xstrdup(sql);
+	free(slot->name);
+	slot->name = xstrdup(name);
 	slot->stmt = stmt;
 	slot->last_used = ++m->uses;
 	return stmt;
 }
 
+/* The prepared statement for an SQL text. */
+static MYSQL_STMT *prepare(struct mysql_store *m, const char *sql, unsigned int *err)
+{
+	MYSQL_STMT *stmt = cached(m, sql);
+
+	return stmt ? stmt : prepare_as(m, sql, sql, err);
+}
+
+/* The parameter array, with room for `count`: fields that bind_bytes()
+ * and bind_u64() do not set stay zero from its allocation. */
 static MYSQL_BIND *binds(struct mysql_store *m, size_t count)
 {
 	if (count > m->bind_cap) {
 		m->binds = xrealloc(m->binds, count * sizeof(MYSQL_BIND));
+		memset(m->binds + m->bind_cap, 0, (count - m->bind_cap) * sizeof(MYSQL_BIND));
 		m->bind_cap = count;
 	}
-	memset(m->binds, 0, count * sizeof(MYSQL_BIND));
 	return m->binds;
 }
 
@@ -123,6 +145,7 @@ static void bind_bytes(MYSQL_BIND *b, const char *data, size_t len, enum enum_fi
 	b->buffer_type = type;
 	b->buffer = (void *)data;
 	b->buffer_length = (unsigned long)len;
+	b->is_unsigned = 0;
 }
 
 static void bind_u64(MYSQL_BIND *b, const uint64_t *value)
@@ -186,7 +209,7 @@ static void mysql_store_close(struct store *s)
 	for (int i = 0; i < STATEMENT_CACHE; i++) {
 		if (m->cache[i].stmt)
 			mysql_stmt_close(m->cache[i].stmt);
-		free(m->cache[i].sql);
+		free(m->cache[i].name);
 	}
 	mysql_close(m->mysql);
 	free(m->binds);
@@ -250,24 +273,33 @@ static enum store_status mysql_upsert(struct store *s, const char *table,
 	struct mysql_store *m = (struct mysql_store *)s;
 	unsigned int err;
 
-	buf_reset(&m->sql);
-	buf_printf(&m->sql, "INSERT INTO `%s` (`key`,`time`,`count`,`count_rcpt`,`size`,"
-		   "`size_rcpt`) VALUES ", table);
-	for (size_t i = 0; i < count; i++)
-		buf_append_str(&m->sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
-	buf_append_str(&m->sql, " ON DUPLICATE KEY UPDATE `count`=`count`+VALUES(`count`),"
-		       "`count_rcpt`=`count_rcpt`+VALUES(`count_rcpt`),"
-		       "`size`=`size`+VALUES(`size`),`size_rcpt`=`size_rcpt`+VALUES(`size_rcpt`)");
-	MYSQL_STMT *stmt = prepare(m, m->sql.data, &err);
+	static const uint64_t zero[METRIC_COUNT_OF];
+	size_t padded = store_statement_rows(count);
+	char name[128];
+
+	snprintf(name, sizeof(name), "upsert %s %zu", table, padded);
+	MYSQL_STMT *stmt = cached(m, name);
+	if (stmt == NULL) {
+		buf_reset(&m->sql);
+		buf_printf(&m->sql, "INSERT INTO `%s` (`key`,`time`,`count`,`count_rcpt`,`size`,"
+			   "`size_rcpt`) VALUES ", table);
+		for (size_t i = 0; i < padded; i++)
+			buf_append_str(&m->sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
+		buf_append_str(&m->sql, " ON DUPLICATE KEY UPDATE `count`=`count`+VALUES(`count`),"
+			       "`count_rcpt`=`count_rcpt`+VALUES(`count_rcpt`),"
+			       "`size`=`size`+VALUES(`size`),`size_rcpt`=`size_rcpt`+VALUES(`size_rcpt`)");
+		stmt = prepare_as(m, name, m->sql.data, &err);
+	}
 	if (stmt == NULL)
 		return classify(err);
 
-	MYSQL_BIND *b = binds(m, count * 6);
-	for (size_t i = 0; i < count; i++, b += 6) {
-		bind_bytes(&b[0], rows[i].key, rows[i].key_len, MYSQL_TYPE_BLOB);
-		bind_bytes(&b[1], rows[i].time, rows[i].time_len, MYSQL_TYPE_BLOB);
+	MYSQL_BIND *b = binds(m, padded * 6);
+	for (size_t i = 0; i < padded; i++, b += 6) {
+		const struct store_row *row = &rows[i < count ? i : count - 1];
+		bind_bytes(&b[0], row->key, row->key_len, MYSQL_TYPE_BLOB);
+		bind_bytes(&b[1], row->time, row->time_len, MYSQL_TYPE_BLOB);
 		for (int v = 0; v < METRIC_COUNT_OF; v++)
-			bind_u64(&b[2 + v], &rows[i].values.v[v]);
+			bind_u64(&b[2 + v], i < count ? &row->values.v[v] : &zero[v]);
 	}
 	return execute(m, stmt, m->binds, "writing accounting rows");
 }
@@ -329,20 +361,29 @@ static enum store_status mysql_select(struct store *s, const char *table, struct
 
 	for (size_t i = 0; i < count; i++)
 		rows[i].found = false;
-	buf_reset(&m->sql);
-	buf_printf(&m->sql, "SELECT `key`,`count`,`count_rcpt`,`size`,`size_rcpt` FROM `%s` "
-		   "WHERE `time`=? AND `key` IN (", table);
-	for (size_t i = 0; i < count; i++)
-		buf_append_str(&m->sql, i ? ",?" : "?");
-	buf_append_str(&m->sql, ")");
-	MYSQL_STMT *stmt = prepare(m, m->sql.data, &err);
+	size_t padded = store_statement_rows(count);
+	char name[128];
+
+	snprintf(name, sizeof(name), "select %s %zu", table, padded);
+	MYSQL_STMT *stmt = cached(m, name);
+	if (stmt == NULL) {
+		buf_reset(&m->sql);
+		buf_printf(&m->sql, "SELECT `key`,`count`,`count_rcpt`,`size`,`size_rcpt` FROM "
+			   "`%s` WHERE `time`=? AND `key` IN (", table);
+		for (size_t i = 0; i < padded; i++)
+			buf_append_str(&m->sql, i ? ",?" : "?");
+		buf_append_str(&m->sql, ")");
+		stmt = prepare_as(m, name, m->sql.data, &err);
+	}
 	if (stmt == NULL)
 		return err == ER_NO_SUCH_TABLE ? STORE_OK : classify(err);
 
-	MYSQL_BIND *b = binds(m, count + 1);
+	MYSQL_BIND *b = binds(m, padded + 1);
 	bind_bytes(&b[0], rows[0].time, rows[0].time_len, MYSQL_TYPE_BLOB);
-	for (size_t i = 0; i < count; i++)
-		bind_bytes(&b[1 + i], rows[i].key, rows[i].key_len, MYSQL_TYPE_BLOB);
+	for (size_t i = 0; i < padded; i++) {
+		const struct store_row *row = &rows[i < count ? i : count - 1];
+		bind_bytes(&b[1 + i], row->key, row->key_len, MYSQL_TYPE_BLOB);
+	}
 	enum store_status status = execute(m, stmt, m->binds, "reading accounting rows");
 	if (status != STORE_OK)
 		return mysql_stmt_errno(stmt) == ER_NO_SUCH_TABLE ? STORE_OK : status;

@@ -5,9 +5,11 @@
  * WAL mode so that the workers' lookups read while the flusher writes;
  * writers wait up to connect_timeout for each other (busy timeout).
  *
- * Statements are prepared once per connection and cached by SQL text, like
- * the MySQL driver.  Keys are bound as text with their length, so any byte
- * reaches the file unchanged and compares with memcmp.
+ * Statements are prepared once per connection and cached like the MySQL
+ * driver's: by SQL text, or by a short name for those built per table and
+ * number of rows (padded to store_statement_rows()).  Keys are bound as
+ * text with their length, so any byte reaches the file unchanged and
+ * compares with memcmp.
  */
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -17,11 +19,12 @@
 #include "store.h"
 
 #define STATEMENT_CACHE 32
-/* SQLite allows 32766 parameters per statement; an upsert row takes 6. */
-#define MAX_ROWS_PER_STATEMENT 5000
+/* SQLite allows 32766 parameters per statement; an upsert row takes 6, and
+ * statements are padded to store_statement_rows(). */
+#define MAX_ROWS_PER_STATEMENT 5120
 
 struct cached_statement {
-	char *sql;
+	char *name;                     /* the SQL text, or a short name for built ones */
 	sqlite3_stmt *stmt;
 	uint64_t last_used;
 };
@@ -48,31 +51,50 @@ static enum store_status fail(struct sqlite_store *q, int rc, const char *doing)
 }
 
 /* The prepared statement for `sql`, reset and unbound; NULL on error. */
-static sqlite3_stmt *prepare(struct sqlite_store *q, const char *sql, int *rc)
+/* The cached statement called `name`, reset and unbound, or NULL. */
+static sqlite3_stmt *cached(struct sqlite_store *q, const char *name)
 {
-	struct cached_statement *slot = &q->cache[0];
-
 	for (int i = 0; i < STATEMENT_CACHE; i++) {
 		struct cached_statement *c = &q->cache[i];
-		if (c->sql && strcmp(c->sql, sql) == 0) {
+		if (c->name && strcmp(c->name, name) == 0) {
 			c->last_used = ++q->uses;
 			sqlite3_reset(c->stmt);
 			sqlite3_clear_bindings(c->stmt);
 			return c->stmt;
 		}
-		if (c->last_used < slot->last_used)
-			slot = c;
 	}
+	return NULL;
+}
+
+/* Prepares `sql` and caches it as `name`, in place of the least recently
+ * used; NULL with *rc set on error. */
+static sqlite3_stmt *prepare_as(struct sqlite_store *q, const char *name, const char *sql,
+				int *rc)
+{
+	struct cached_statement *slot = &q->cache[0];
 	sqlite3_stmt *stmt;
+
+	for (int i = 1; i < STATEMENT_CACHE; i++) {
+		if (q->cache[i].last_used < slot->last_used)
+			slot = &q->cache[i];
+	}
 	*rc = sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL);
 	if (*rc != SQLITE_OK)
 		return NULL;
 	sqlite3_finalize(slot->stmt);
-	free(slot->sql);
-	slot->sql = xstrdup(sql);
+	free(slot->name);
+	slot->name = xstrdup(name);
 	slot->stmt = stmt;
 	slot->last_used = ++q->uses;
 	return stmt;
+}
+
+/* The prepared statement for an SQL text, reset and unbound. */
+static sqlite3_stmt *prepare(struct sqlite_store *q, const char *sql, int *rc)
+{
+	sqlite3_stmt *stmt = cached(q, sql);
+
+	return stmt ? stmt : prepare_as(q, sql, sql, rc);
 }
 
 static int64_t clamp(uint64_t v)
@@ -126,7 +148,7 @@ static void sqlite_store_close(struct store *s)
 
 	for (int i = 0; i < STATEMENT_CACHE; i++) {
 		sqlite3_finalize(q->cache[i].stmt);
-		free(q->cache[i].sql);
+		free(q->cache[i].name);
 	}
 	sqlite3_close(q->db);
 	buf_free(&q->sql);
@@ -171,26 +193,33 @@ static enum store_status sqlite_ensure_table(struct store *s, const char *table)
 static enum store_status upsert_chunk(struct sqlite_store *q, const char *table,
 				      struct store_row *rows, size_t count)
 {
-	int rc;
+	size_t padded = store_statement_rows(count);
+	char name[128];
+	int rc = SQLITE_OK;
 
-	buf_reset(&q->sql);
-	buf_printf(&q->sql, "INSERT INTO `%s` (`key`,`time`,`count`,`count_rcpt`,`size`,"
-		   "`size_rcpt`) VALUES ", table);
-	for (size_t i = 0; i < count; i++)
-		buf_append_str(&q->sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
-	buf_append_str(&q->sql, " ON CONFLICT(`key`,`time`) DO UPDATE SET "
-		       "`count`=`count`+excluded.`count`,"
-		       "`count_rcpt`=`count_rcpt`+excluded.`count_rcpt`,"
-		       "`size`=`size`+excluded.`size`,`size_rcpt`=`size_rcpt`+excluded.`size_rcpt`");
-	sqlite3_stmt *stmt = prepare(q, q->sql.data, &rc);
+	snprintf(name, sizeof(name), "upsert %s %zu", table, padded);
+	sqlite3_stmt *stmt = cached(q, name);
+	if (stmt == NULL) {
+		buf_reset(&q->sql);
+		buf_printf(&q->sql, "INSERT INTO `%s` (`key`,`time`,`count`,`count_rcpt`,`size`,"
+			   "`size_rcpt`) VALUES ", table);
+		for (size_t i = 0; i < padded; i++)
+			buf_append_str(&q->sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
+		buf_append_str(&q->sql, " ON CONFLICT(`key`,`time`) DO UPDATE SET "
+			       "`count`=`count`+excluded.`count`,"
+			       "`count_rcpt`=`count_rcpt`+excluded.`count_rcpt`,"
+			       "`size`=`size`+excluded.`size`,`size_rcpt`=`size_rcpt`+excluded.`size_rcpt`");
+		stmt = prepare_as(q, name, q->sql.data, &rc);
+	}
 	if (stmt == NULL)
 		return fail(q, rc, "writing accounting rows");
-	for (size_t i = 0; i < count; i++) {
+	for (size_t i = 0; i < padded; i++) {    /* padding: the last row again, adding zero */
+		const struct store_row *row = &rows[i < count ? i : count - 1];
 		int p = (int)i * 6 + 1;
-		sqlite3_bind_text(stmt, p, rows[i].key, (int)rows[i].key_len, SQLITE_STATIC);
-		sqlite3_bind_text(stmt, p + 1, rows[i].time, (int)rows[i].time_len, SQLITE_STATIC);
+		sqlite3_bind_text(stmt, p, row->key, (int)row->key_len, SQLITE_STATIC);
+		sqlite3_bind_text(stmt, p + 1, row->time, (int)row->time_len, SQLITE_STATIC);
 		for (int v = 0; v < METRIC_COUNT_OF; v++)
-			sqlite3_bind_int64(stmt, p + 2 + v, clamp(rows[i].values.v[v]));
+			sqlite3_bind_int64(stmt, p + 2 + v, i < count ? clamp(row->values.v[v]) : 0);
 	}
 	return run(q, stmt, "writing accounting rows");
 }
@@ -266,21 +295,28 @@ static enum store_status select_chunk(struct sqlite_store *q, const char *table,
 				      struct store_row *rows, size_t count)
 {
 	struct sorted_rows sorted = { rows, count };
-	int rc;
+	size_t padded = store_statement_rows(count);
+	char name[128];
+	int rc = SQLITE_OK;
 
-	buf_reset(&q->sql);
-	buf_printf(&q->sql, "SELECT `key`,`count`,`count_rcpt`,`size`,`size_rcpt` FROM `%s` "
-		   "WHERE `time`=? AND `key` IN (", table);
-	for (size_t i = 0; i < count; i++)
-		buf_append_str(&q->sql, i ? ",?" : "?");
-	buf_append_str(&q->sql, ")");
-	sqlite3_stmt *stmt = prepare(q, q->sql.data, &rc);
+	snprintf(name, sizeof(name), "select %s %zu", table, padded);
+	sqlite3_stmt *stmt = cached(q, name);
+	if (stmt == NULL) {
+		buf_reset(&q->sql);
+		buf_printf(&q->sql, "SELECT `key`,`count`,`count_rcpt`,`size`,`size_rcpt` FROM `%s` "
+			   "WHERE `time`=? AND `key` IN (", table);
+		for (size_t i = 0; i < padded; i++)
+			buf_append_str(&q->sql, i ? ",?" : "?");
+		buf_append_str(&q->sql, ")");
+		stmt = prepare_as(q, name, q->sql.data, &rc);
+	}
 	if (stmt == NULL)
 		return no_such_table(q) ? STORE_OK : fail(q, rc, "reading accounting rows");
 	sqlite3_bind_text(stmt, 1, rows[0].time, (int)rows[0].time_len, SQLITE_STATIC);
-	for (size_t i = 0; i < count; i++)
-		sqlite3_bind_text(stmt, (int)i + 2, rows[i].key, (int)rows[i].key_len,
-				  SQLITE_STATIC);
+	for (size_t i = 0; i < padded; i++) {    /* padding: the last key again */
+		const struct store_row *row = &rows[i < count ? i : count - 1];
+		sqlite3_bind_text(stmt, (int)i + 2, row->key, (int)row->key_len, SQLITE_STATIC);
+	}
 	return fetch_totals(q, stmt, found_row, &sorted);
 }
 

@@ -150,8 +150,8 @@ static bool is_mapped(int query)
 
 /* ------------------------------------------------------------- hash table */
 
-/* Keys of a preloaded mapping fold ASCII case and trailing spaces, as the
- * case-insensitive columns of mtpolicyd's tables compare them. */
+/* Keys fold ASCII case and trailing spaces, as the case-insensitive
+ * columns of mtpolicyd's tables compare them. */
 static size_t trimmed_length(const char *key, size_t len)
 {
 	while (len > 0 && key[len - 1] == ' ')
@@ -159,9 +159,18 @@ static size_t trimmed_length(const char *key, size_t len)
 	return len;
 }
 
-static char fold(char c)
+/* Eight bytes of a key, ASCII upper case made lower (all eight at once:
+ * a byte gets 0x20 added when it is 'A'..'Z'). */
+static uint64_t folded_word(const char *key, size_t len, size_t at)
 {
-	return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+	uint64_t x = 0;
+
+	memcpy(&x, key + at, len - at < 8 ? len - at : 8);
+	uint64_t low7 = x & 0x7f7f7f7f7f7f7f7fULL;
+	uint64_t above_z = low7 + 0x2525252525252525ULL;   /* high bit set when > 'Z' */
+	uint64_t from_a = low7 + 0x3f3f3f3f3f3f3f3fULL;    /* high bit set when >= 'A' */
+	uint64_t upper = ~x & (from_a ^ above_z) & 0x8080808080808080ULL;
+	return x | (upper >> 2);
 }
 
 static uint64_t key_hash(int query, const char *key, size_t len)
@@ -169,12 +178,8 @@ static uint64_t key_hash(int query, const char *key, size_t len)
 	uint64_t h = seed ^ (uint64_t)query;
 
 	len = trimmed_length(key, len);
-	for (size_t i = 0; i < len; i += 8) {
-		uint64_t word = 0;
-		for (size_t k = 0; k < 8 && i + k < len; k++)
-			word |= (uint64_t)(unsigned char)fold(key[i + k]) << (8 * k);
-		h = hash_mix(h, word);
-	}
+	for (size_t at = 0; at < len; at += 8)
+		h = hash_mix(h, folded_word(key, len, at));
 	return hash_finish(hash_mix(h, len));
 }
 
@@ -185,8 +190,8 @@ static bool same_key(const struct user_config *e, int query, const char *key, si
 	size_t a = trimmed_length(e->key, e->key_len), b = trimmed_length(key, len);
 	if (a != b)
 		return false;
-	for (size_t i = 0; i < a; i++) {
-		if (fold(e->key[i]) != fold(key[i]))
+	for (size_t at = 0; at < a; at += 8) {
+		if (folded_word(e->key, a, at) != folded_word(key, b, at))
 			return false;
 	}
 	return true;
