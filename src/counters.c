@@ -1,8 +1,8 @@
 /*
  * counters.c: the sharded counter cache (see counters.h).
  *
- * Locking: each shard's mutex guards its hash table, its dirty list and
- * every field of the keys in it and of their deltas.  The flush epoch is an
+ * Locking: each shard's mutex guards its hash table, its dirty keys, its
+ * spare deltas and every field of the keys in it and of their deltas.  The flush epoch is an
  * atomic.  The flusher reads in_flight of the keys in its batch without the
  * lock: it is the only thread that changes in_flight, and a delta with
  * anything in flight is never freed.
@@ -33,13 +33,13 @@ enum {
 	IN_FLUSH = 2,       /* in the flusher's batch */
 	IN_REFRESH = 4,     /* being re-read by the loader */
 	AWAIT_FLUSH = 8,    /* QUEUED: the loader left it to the flusher's commit */
+	DIRTY = 16,         /* among the shard's dirty keys: has pending increments */
 };
 
-/* Increments not yet in the database; exists only while there are some. */
+/* Increments not yet in the database; exists only while there are some.
+ * 64 bytes: the same allocation size as a key with a short name, so the
+ * memory of one serves the other. */
 struct counter_delta {
-	struct counter *key;
-	struct counter_delta *dirty_next;   /* the shard's dirty list */
-	bool dirty;                         /* on it: has pending increments */
 	struct metric_values pending;
 	struct metric_values in_flight;
 };
@@ -64,11 +64,12 @@ struct shard {
 	struct counter **buckets;
 	size_t bucket_count;            /* a power of two */
 	size_t count;
-	size_t dirty_count;
 	size_t queued_count;
 	uint32_t takes;                 /* counters_take_pending() calls that took this shard */
-	struct counter_delta *dirty;
-	struct counter_delta *spare;    /* emptied deltas, linked through dirty_next */
+	struct counter **dirty;         /* keys with pending increments */
+	size_t dirty_count;
+	size_t dirty_cap;
+	struct counter_delta *spare[SPARE_DELTAS];   /* emptied deltas */
 	size_t spare_count;
 } __attribute__((aligned(64)));
 
@@ -101,11 +102,9 @@ void counters_free_all(void)
 				free(c);
 			}
 		}
-		while (s->spare) {
-			struct counter_delta *d = s->spare;
-			s->spare = d->dirty_next;
-			free(d);
-		}
+		while (s->spare_count > 0)
+			free(s->spare[--s->spare_count]);
+		free(s->dirty);
 		free(s->buckets);
 		pthread_mutex_destroy(&s->lock);
 		memset(s, 0, sizeof(*s));
@@ -215,15 +214,12 @@ static struct counter_delta *delta_of(struct shard *s, struct counter *c)
 
 	if (d)
 		return d;
-	if (s->spare) {
-		d = s->spare;
-		s->spare = d->dirty_next;
-		s->spare_count--;
+	if (s->spare_count > 0) {
+		d = s->spare[--s->spare_count];
 		memset(d, 0, sizeof(*d));
 	} else {
 		d = xcalloc(1, sizeof(*d));
 	}
-	d->key = c;
 	c->delta = d;
 	return d;
 }
@@ -233,16 +229,26 @@ static void drop_empty_delta(struct shard *s, struct counter *c)
 {
 	struct counter_delta *d = c->delta;
 
-	if (d == NULL || d->dirty || !is_zero(&d->pending) || !is_zero(&d->in_flight))
+	if (d == NULL || (c->flags & DIRTY) || !is_zero(&d->pending) || !is_zero(&d->in_flight))
 		return;
 	c->delta = NULL;
-	if (s->spare_count < SPARE_DELTAS) {
-		d->dirty_next = s->spare;
-		s->spare = d;
-		s->spare_count++;
-	} else {
+	if (s->spare_count < SPARE_DELTAS)
+		s->spare[s->spare_count++] = d;
+	else
 		free(d);
+}
+
+/* Notes that c has pending increments (shard locked). */
+static void mark_dirty(struct shard *s, struct counter *c)
+{
+	if (c->flags & DIRTY)
+		return;
+	c->flags |= DIRTY;
+	if (s->dirty_count == s->dirty_cap) {
+		s->dirty_cap = s->dirty_cap ? s->dirty_cap * 2 : 64;
+		s->dirty = xrealloc(s->dirty, s->dirty_cap * sizeof(*s->dirty));
 	}
+	s->dirty[s->dirty_count++] = c;
 }
 
 /* ---------------------------------------------------------------- workers */
@@ -255,14 +261,9 @@ uint32_t counters_add(int period, const char *key, size_t key_len,
 
 	pthread_mutex_lock(&s->lock);
 	uint32_t take = s->takes + 1;
-	struct counter_delta *d = delta_of(s, find_or_create(s, hash, period, key, key_len));
-	metrics_add(&d->pending, delta);
-	if (!d->dirty) {
-		d->dirty = true;
-		d->dirty_next = s->dirty;
-		s->dirty = d;
-		s->dirty_count++;
-	}
+	struct counter *c = find_or_create(s, hash, period, key, key_len);
+	metrics_add(&delta_of(s, c)->pending, delta);
+	mark_dirty(s, c);
 	pthread_mutex_unlock(&s->lock);
 	return take;
 }
@@ -387,10 +388,10 @@ void counters_bulk_row(int period, const char *key, size_t key_len,
 	pthread_mutex_unlock(&s->lock);
 }
 
-void counters_take_touched(struct counter_batch *batch)
+int counters_take_touched(struct counter_batch *batch, int shard, size_t max)
 {
-	for (int i = 0; i < SHARD_COUNT; i++) {
-		struct shard *s = &shards[i];
+	for (; shard < SHARD_COUNT && batch->count < max; shard++) {
+		struct shard *s = &shards[shard];
 		pthread_mutex_lock(&s->lock);
 		for (size_t b = 0; b < s->bucket_count; b++) {
 			for (struct counter *c = s->buckets[b]; c; c = c->next) {
@@ -403,6 +404,7 @@ void counters_take_touched(struct counter_batch *batch)
 		}
 		pthread_mutex_unlock(&s->lock);
 	}
+	return shard < SHARD_COUNT ? shard : -1;
 }
 
 void counters_refreshed(struct counter *c, const struct metric_values *total, uint32_t epoch,
@@ -469,15 +471,14 @@ uint32_t counters_take_pending(struct counter_batch *batch)
 		struct shard *s = &shards[i];
 		pthread_mutex_lock(&s->lock);
 		take = ++s->takes;
-		for (struct counter_delta *d = s->dirty, *next; d; d = next) {
-			next = d->dirty_next;
-			d->dirty_next = NULL;
-			d->dirty = false;
+		for (size_t k = 0; k < s->dirty_count; k++) {
+			struct counter *c = s->dirty[k];
+			struct counter_delta *d = c->delta;
+			c->flags &= (uint8_t)~DIRTY;
 			metrics_add(&d->in_flight, &d->pending);
 			memset(&d->pending, 0, sizeof(d->pending));
-			join_batch(d->key, batch);
+			join_batch(c, batch);
 		}
-		s->dirty = NULL;
 		s->dirty_count = 0;
 		pthread_mutex_unlock(&s->lock);
 	}

@@ -73,9 +73,11 @@ void counters_load_failed(struct counter *c);
 /* One row of a period's bulk load, read by a query that began at `epoch`. */
 void counters_bulk_row(int period, const char *key, size_t key_len,
 		       const struct metric_values *total, uint32_t epoch);
-/* Loaded keys that a Quota read since the last call: their totals are
- * re-read for other instances' increments (pinned until refreshed). */
-void counters_take_touched(struct counter_batch *batch);
+/* Loaded keys that a Quota read since they were last taken: their totals
+ * are re-read for other instances' increments (pinned until refreshed).
+ * Takes from `shard` (0 to begin) on, until the batch holds `max` keys or
+ * more; returns the shard to go on from, or -1 after the last. */
+int counters_take_touched(struct counter_batch *batch, int shard, size_t max);
 void counters_refreshed(struct counter *c, const struct metric_values *total, uint32_t epoch,
 			bool failed);
 

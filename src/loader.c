@@ -391,17 +391,23 @@ static bool claim_refresh(void)
 	return claimed;
 }
 
-/* Re-reads the totals quotas used, for other instances' increments. */
+/* Re-reads the totals quotas used, for other instances' increments: a few
+ * thousand keys at a time, so that its memory stays small. */
 static bool refresh(struct loader_thread *t)
 {
 	struct counter_batch batch = { 0 };
-	size_t done = 0;
+	size_t chunk = 4 * (size_t)config->accounting.flush_batch;
+	int shard = 0;
 
 	if (!claim_refresh())
 		return false;
-	counters_take_touched(&batch);
-	uint32_t epoch = counters_epoch();
-	if (batch.count > 0) {
+	while (shard >= 0) {
+		batch.count = 0;
+		shard = counters_take_touched(&batch, shard, chunk);
+		if (batch.count == 0)
+			continue;
+		uint32_t epoch = counters_epoch();
+		size_t done = 0;
 		rowset_fill(&t->rows, &batch);
 		select_rows(t, &done);
 		for (size_t i = 0; i < t->rows.count; i++) {

@@ -8,6 +8,7 @@
  */
 #include <check.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -306,13 +307,13 @@ START_TEST(test_refresh_replaces_flushed_totals_of_touched_keys)
 
 	periods_set_complete(period);
 	total("k", &t);
-	counters_take_touched(&touched);
+	counters_take_touched(&touched, 0, SIZE_MAX);
 	ck_assert_uint_eq(touched.count, 1);
 	counters_refreshed(touched.keys[0], &stored, counters_epoch(), false);
 	total("k", &t);
 	ck_assert_uint_eq(t.v[METRIC_COUNT], 10);
 	touched.count = 0;
-	counters_take_touched(&touched);               /* touched again by that total() */
+	counters_take_touched(&touched, 0, SIZE_MAX);               /* touched again by that total() */
 	uint32_t before = counters_epoch();
 	add("k");
 	flush(NULL);                                   /* 11 now; the refresh read before */
