@@ -16,6 +16,8 @@ CREATE TABLE IF NOT EXISTS `acct_client_address` (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS `acct_client_address_time_key`
   ON `acct_client_address` (`key`, `time`);
+CREATE INDEX IF NOT EXISTS `acct_client_address_time`
+  ON `acct_client_address` (`time`);
 
 CREATE TABLE IF NOT EXISTS `tallyd_flushes` (
   `instance` TEXT NOT NULL PRIMARY KEY,

@@ -3,7 +3,7 @@
  * socket and prints the answer:
  *
  *   tallyctl [-s SOCKET] stats | show FIELD KEY [TIME] | reset FIELD KEY [TIME]
- *                        | flush | reload
+ *                        | forget FIELD KEY | flush | reload
  *
  * Exit status: 0 when tallyd answered "ok", 1 when it answered an error, 2
  * when it could not be reached.  Single-threaded.
@@ -25,6 +25,7 @@ static void usage(FILE *out)
 		"  stats                   requests, answers, cache, flusher and database state\n"
 		"  show FIELD KEY [TIME]   the four metrics of a key (flushed + pending)\n"
 		"  reset FIELD KEY [TIME]  set a key's four metrics to zero\n"
+		"  forget FIELD KEY        read the key's SqlUserConfig config afresh\n"
 		"  flush                   write pending increments now, and wait\n"
 		"  reload                  re-read tallyd's configuration\n"
 		"  -s SOCKET               tallyd's control_socket (default " DEFAULT_SOCKET ")\n"
