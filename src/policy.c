@@ -31,45 +31,71 @@ static size_t find_end(const char *data, size_t len, size_t from)
 	return 0;
 }
 
-static enum policy_status split_lines(const struct policy_limits *limits, const char *data,
-				      size_t end, struct request *req, const char **error)
+/* The '\n' that ends the line at `line`, or NULL when none comes before
+ * stop; *eq is the line's first '=', or NULL. */
+static const char *find_line(const char *line, const char *stop, const char **eq)
 {
-	req->count = 0;
-	if (end == 1) {
-		*error = "empty request (a blank line with no attributes)";
-		return POLICY_MALFORMED;
-	}
-	const char *line = data, *stop = data + end - 1;   /* up to the final blank line */
-	while (line < stop) {
-		const char *nl = memchr(line, '\n', (size_t)(stop - line));
-		const char *eq = memchr(line, '=', (size_t)(nl - line));
-		if (eq == NULL) {
-			*error = "line without '='";
-			return POLICY_MALFORMED;
+	const char *nl = memchr(line, '\n', (size_t)(stop - line));
+
+	*eq = nl != NULL ? memchr(line, '=', (size_t)(nl - line)) : NULL;
+	return nl;
+}
+
+/* Splits the lines of data[0..len) into req, searching each line once, up to
+ * the empty line that ends the request.  Returns the offset just past that
+ * line, or 0 when data holds no end yet.  *line_error is the first malformed
+ * line's reason, or NULL; after one, the rest is only searched for the end. */
+static size_t split_request(const struct policy_limits *limits, const char *data, size_t len,
+			    struct request *req, const char **line_error)
+{
+	const char *line = data, *stop = data + len, *eq;
+	struct attribute *attrs = req->attrs;
+	size_t count = 0;
+
+	*line_error = NULL;
+	while (line < stop && *line != '\n') {
+		const char *nl = find_line(line, stop, &eq);
+		if (nl == NULL)
+			break;
+		const char *error = eq == NULL ? "line without '='"
+				  : eq == line ? "attribute with an empty name"
+				  : count == limits->max_attributes ? "too many attributes" : NULL;
+		if (error != NULL) {
+			req->count = count;
+			*line_error = error;
+			return find_end(data, len, (size_t)(nl + 1 - data));
 		}
-		if (eq == line) {
-			*error = "attribute with an empty name";
-			return POLICY_MALFORMED;
-		}
-		if (req->count == limits->max_attributes) {
-			*error = "too many attributes";
-			return POLICY_MALFORMED;
-		}
-		struct attribute *a = &req->attrs[req->count++];
+		struct attribute *a = &attrs[count++];
 		a->name = line;
 		a->name_len = (size_t)(eq - line);
 		a->value = eq + 1;
 		a->value_len = (size_t)(nl - eq - 1);
 		line = nl + 1;
 	}
-	return POLICY_REQUEST;
+	req->count = count;
+	if (line == stop || *line != '\n')
+		return 0;
+	if (line == data)
+		*line_error = "empty request (a blank line with no attributes)";
+	return (size_t)(line + 1 - data);
 }
 
+/*
+ * Most requests arrive in one read, so the first call for a request splits
+ * it while looking for its end.  When the end is not there yet, later calls
+ * search only the new bytes for it (find_end), and split the whole request
+ * once it is complete: the caller may hand over another attribute array, and
+ * its bytes may have moved, between calls, so nothing split before is kept.
+ * A malformed line is reported only once the request is complete, after the
+ * NUL and size checks, as when the request arrives in one piece.
+ */
 enum policy_status policy_parse(struct policy_parser *p, const struct policy_limits *limits,
 				const char *data, size_t len, struct request *req,
 				size_t *used, const char **error)
 {
-	size_t end = find_end(data, len, p->scanned);
+	const char *line_error = NULL;
+	size_t end = p->scanned == 0 ? split_request(limits, data, len, req, &line_error)
+				     : find_end(data, len, p->scanned);
 	size_t searched = end ? end : len;
 
 	if (memchr(data + p->scanned, '\0', searched - p->scanned) != NULL) {
@@ -84,9 +110,15 @@ enum policy_status policy_parse(struct policy_parser *p, const struct policy_lim
 		p->scanned = len;
 		return POLICY_INCOMPLETE;
 	}
+	if (p->scanned > 0)
+		split_request(limits, data, end, req, &line_error);
 	p->scanned = 0;
 	*used = end;
-	return split_lines(limits, data, end, req, error);
+	if (line_error != NULL) {
+		*error = line_error;
+		return POLICY_MALFORMED;
+	}
+	return POLICY_REQUEST;
 }
 
 const struct attribute *request_find(const struct request *req, const char *name)

@@ -3,10 +3,13 @@
  *
  * A request is "name=value\n" lines ended by an empty line; the answer is
  * "action=TEXT\n\n".  policy_parse() is incremental: call it again with the
- * same parser each time more bytes arrive; it never rescans bytes it has
- * already searched, so a client that drips a request a byte at a time costs
- * linear work.  A parsed request points into the caller's bytes: it is valid
- * until those bytes are consumed.  Pure functions; any thread.
+ * same parser each time more bytes arrive.  The first call splits what is
+ * there; later ones search only the new bytes for the end and split the
+ * request once it is complete, so a client that drips a request a byte at a
+ * time costs linear work.  Nothing but the parser is kept between calls: the
+ * bytes may move and the attribute array may change.  A parsed request points
+ * into the caller's bytes: it is valid until those bytes are consumed or
+ * moved.  Pure functions; any thread.
  */
 #ifndef TALLYD_POLICY_H
 #define TALLYD_POLICY_H
@@ -35,7 +38,7 @@ struct request {
 
 /* Where the search for the end of the current request stands. */
 struct policy_parser {
-	size_t scanned;
+	size_t scanned;            /* bytes already searched; 0: a new request */
 };
 
 enum policy_status {
