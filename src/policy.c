@@ -3,7 +3,11 @@
  * policy.h).  Stateless apart from the caller's struct policy_parser; called
  * by whichever worker thread currently owns the connection.
  */
+#include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "policy.h"
 
@@ -31,10 +35,43 @@ static size_t find_end(const char *data, size_t len, size_t from)
 	return 0;
 }
 
+#ifdef __SSE2__
+/* Bit i is set when byte i of the 32 bytes low:high is c. */
+static uint32_t bytes_equal(__m128i low, __m128i high, char c)
+{
+	const __m128i want = _mm_set1_epi8(c);
+
+	return (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(low, want)) |
+	       (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(high, want)) << 16;
+}
+#endif
+
 /* The '\n' that ends the line at `line`, or NULL when none comes before
- * stop; *eq is the line's first '=', or NULL. */
+ * stop; *eq is the line's first '=', or NULL.  Most lines of a Postfix
+ * request are shorter than 32 bytes: with SSE2 (any x86-64) one look at 32
+ * bytes finds both, for less than one memchr call costs.  A longer value
+ * takes memchr for its end; a longer name, the last 31 bytes of the data and
+ * other processors take memchr for both. */
 static const char *find_line(const char *line, const char *stop, const char **eq)
 {
+#ifdef __SSE2__
+	if (stop - line >= 32) {
+		__m128i low = _mm_loadu_si128((const __m128i *)(const void *)line);
+		__m128i high = _mm_loadu_si128((const __m128i *)(const void *)(line + 16));
+		uint32_t newlines = bytes_equal(low, high, '\n');
+		uint32_t equals = bytes_equal(low, high, '=');
+		if (newlines != 0) {
+			int len = __builtin_ctz(newlines);
+			equals &= (UINT32_C(1) << len) - 1;
+			*eq = equals != 0 ? line + __builtin_ctz(equals) : NULL;
+			return line + len;
+		}
+		if (equals != 0) {         /* a long value */
+			*eq = line + __builtin_ctz(equals);
+			return memchr(line + 32, '\n', (size_t)(stop - line - 32));
+		}
+	}
+#endif
 	const char *nl = memchr(line, '\n', (size_t)(stop - line));
 
 	*eq = nl != NULL ? memchr(line, '=', (size_t)(nl - line)) : NULL;
