@@ -158,13 +158,16 @@ enum policy_status policy_parse(struct policy_parser *p, const struct policy_lim
 	return POLICY_REQUEST;
 }
 
-const struct attribute *request_find(const struct request *req, const char *name)
+/* Names are rarely of equal length and first byte: memcmp, a call, only
+ * for those. */
+const struct attribute *request_find_len(const struct request *req, const char *name,
+					 size_t name_len)
 {
-	size_t len = strlen(name);
+	const struct attribute *a = req->attrs, *stop = req->attrs + req->count;
 
-	for (size_t i = 0; i < req->count; i++) {
-		const struct attribute *a = &req->attrs[i];
-		if (a->name_len == len && memcmp(a->name, name, len) == 0)
+	for (; a < stop; a++) {
+		if (a->name_len == name_len && a->name[0] == name[0] &&
+		    memcmp(a->name, name, name_len) == 0)
 			return a;
 	}
 	return NULL;

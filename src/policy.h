@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "buf.h"
 
@@ -55,8 +56,17 @@ enum policy_status policy_parse(struct policy_parser *p, const struct policy_lim
 				const char *data, size_t len, struct request *req,
 				size_t *used, const char **error);
 
-/* The value of attribute `name`, or NULL when the request lacks it. */
-const struct attribute *request_find(const struct request *req, const char *name);
+/* The first attribute named name[0..name_len), or NULL when the request
+ * lacks it. */
+const struct attribute *request_find_len(const struct request *req, const char *name,
+					 size_t name_len);
+
+/* The first attribute named `name`, or NULL when the request lacks it.
+ * Inline, so that the length of a literal name is known when compiling. */
+static inline const struct attribute *request_find(const struct request *req, const char *name)
+{
+	return request_find_len(req, name, strlen(name));
+}
 
 /* True when the value is missing, empty or only white space: the rule
  * mtpolicyd uses to skip a field. */

@@ -326,6 +326,25 @@ START_TEST(test_long_and_short_lines_and_empty_values)
 }
 END_TEST
 
+START_TEST(test_find_returns_the_first_attribute_of_exactly_that_name)
+{
+	const char *text = "sizes=1\nsize=2\nsize=3\nsiZe=4\nrecipient=a\n\n";
+	size_t used;
+	const char *error;
+	char config_name[] = "size";     /* not a literal: its length is not known */
+
+	ck_assert_int_eq(parse_once(text, strlen(text), &used, &error), POLICY_REQUEST);
+	ck_assert_ptr_eq(request_find(&req, "size"), &req.attrs[1]);
+	ck_assert_ptr_eq(request_find(&req, config_name), &req.attrs[1]);
+	ck_assert_ptr_eq(request_find(&req, "sizes"), &req.attrs[0]);
+	ck_assert_ptr_eq(request_find_len(&req, "sizes", 4), &req.attrs[1]);
+	ck_assert_ptr_null(request_find(&req, "siz"));
+	ck_assert_ptr_null(request_find(&req, "SIZE"));
+	ck_assert_ptr_null(request_find(&req, ""));
+	ck_assert_ptr_eq(request_find(&req, "recipient"), &req.attrs[4]);
+}
+END_TEST
+
 START_TEST(test_blank_means_missing_empty_or_white_space)
 {
 	const char *text = "a=\nb=  \t\nc= x \n\n";
@@ -383,6 +402,7 @@ static Suite *policy_suite(void)
 	tcase_add_test(tc, test_line_errors_are_the_same_wherever_the_request_is_split);
 	tcase_add_test(tc, test_bad_line_waits_for_the_end_of_its_request);
 	tcase_add_test(tc, test_long_and_short_lines_and_empty_values);
+	tcase_add_test(tc, test_find_returns_the_first_attribute_of_exactly_that_name);
 	tcase_add_test(tc, test_blank_means_missing_empty_or_white_space);
 	tcase_add_test(tc, test_answer_is_action_line_and_blank_line);
 	tcase_add_test(tc, test_action_text_must_be_one_nonempty_line);
