@@ -372,6 +372,31 @@ START_TEST(test_answer_is_action_line_and_blank_line)
 }
 END_TEST
 
+START_TEST(test_answers_append_as_the_buffer_grows_and_moves)
+{
+	struct buf out, expected;
+	char action[600];
+
+	buf_init(&out);
+	buf_init(&expected);
+	for (size_t n = 1; n < sizeof(action); n += 37) {
+		memset(action, 'a' + n % 26, n);
+		action[n] = '\0';
+		policy_write_answer(&out, action);
+		buf_printf(&expected, "action=%s\n\n", action);
+		if (n % 3 == 0) {      /* as written answers leave the front */
+			buf_consume(&out, 5);
+			buf_consume(&expected, 5);
+		}
+	}
+	ck_assert_uint_eq(buf_size(&out), buf_size(&expected));
+	ck_assert(memcmp(buf_head(&out), buf_head(&expected), buf_size(&out)) == 0);
+	ck_assert_int_eq(out.data[out.len], '\0');
+	buf_free(&out);
+	buf_free(&expected);
+}
+END_TEST
+
 START_TEST(test_action_text_must_be_one_nonempty_line)
 {
 	ck_assert(policy_action_is_valid("defer_if_permit quota service unavailable"));
@@ -405,6 +430,7 @@ static Suite *policy_suite(void)
 	tcase_add_test(tc, test_find_returns_the_first_attribute_of_exactly_that_name);
 	tcase_add_test(tc, test_blank_means_missing_empty_or_white_space);
 	tcase_add_test(tc, test_answer_is_action_line_and_blank_line);
+	tcase_add_test(tc, test_answers_append_as_the_buffer_grows_and_moves);
 	tcase_add_test(tc, test_action_text_must_be_one_nonempty_line);
 	suite_add_tcase(s, tc);
 	return s;
