@@ -1,7 +1,8 @@
 /*
  * check_policy.c: the policy protocol parser and answer writer — requests
  * split at every byte, pipelined requests, limits, and every kind of
- * malformed input DESIGN.md section 2 names.
+ * malformed input DESIGN.md section 2 names — and how answers are counted
+ * (stats_classify).
  */
 #include <check.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "policy.h"
+#include "stats.h"
 #include "unit.h"
 
 #define REQUEST "request=smtpd_access_policy\nprotocol_state=END-OF-MESSAGE\n" \
@@ -397,6 +399,29 @@ START_TEST(test_answers_append_as_the_buffer_grows_and_moves)
 }
 END_TEST
 
+START_TEST(test_answers_are_counted_by_their_first_word_in_any_case)
+{
+	ck_assert_int_eq(stats_classify("dunno"), ACTION_DUNNO);
+	ck_assert_int_eq(stats_classify("OK"), ACTION_OK);
+	ck_assert_int_eq(stats_classify("Defer_If_Permit quota service unavailable"),
+			 ACTION_DEFER_IF_PERMIT);
+	ck_assert_int_eq(stats_classify("defer_if_reject\tlater"), ACTION_DEFER_IF_REJECT);
+	ck_assert_int_eq(stats_classify("DEFER you exceeded your monthly limit"), ACTION_DEFER);
+	ck_assert_int_eq(stats_classify("reject"), ACTION_REJECT);
+	ck_assert_int_eq(stats_classify("hold"), ACTION_HOLD);
+	ck_assert_int_eq(stats_classify("discard spam"), ACTION_DISCARD);
+	ck_assert_int_eq(stats_classify("450 4.7.1 try later"), ACTION_DEFER);
+	ck_assert_int_eq(stats_classify("554 5.7.1 no"), ACTION_REJECT);
+	ck_assert_int_eq(stats_classify("4500 no"), ACTION_OTHER);
+	ck_assert_int_eq(stats_classify("defe"), ACTION_OTHER);
+	ck_assert_int_eq(stats_classify("deferred"), ACTION_OTHER);
+	ck_assert_int_eq(stats_classify("okay"), ACTION_OTHER);
+	ck_assert_int_eq(stats_classify("prepend X-Header: 1"), ACTION_OTHER);
+	ck_assert_int_eq(stats_classify(""), ACTION_OTHER);
+	ck_assert_int_eq(stats_classify(" dunno"), ACTION_OTHER);
+}
+END_TEST
+
 START_TEST(test_action_text_must_be_one_nonempty_line)
 {
 	ck_assert(policy_action_is_valid("defer_if_permit quota service unavailable"));
@@ -431,6 +456,7 @@ static Suite *policy_suite(void)
 	tcase_add_test(tc, test_blank_means_missing_empty_or_white_space);
 	tcase_add_test(tc, test_answer_is_action_line_and_blank_line);
 	tcase_add_test(tc, test_answers_append_as_the_buffer_grows_and_moves);
+	tcase_add_test(tc, test_answers_are_counted_by_their_first_word_in_any_case);
 	tcase_add_test(tc, test_action_text_must_be_one_nonempty_line);
 	suite_add_tcase(s, tc);
 	return s;
