@@ -32,28 +32,56 @@ static uint64_t multiply_saturating(uint64_t a, uint64_t b)
 	return b != 0 && a > UINT64_MAX / b ? UINT64_MAX : a * b;
 }
 
-/* The leading decimal digits of an attribute, as Perl would read them. */
-static uint64_t attribute_number(const struct request *req, const char *name)
+/* The leading decimal digits of an attribute, as Perl would read them; 0
+ * when it is missing. */
+static uint64_t attribute_number(const struct attribute *a)
 {
-	const struct attribute *a = request_find(req, name);
 	uint64_t n = 0;
 
 	if (a == NULL)
 		return 0;
-	for (size_t i = 0; i < a->value_len && a->value[i] >= '0' && a->value[i] <= '9'; i++)
-		n = add_saturating(multiply_saturating(n, 10), (uint64_t)(a->value[i] - '0'));
+	for (size_t i = 0; i < a->value_len; i++) {
+		unsigned digit = (unsigned)(unsigned char)a->value[i] - '0';
+		if (digit > 9)
+			break;
+		bool overflows = n > UINT64_MAX / 10 ||
+				 (n == UINT64_MAX / 10 && digit > UINT64_MAX % 10);
+		n = overflows ? UINT64_MAX : n * 10 + digit;
+	}
 	return n;
 }
 
+/* Inlined: strlen of the literal names below costs nothing. */
+static bool is_named(const struct attribute *a, const char *name)
+{
+	return a->name_len == strlen(name) && memcmp(a->name, name, a->name_len) == 0;
+}
+
+/* One scan for both attributes, each the first of its name, as
+ * request_find() would return it; most names differ in length, which is
+ * compared first. */
 void metrics_of_request(const struct request *req, struct metric_values *out)
 {
-	uint64_t recipients = attribute_number(req, "recipient_count");
-	uint64_t size = attribute_number(req, "size");
+	const struct attribute *a = req->attrs, *stop = req->attrs + req->count;
+	const struct attribute *recipient_count = NULL, *size = NULL;
+
+	for (; a < stop; a++) {
+		if (is_named(a, "recipient_count") && recipient_count == NULL)
+			recipient_count = a;
+		else if (is_named(a, "size") && size == NULL)
+			size = a;
+		else
+			continue;
+		if (recipient_count != NULL && size != NULL)
+			break;
+	}
+	uint64_t recipients = attribute_number(recipient_count);
+	uint64_t bytes = attribute_number(size);
 
 	out->v[METRIC_COUNT] = 1;
 	out->v[METRIC_COUNT_RCPT] = recipients ? recipients : 1;
-	out->v[METRIC_SIZE] = size;
-	out->v[METRIC_SIZE_RCPT] = recipients ? multiply_saturating(size, recipients) : size;
+	out->v[METRIC_SIZE] = bytes;
+	out->v[METRIC_SIZE_RCPT] = recipients ? multiply_saturating(bytes, recipients) : bytes;
 }
 
 void metrics_add(struct metric_values *a, const struct metric_values *b)

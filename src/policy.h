@@ -3,16 +3,20 @@
  *
  * A request is "name=value\n" lines ended by an empty line; the answer is
  * "action=TEXT\n\n".  policy_parse() is incremental: call it again with the
- * same parser each time more bytes arrive; it never rescans bytes it has
- * already searched, so a client that drips a request a byte at a time costs
- * linear work.  A parsed request points into the caller's bytes: it is valid
- * until those bytes are consumed.  Pure functions; any thread.
+ * same parser each time more bytes arrive.  The first call splits what is
+ * there; later ones search only the new bytes for the end and split the
+ * request once it is complete, so a client that drips a request a byte at a
+ * time costs linear work.  Nothing but the parser is kept between calls: the
+ * bytes may move and the attribute array may change.  A parsed request points
+ * into the caller's bytes: it is valid until those bytes are consumed or
+ * moved.  Pure functions; any thread.
  */
 #ifndef TALLYD_POLICY_H
 #define TALLYD_POLICY_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "buf.h"
 
@@ -35,7 +39,7 @@ struct request {
 
 /* Where the search for the end of the current request stands. */
 struct policy_parser {
-	size_t scanned;
+	size_t scanned;            /* bytes already searched; 0: a new request */
 };
 
 enum policy_status {
@@ -52,8 +56,17 @@ enum policy_status policy_parse(struct policy_parser *p, const struct policy_lim
 				const char *data, size_t len, struct request *req,
 				size_t *used, const char **error);
 
-/* The value of attribute `name`, or NULL when the request lacks it. */
-const struct attribute *request_find(const struct request *req, const char *name);
+/* The first attribute named name[0..name_len), or NULL when the request
+ * lacks it. */
+const struct attribute *request_find_len(const struct request *req, const char *name,
+					 size_t name_len);
+
+/* The first attribute named `name`, or NULL when the request lacks it.
+ * Inline, so that the length of a literal name is known when compiling. */
+static inline const struct attribute *request_find(const struct request *req, const char *name)
+{
+	return request_find_len(req, name, strlen(name));
+}
 
 /* True when the value is missing, empty or only white space: the rule
  * mtpolicyd uses to skip a field. */

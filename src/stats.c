@@ -3,9 +3,9 @@
  * before any thread counts and never moves; each slot has one writer, and
  * readers (the admin thread) sum them with relaxed loads.
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "log.h"
 #include "stats.h"
@@ -48,19 +48,40 @@ struct stats_slot *stats_mine(void)
 	return &slots[my_slot];
 }
 
+static bool ends_word(char c)
+{
+	return c == '\0' || c == ' ' || c == '\t';
+}
+
+/* True when the first word of `action` is `name` (lower case), ignoring
+ * ASCII case as strncasecmp() does in the C locale.  No library calls and
+ * no strlen: this runs for every answer. */
+static bool first_word_is(const char *action, const char *name)
+{
+	size_t i = 0;
+
+	for (; name[i] != '\0'; i++) {
+		unsigned char c = (unsigned char)action[i];
+		if (c >= 'A' && c <= 'Z')
+			c += 'a' - 'A';
+		if (c != (unsigned char)name[i])
+			return false;
+	}
+	return ends_word(action[i]);
+}
+
 enum stats_action stats_classify(const char *action)
 {
-	size_t word = strcspn(action, " \t");
-
 	for (int i = 0; i < ACTION_OTHER; i++) {
-		if (strlen(stats_action_names[i]) == word &&
-		    strncasecmp(action, stats_action_names[i], word) == 0)
+		if (first_word_is(action, stats_action_names[i]))
 			return (enum stats_action)i;
 	}
 	/* "450 4.7.1 text" and "550 ..." answers: a deferral or a rejection */
-	if (action[0] == '4' && word == 3)
+	bool three_characters = !ends_word(action[0]) && !ends_word(action[1]) &&
+				!ends_word(action[2]) && ends_word(action[3]);
+	if (action[0] == '4' && three_characters)
 		return ACTION_DEFER;
-	if (action[0] == '5' && word == 3)
+	if (action[0] == '5' && three_characters)
 		return ACTION_REJECT;
 	return ACTION_OTHER;
 }

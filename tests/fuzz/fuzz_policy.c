@@ -2,7 +2,10 @@
  * fuzz_policy.c: libFuzzer target for the request parser (policy.c).
  *
  * The input's first byte picks the chunk sizes in which the rest is
- * delivered, as a worker receives it over reads.  Checked on every request:
+ * delivered, as a worker receives it over reads; each read gets the unparsed
+ * bytes in a new buffer of their exact size and the other of two attribute
+ * arrays, since between reads the buffer may move and another worker may
+ * take the connection.  Checked on every request:
  * it lies inside the buffer, names hold no '=' or newline, values no
  * newline, sizes and counts stay within the limits, and parsing the same
  * bytes in one piece gives the same requests and the same final status.
@@ -59,25 +62,29 @@ static void check_request(const struct request *req, const char *data, size_t us
 /* Parses data[0..len) given `step` bytes at a time (0: all at once). */
 static struct outcome parse(const char *data, size_t len, size_t step)
 {
-	struct attribute attrs[MAX_ATTRIBUTES];
-	struct request req = { .attrs = attrs };
+	struct attribute attrs[2][MAX_ATTRIBUTES];
+	struct request reqs[2] = { { .attrs = attrs[0] }, { .attrs = attrs[1] } };
 	struct policy_parser parser;
 	struct outcome out = { 0 };
-	size_t start = 0, have = step ? (step < len ? step : len) : len;
+	size_t start = 0, have = step ? (step < len ? step : len) : len, reads = 0;
 	size_t used;
 	const char *error;
 
 	policy_parser_reset(&parser);
 	for (;;) {
-		out.last = policy_parse(&parser, &limits, data + start, have - start, &req, &used,
-					&error);
+		struct request *req = &reqs[reads++ % 2];
+		char *bytes = malloc(have > start ? have - start : 1);
+		memcpy(bytes, data + start, have - start);
+		out.last = policy_parse(&parser, &limits, bytes, have - start, req, &used, &error);
 		if (out.last == POLICY_REQUEST) {
 			check(used > 0 && start + used <= have);
-			check_request(&req, data + start, used, &out);
+			check_request(req, bytes, used, &out);
 			out.requests++;
 			start += used;
-			continue;
 		}
+		free(bytes);
+		if (out.last == POLICY_REQUEST)
+			continue;
 		if (out.last == POLICY_MALFORMED) {
 			check(error != NULL);
 			return out;

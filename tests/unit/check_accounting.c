@@ -112,6 +112,30 @@ START_TEST(test_metrics_saturate_instead_of_wrapping)
 }
 END_TEST
 
+START_TEST(test_metrics_saturate_exactly_at_the_largest_number)
+{
+	const char *below[] = { "size=18446744073709551614", NULL };
+	const char *at[] = { "size=18446744073709551615", NULL };
+	const char *above[] = { "size=18446744073709551616", NULL };
+
+	ck_assert_uint_eq(metrics_of(below).v[METRIC_SIZE], UINT64_MAX - 1);
+	ck_assert_uint_eq(metrics_of(at).v[METRIC_SIZE], UINT64_MAX);
+	ck_assert_uint_eq(metrics_of(above).v[METRIC_SIZE], UINT64_MAX);
+}
+END_TEST
+
+START_TEST(test_metrics_take_the_first_of_repeated_attributes)
+{
+	const char *pairs[] = { "sizes=7", "size=10", "recipient_count=2", "size=20",
+				"recipient_count=5", "recipient_counts=9", NULL };
+	struct metric_values m = metrics_of(pairs);
+
+	ck_assert_uint_eq(m.v[METRIC_COUNT_RCPT], 2);
+	ck_assert_uint_eq(m.v[METRIC_SIZE], 10);
+	ck_assert_uint_eq(m.v[METRIC_SIZE_RCPT], 20);
+}
+END_TEST
+
 START_TEST(test_metric_names)
 {
 	ck_assert_int_eq(metric_parse("count"), METRIC_COUNT);
@@ -489,6 +513,8 @@ static Suite *accounting_suite(void)
 	tcase_add_test(arithmetic, test_metrics_recipient_count_zero_or_empty_counts_as_one);
 	tcase_add_test(arithmetic, test_metrics_read_numbers_like_perl);
 	tcase_add_test(arithmetic, test_metrics_saturate_instead_of_wrapping);
+	tcase_add_test(arithmetic, test_metrics_saturate_exactly_at_the_largest_number);
+	tcase_add_test(arithmetic, test_metrics_take_the_first_of_repeated_attributes);
 	tcase_add_test(arithmetic, test_metric_names);
 	tcase_add_test(arithmetic, test_time_key_is_local_strftime);
 	tcase_add_test(arithmetic, test_time_key_too_long_or_empty_is_refused);
