@@ -103,7 +103,14 @@ void chain_start(struct chain_state *state)
 	*state = (struct chain_state){ .next = 0, .may_wait = true };
 }
 
-/* Counts one run of a plugin in the calling thread's slot. */
+/* Plugin run times are measured on one request in TIMED_EVERY per thread
+ * and counted that many times: reading the clock around every plugin cost
+ * more than some plugins do. */
+#define TIMED_EVERY 16
+static _Thread_local unsigned timing_turn;
+
+/* Counts one run of a plugin in the calling thread's slot; `nanoseconds`
+ * is 0 on a request that is not timed. */
 static void count_run(const struct plugin *plugin, int slot, enum plugin_result result,
 		      int64_t nanoseconds)
 {
@@ -112,7 +119,8 @@ static void count_run(const struct plugin *plugin, int slot, enum plugin_result 
 	if (plugin->stats == NULL)
 		return;
 	mine = &plugin->stats[slot];
-	stats_bump(&mine->nanoseconds, (uint64_t)nanoseconds);
+	if (nanoseconds > 0)
+		stats_bump(&mine->nanoseconds, (uint64_t)nanoseconds * TIMED_EVERY);
 	if (result == PLUGIN_WAIT) {
 		stats_bump(&mine->waits, 1);
 		return;                       /* the call counts when it ends */
@@ -132,11 +140,12 @@ const char *chain_run(const struct vhost *vhost, const struct request *request,
 		return "dunno";
 	if (vhost->stats && state->next == 0)
 		stats_bump(&vhost->stats[slot].calls, 1);
-	int64_t then = clock_ns();
+	bool timed = ++timing_turn % TIMED_EVERY == 0;
+	int64_t then = timed ? clock_ns() : 0;
 	for (; state->next < vhost->plugin_count; state->next++) {
 		const struct plugin *plugin = vhost->plugins[state->next];
 		enum plugin_result result = plugin->module->run(plugin, &call);
-		int64_t now = clock_ns();
+		int64_t now = timed ? clock_ns() : 0;
 		count_run(plugin, slot, result, now - then);
 		then = now;
 		if (result == PLUGIN_WAIT) {

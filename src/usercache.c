@@ -7,9 +7,9 @@
  * preload schedule.  An entry that is queued or being refreshed is in the
  * loader's queue and is never freed until the loader answered it.
  *
- * Memory: an entry is its struct (24 bytes and the key) and a bucket
- * pointer; a key without config has no session.  Entries do not store
- * their hash: chains are short and the key is compared directly.
+ * Memory: an entry is its struct (28 bytes and the key: the allocation
+ * size of a counter delta for keys up to 20 bytes) and a bucket pointer; a
+ * key without config has no session.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -38,6 +38,7 @@ enum {
 struct user_config {
 	struct user_config *next;
 	struct session *values;         /* NULL: no config */
+	uint32_t hash;                  /* of the folded key: most mismatches end here */
 	uint32_t expires;               /* DONE: fresh until; FAILED: retry at (clock seconds);
 	                                   PRELOADED: the preload's generation */
 	uint8_t key_len;
@@ -165,7 +166,11 @@ static uint64_t folded_word(const char *key, size_t len, size_t at)
 {
 	uint64_t x = 0;
 
-	memcpy(&x, key + at, len - at < 8 ? len - at : 8);
+	if (len - at >= 8)
+		memcpy(&x, key + at, 8);
+	else
+		for (size_t k = 0; at + k < len; k++)
+			x |= (uint64_t)(unsigned char)key[at + k] << (8 * k);
 	uint64_t low7 = x & 0x7f7f7f7f7f7f7f7fULL;
 	uint64_t above_z = low7 + 0x2525252525252525ULL;   /* high bit set when > 'Z' */
 	uint64_t from_a = low7 + 0x3f3f3f3f3f3f3f3fULL;    /* high bit set when >= 'A' */
@@ -183,9 +188,10 @@ static uint64_t key_hash(int query, const char *key, size_t len)
 	return hash_finish(hash_mix(h, len));
 }
 
-static bool same_key(const struct user_config *e, int query, const char *key, size_t len)
+static bool same_key(const struct user_config *e, uint64_t hash, int query, const char *key,
+		     size_t len)
 {
-	if (e->query != query)
+	if (e->hash != (uint32_t)hash || e->query != query)
 		return false;
 	size_t a = trimmed_length(e->key, e->key_len), b = trimmed_length(key, len);
 	if (a != b)
@@ -197,9 +203,11 @@ static bool same_key(const struct user_config *e, int query, const char *key, si
 	return true;
 }
 
+/* Bits 24..29 pick the shard, the low bits the bucket: the entry keeps
+ * the low 32 bits, which is enough for both. */
 static struct shard *shard_of(uint64_t hash)
 {
-	return &shards[(hash >> 32) % SHARD_COUNT];
+	return &shards[(hash >> 24) % SHARD_COUNT];
 }
 
 static struct user_config **bucket_of(struct shard *s, uint64_t hash)
@@ -217,7 +225,7 @@ static void grow(struct shard *s)
 	for (size_t b = 0; b < old_count; b++) {
 		for (struct user_config *e = old[b], *next; e; e = next) {
 			next = e->next;
-			struct user_config **head = bucket_of(s, key_hash(e->query, e->key, e->key_len));
+			struct user_config **head = bucket_of(s, e->hash);
 			e->next = *head;
 			*head = e;
 		}
@@ -230,7 +238,7 @@ static struct user_config *find(struct shard *s, uint64_t hash, int query, const
 {
 	struct user_config *e = *bucket_of(s, hash);
 
-	while (e && !same_key(e, query, key, len))
+	while (e && !same_key(e, hash, query, key, len))
 		e = e->next;
 	return e;
 }
@@ -241,6 +249,7 @@ static struct user_config *create(struct shard *s, uint64_t hash, int query, con
 	struct user_config *e = xcalloc(1, offsetof(struct user_config, key) + len);
 	struct user_config **head = bucket_of(s, hash);
 
+	e->hash = (uint32_t)hash;
 	e->query = (uint8_t)query;
 	e->key_len = (uint8_t)len;
 	memcpy(e->key, key, len);
@@ -363,7 +372,7 @@ static struct session *parse(int query, const char *key, size_t key_len, const c
 
 static struct shard *shard_of_entry(const struct user_config *e)
 {
-	return shard_of(key_hash(e->query, e->key, e->key_len));
+	return shard_of(e->hash);
 }
 
 void usercache_loaded(struct user_config *e, bool found, const char *text, size_t len)

@@ -22,6 +22,7 @@
 
 struct accounting_field {
 	char *name;
+	size_t name_len;
 	int table;                 /* tables_register() id of table_prefix + name */
 };
 
@@ -63,6 +64,7 @@ static int add_field(struct accounting_settings *a, const char *name, const char
 	}
 	a->list = xrealloc(a->list, (a->count + 1) * sizeof(*a->list));
 	a->list[a->count].name = xstrdup(name);
+	a->list[a->count].name_len = strlen(name);
 	a->list[a->count].table = table;
 	a->count++;
 	return 0;
@@ -104,11 +106,12 @@ static enum plugin_result accounting_run(const struct plugin *plugin, struct plu
 		return PLUGIN_NEXT;
 	metrics_of_request(call->request, &delta);
 	for (size_t i = 0; i < a->count; i++) {
-		const struct attribute *key = request_find(call->request, a->list[i].name);
+		const struct accounting_field *f = &a->list[i];
+		const struct attribute *key = request_find_len(call->request, f->name, f->name_len);
 		if (attribute_is_blank(key))
 			continue;
-		int period = periods_now(a->list[i].table, a->time_pattern);
-		if (!plugin_key_is_storable(plugin, a->list[i].name, key, period))
+		int period = periods_now(f->table, a->time_pattern);
+		if (!plugin_key_is_storable(plugin, f->name, key, period))
 			continue;
 		uint32_t take = counters_add(period, key->value, key->value_len, &delta);
 		journal_record(take, period, key->value, key->value_len, &delta);

@@ -41,6 +41,7 @@ struct quota_settings {
 	char *uc_metric;
 	char *on_db_error;
 	int table;                 /* table of the configured field */
+	size_t field_len;
 };
 
 #define SETTING(field) offsetof(struct quota_settings, field)
@@ -90,6 +91,7 @@ static int quota_setup(struct plugin *plugin, const config_setting_t *where,
 		return 1;
 	}
 	tables_set_read(q->table);
+	q->field_len = strlen(q->field);
 	return 0;
 }
 
@@ -122,7 +124,8 @@ static enum plugin_result quota_run(const struct plugin *plugin, struct plugin_c
 	const char *action = session_uc_text(session, plugin_uc(q->uc_action), q->action,
 					     policy_action_is_valid, name, "action");
 
-	const struct attribute *key = request_find(call->request, field);
+	const struct attribute *key = request_find_len(call->request, field,
+						       field == q->field ? q->field_len : strlen(field));
 	if (attribute_is_blank(key))
 		return PLUGIN_NEXT;
 	int table = table_for(q, field);

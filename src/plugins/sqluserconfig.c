@@ -25,6 +25,7 @@ struct sqluserconfig_settings {
 	char *sql_query;
 	char *preload_query;
 	char *field;
+	size_t field_len;
 	int query;                 /* usercache_query() id */
 };
 
@@ -59,6 +60,7 @@ static int sqluserconfig_setup(struct plugin *plugin, const config_setting_t *wh
 {
 	struct sqluserconfig_settings *u = plugin->settings;
 
+	u->field_len = strlen(u->field);
 	u->query = usercache_query(u->sql_query, u->preload_query, u->field);
 	if (u->query < 0) {
 		config_error(errors, where, "plugin '%s': too many different sql_query texts",
@@ -71,7 +73,7 @@ static int sqluserconfig_setup(struct plugin *plugin, const config_setting_t *wh
 static enum plugin_result sqluserconfig_run(const struct plugin *plugin, struct plugin_call *call)
 {
 	const struct sqluserconfig_settings *u = plugin->settings;
-	const struct attribute *key = request_find(call->request, u->field);
+	const struct attribute *key = request_find_len(call->request, u->field, u->field_len);
 	bool found;
 
 	if (attribute_is_blank(key)) {
