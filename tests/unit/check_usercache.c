@@ -44,10 +44,11 @@ static enum lookup lookup(int q, const char *key, bool *found)
 	return usercache_lookup(q, key, strlen(key), true, &session, found, &ticket);
 }
 
-/* The user configs the loader was asked for since the last call. */
+/* The user configs the loader was asked for since the last call (what
+ * `work` held is freed first). */
 static size_t take_queued(struct loader_work *work)
 {
-	memset(work, 0, sizeof(*work));
+	loader_work_free(work);
 	loader_take(work);
 	return work->config_count;
 }
@@ -61,7 +62,7 @@ static const char *value(const char *name)
 
 START_TEST(test_miss_is_queued_once_and_answered_with_its_config)
 {
-	struct loader_work work;
+	struct loader_work work = { 0 };
 	bool found;
 
 	ck_assert_int_eq(lookup(query, "a@example.org", &found), LOOKUP_WAIT);
@@ -77,7 +78,7 @@ END_TEST
 
 START_TEST(test_no_row_and_bad_json_are_cached_as_no_config)
 {
-	struct loader_work work;
+	struct loader_work work = { 0 };
 	bool found;
 
 	lookup(query, "none", &found);
@@ -95,7 +96,7 @@ END_TEST
 
 START_TEST(test_failed_load_is_not_waited_for_after_the_deadline)
 {
-	struct loader_work work;
+	struct loader_work work = { 0 };
 	uint64_t ticket;
 	bool found;
 
@@ -110,7 +111,7 @@ END_TEST
 
 START_TEST(test_stale_config_is_served_while_one_refresh_runs)
 {
-	struct loader_work work, refresh;
+	struct loader_work work = { 0 }, refresh = { 0 };
 	bool found;
 
 	usercache_free_all();
@@ -124,7 +125,6 @@ START_TEST(test_stale_config_is_served_while_one_refresh_runs)
 	while (take_queued(&refresh) == 0 && clock_ms() < give_up) {
 		ck_assert_int_eq(lookup(query, "k", &found), LOOKUP_FOUND);
 		ck_assert_str_eq(value("quota_count"), "1");
-		loader_work_free(&refresh);
 	}
 	ck_assert_uint_eq(refresh.config_count, 1);
 	ck_assert_int_eq(lookup(query, "k", &found), LOOKUP_FOUND);   /* one refresh only */
@@ -140,7 +140,7 @@ END_TEST
 START_TEST(test_preloaded_mapping_answers_absent_keys_without_entries)
 {
 	struct usercache_stats stats;
-	struct loader_work work;
+	struct loader_work work = { 0 };
 	const char *sql;
 	bool found;
 	int q = usercache_query(SQL, PRELOAD, "sender");
@@ -188,7 +188,7 @@ END_TEST
 
 START_TEST(test_forget_makes_the_next_lookup_read_afresh)
 {
-	struct loader_work work;
+	struct loader_work work = { 0 };
 	bool found;
 
 	lookup(query, "k", &found);
@@ -205,7 +205,7 @@ END_TEST
 
 START_TEST(test_keys_ignore_ascii_case_and_trailing_spaces)
 {
-	struct loader_work work;
+	struct loader_work work = { 0 };
 	bool found;
 
 	lookup(query, "Alice@Example.org", &found);
