@@ -41,7 +41,8 @@ enum outcome { WRITTEN, NOT_WRITTEN, UNKNOWN };
 
 struct flusher {
 	const struct config *config;
-	struct store *store;            /* NULL while disconnected */
+	struct store_link link;         /* the connection, reopened when lost */
+	struct store *store;            /* link.store, when connected */
 	int ensured_tables;             /* tables [0, n) exist on this connection */
 	struct counter_batch batch;     /* keys in flight: written, or to retry */
 	struct rowset written;          /* the batch as rows, sorted */
@@ -51,8 +52,6 @@ struct flusher {
 	uint32_t last_take;             /* counters_take_pending() number of the batch */
 	uint64_t unknown_seq;           /* a COMMIT of unknown outcome, or 0 ... */
 	uint32_t unknown_take;          /* ... and the take it carried */
-	int64_t next_connect;           /* ms; backoff while the database is away */
-	int64_t backoff;                /* ms */
 	int64_t last_complaint;         /* ms; failed flushes are logged once a minute */
 	int64_t next_snapshot;          /* ms; 0: at the first chance */
 };
@@ -103,14 +102,6 @@ static void complain(struct flusher *f, const char *what, const char *why)
 
 /* ------------------------------------------------------------- connection */
 
-static void disconnect(struct flusher *f)
-{
-	if (f->store) {
-		f->store->ops->close(f->store);
-		f->store = NULL;
-	}
-}
-
 /* Creates the tables registered since the last call (DDL: no transaction). */
 static void ensure_tables(struct flusher *f)
 {
@@ -124,26 +115,15 @@ static void ensure_tables(struct flusher *f)
 	}
 }
 
+/* A connection, with the flusher's tables on it; false while the database
+ * is away. */
 static bool connect_store(struct flusher *f)
 {
-	char error[512];
-
-	if (f->store)
-		return true;
-	/* back off while the database is known to be away; once a worker's
-	 * lookup got through, try at once */
-	if (clock_ms() < f->next_connect && store_is_down())
-		return false;
-	f->store = store_open(&f->config->database, error, sizeof(error));
-	if (f->store == NULL) {
-		note_failure("connecting to the database", error);
-		store_outage_begin(error);       /* logs the outage, once */
-		f->backoff = f->backoff ? (f->backoff * 2 > 5000 ? 5000 : f->backoff * 2) : 250;
-		f->next_connect = clock_ms() + f->backoff;
-		return false;
-	}
-	store_outage_end();
-	f->backoff = 0;
+	f->store = store_link_open(&f->link);
+	if (f->link.just_failed)
+		note_failure("connecting to the database", f->link.error);
+	if (f->store == NULL || !f->link.just_opened)
+		return f->store != NULL;
 	f->ensured_tables = 0;
 	if (f->store->ops->ensure_sequence_table(f->store) != STORE_OK)
 		log_warning("cannot create tallyd_flushes: %s", f->store->error);
@@ -155,8 +135,8 @@ static bool connect_store(struct flusher *f)
  * outage: which one, the next connection attempt tells). */
 static void lost(struct flusher *f, const char *what)
 {
-	log_info("%s: database connection lost: %s", what, f->store->error);
-	disconnect(f);
+	store_link_lost(&f->link, "flusher", what);
+	f->store = NULL;
 }
 
 /* ------------------------------------------------------------------ batches */
@@ -459,6 +439,7 @@ int flusher_start(const struct config *config, struct journal_replay *replay)
 	memset(&flusher, 0, sizeof(flusher));
 	memset(&shared_status, 0, sizeof(shared_status));
 	flusher.config = config;
+	flusher.link.config = &config->database;
 	if (replay) {            /* a flush of unknown outcome from the last run */
 		flusher.batch = replay->in_flight;
 		flusher.unknown_seq = replay->unknown_seq;
@@ -522,7 +503,7 @@ void flusher_stop(void)
 	pthread_cond_broadcast(&control_changed);
 	pthread_mutex_unlock(&control_lock);
 	pthread_join(thread, NULL);
-	disconnect(&flusher);
+	store_link_close(&flusher.link);
 	counter_batch_free(&flusher.batch);
 	rowset_free(&flusher.written);
 	rowset_free(&flusher.read_back);

@@ -30,9 +30,8 @@
 
 struct loader_thread {
 	pthread_t thread;
-	struct store *store;            /* NULL while disconnected */
-	int64_t next_connect;           /* ms; backoff while the database is away */
-	int64_t backoff;                /* ms */
+	struct store_link link;         /* the connection, reopened when lost */
+	struct store *store;            /* link.store, when connected */
 	struct rowset rows;
 	struct store_lookup lookups[STORE_BATCH_MAX];
 };
@@ -123,44 +122,24 @@ static void count(uint64_t *counter, uint64_t n)
 
 /* ------------------------------------------------------------- connection */
 
-static void disconnect(struct loader_thread *t)
-{
-	if (t->store) {
-		t->store->ops->close(t->store);
-		t->store = NULL;
-	}
-}
-
-/* A connection, or false while the database is away (one attempt per
- * backoff period, doubling up to 5 s). */
+/* A connection; false while the database is away.  A failed attempt
+ * makes failed entries wait for the next one (loader_may_retry). */
 static bool connect_store(struct loader_thread *t)
 {
-	char error[512];
-
-	if (t->store)
-		return true;
-	if (clock_ms() < t->next_connect && store_is_down())
-		return false;
-	t->store = store_open(&config->database, error, sizeof(error));
-	if (t->store == NULL) {
-		store_outage_begin(error);
-		t->backoff = t->backoff ? (t->backoff * 2 > 5000 ? 5000 : t->backoff * 2) : 250;
-		t->next_connect = clock_ms() + t->backoff;
-		atomic_store(&retry_at, t->next_connect);
+	t->store = store_link_open(&t->link);
+	if (t->link.just_failed) {
+		atomic_store(&retry_at, t->link.next_attempt);
 		count(&status.failures, 1);
-		return false;
 	}
-	store_outage_end();
-	t->backoff = 0;
-	return true;
+	return t->store != NULL;
 }
 
 /* After a statement reported STORE_LOST: the server closed an idle
  * connection or went away; a new connection tells which. */
 static void lost(struct loader_thread *t, const char *what)
 {
-	log_info("loader: %s: database connection lost: %s", what, t->store->error);
-	disconnect(t);
+	store_link_lost(&t->link, "loader", what);
+	t->store = NULL;
 }
 
 /* ------------------------------------------------------------ counter keys */
@@ -508,6 +487,7 @@ int loader_start(const struct config *c)
 	thread_count = c->database.pool_size;
 	threads = xcalloc((size_t)thread_count, sizeof(*threads));
 	for (int i = 0; i < thread_count; i++) {
+		threads[i].link.config = &c->database;
 		for (int k = 0; k < STORE_BATCH_MAX; k++)
 			buf_init(&threads[i].lookups[k].value);
 		int rc = pthread_create(&threads[i].thread, NULL, loader_main, &threads[i]);
@@ -529,7 +509,7 @@ void loader_stop(void)
 	for (int i = 0; i < thread_count; i++) {
 		struct loader_thread *t = &threads[i];
 		pthread_join(t->thread, NULL);
-		disconnect(t);
+		store_link_close(&t->link);
 		rowset_free(&t->rows);
 		for (int k = 0; k < STORE_BATCH_MAX; k++)
 			buf_free(&t->lookups[k].value);

@@ -1,11 +1,13 @@
 /*
- * store.c: driver selection, row order, batched lookup SQL and the outage
- * log (see store.h).
+ * store.c: what both drivers share (see store.h): driver selection, row
+ * order, batched lookup SQL, reconnecting with backoff, and the outage log.
  *
- * The outage state is an atomic flag plus the start time, written only by
- * the thread that flips the flag; `keys_waiting` is set once at start-up.
+ * A struct store_link belongs to one thread.  The outage state is an
+ * atomic flag plus the start time, written only by the thread that flips
+ * the flag; `keys_waiting` is set once at start-up.
  */
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
@@ -28,6 +30,20 @@ int store_row_compare(const void *a, const void *b)
 	if (c != 0)
 		return c;
 	return (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
+void store_found_row(const char *key, size_t key_len, const struct metric_values *total,
+		     void *sorted_rows)
+{
+	struct store_sorted_rows *sorted = sorted_rows;
+	struct store_row probe = { .key = key, .key_len = key_len };
+	struct store_row *row = bsearch(&probe, sorted->rows, sorted->count, sizeof(probe),
+					store_row_compare);
+
+	if (row) {
+		row->found = true;
+		row->values = *total;
+	}
 }
 
 size_t store_statement_rows(size_t count)
@@ -53,6 +69,45 @@ void store_batch_sql(struct buf *out, const char *sql, size_t count)
 	for (size_t i = 0; i < count; i++)
 		buf_printf(out, "%sSELECT %zu AS tallyd_i, t.* FROM (%.*s) AS t",
 			   i ? " UNION ALL " : "", i, (int)len, sql);
+}
+
+/* -------------------------------------------------------------------- link */
+
+struct store *store_link_open(struct store_link *l)
+{
+	l->just_failed = l->just_opened = false;
+	if (l->store)
+		return l->store;
+	/* back off while the database is known to be away; once another
+	 * thread's connection got through, try at once */
+	if (clock_ms() < l->next_attempt && store_is_down())
+		return NULL;
+	l->store = store_open(l->config, l->error, sizeof(l->error));
+	if (l->store == NULL) {
+		store_outage_begin(l->error);       /* logs the outage, once */
+		l->backoff = l->backoff ? (l->backoff * 2 > 5000 ? 5000 : l->backoff * 2) : 250;
+		l->next_attempt = clock_ms() + l->backoff;
+		l->just_failed = true;
+		return NULL;
+	}
+	store_outage_end();
+	l->backoff = 0;
+	l->just_opened = true;
+	return l->store;
+}
+
+void store_link_lost(struct store_link *l, const char *who, const char *what)
+{
+	log_info("%s: %s: database connection lost: %s", who, what, l->store->error);
+	store_link_close(l);
+}
+
+void store_link_close(struct store_link *l)
+{
+	if (l->store) {
+		l->store->ops->close(l->store);
+		l->store = NULL;
+	}
 }
 
 /* ------------------------------------------------------------------ outage */

@@ -107,6 +107,16 @@ struct store *store_sqlite_open(const struct database_config *config, char *erro
 /* Orders rows by key bytes (shorter first on a common prefix). */
 int store_row_compare(const void *a, const void *b);
 
+/* What a driver's select hands its rows to (a store_total_fn): marks the
+ * row with `key` among rows sorted by store_row_compare() found, with its
+ * totals; other keys (a case variant in a _ci column) are passed over. */
+struct store_sorted_rows {
+	struct store_row *rows;
+	size_t count;
+};
+void store_found_row(const char *key, size_t key_len, const struct metric_values *total,
+		     void *sorted_rows);
+
 /* How many rows a statement for `count` rows is prepared for: a few sizes
  * only (powers of two, then multiples of 1024), so that each connection's
  * statement cache keeps them.  The drivers pad: an upsert with copies of
@@ -119,6 +129,28 @@ size_t store_statement_rows(size_t count);
 void store_batch_sql(struct buf *out, const char *sql, size_t count);
 /* Most keys one batched statement carries. */
 #define STORE_BATCH_MAX 200
+
+/* ---- a thread's connection, reopened when lost ---- */
+/* The flusher and each loader thread keep one.  While the database is
+ * away, a new connection is tried once per backoff period (250 ms doubling
+ * to 5 s); every attempt is reported to the outage log. */
+struct store_link {
+	const struct database_config *config;
+	struct store *store;           /* NULL while disconnected */
+	int64_t next_attempt;          /* clock_ms() */
+	int64_t backoff;               /* ms */
+	bool just_failed;              /* the last store_link_open() tried and failed ... */
+	char error[512];               /* ... for this reason */
+	bool just_opened;              /* ... or opened a new connection */
+};
+/* The connection, opened when there is none and no backoff says wait;
+ * NULL while the database is away. */
+struct store *store_link_open(struct store_link *l);
+/* After a call reported STORE_LOST: logs it (who, doing what) and closes
+ * the connection; the next store_link_open() tells whether the database
+ * is still there. */
+void store_link_lost(struct store_link *l, const char *who, const char *what);
+void store_link_close(struct store_link *l);
 
 /* ---- outage log (any thread) ---- */
 /* `waiting` tells the outage log how many keys have increments to write. */

@@ -332,31 +332,11 @@ static enum store_status fetch_totals(struct mysql_store *m, MYSQL_STMT *stmt, s
 	return status;
 }
 
-struct sorted_rows {
-	struct store_row *rows;
-	size_t count;
-};
-
-/* Puts a row's totals in the sorted rows, if it is one of them. */
-static void found_row(const char *key, size_t key_len, const struct metric_values *total,
-		      void *arg)
-{
-	struct sorted_rows *sorted = arg;
-	struct store_row probe = { .key = key, .key_len = key_len };
-	struct store_row *row = bsearch(&probe, sorted->rows, sorted->count, sizeof(probe),
-					store_row_compare);
-
-	if (row) {                          /* else e.g. a case variant in a _ci column */
-		row->found = true;
-		row->values = *total;
-	}
-}
-
 static enum store_status mysql_select(struct store *s, const char *table, struct store_row *rows,
 				      size_t count)
 {
 	struct mysql_store *m = (struct mysql_store *)s;
-	struct sorted_rows sorted = { rows, count };
+	struct store_sorted_rows sorted = { rows, count };
 	unsigned int err;
 
 	for (size_t i = 0; i < count; i++)
@@ -387,7 +367,7 @@ static enum store_status mysql_select(struct store *s, const char *table, struct
 	enum store_status status = execute(m, stmt, m->binds, "reading accounting rows");
 	if (status != STORE_OK)
 		return mysql_stmt_errno(stmt) == ER_NO_SUCH_TABLE ? STORE_OK : status;
-	return fetch_totals(m, stmt, found_row, &sorted);
+	return fetch_totals(m, stmt, store_found_row, &sorted);
 }
 
 static enum store_status mysql_scan(struct store *s, const char *table, const char *time,

@@ -272,29 +272,10 @@ static enum store_status fetch_totals(struct sqlite_store *q, sqlite3_stmt *stmt
 	return rc == SQLITE_DONE ? STORE_OK : fail(q, rc, "reading accounting rows");
 }
 
-struct sorted_rows {
-	struct store_row *rows;
-	size_t count;
-};
-
-static void found_row(const char *key, size_t key_len, const struct metric_values *total,
-		      void *arg)
-{
-	struct sorted_rows *sorted = arg;
-	struct store_row probe = { .key = key, .key_len = key_len };
-	struct store_row *row = bsearch(&probe, sorted->rows, sorted->count, sizeof(probe),
-					store_row_compare);
-
-	if (row) {
-		row->found = true;
-		row->values = *total;
-	}
-}
-
 static enum store_status select_chunk(struct sqlite_store *q, const char *table,
 				      struct store_row *rows, size_t count)
 {
-	struct sorted_rows sorted = { rows, count };
+	struct store_sorted_rows sorted = { rows, count };
 	size_t padded = store_statement_rows(count);
 	char name[128];
 	int rc = SQLITE_OK;
@@ -317,7 +298,7 @@ static enum store_status select_chunk(struct sqlite_store *q, const char *table,
 		const struct store_row *row = &rows[i < count ? i : count - 1];
 		sqlite3_bind_text(stmt, (int)i + 2, row->key, (int)row->key_len, SQLITE_STATIC);
 	}
-	return fetch_totals(q, stmt, found_row, &sorted);
+	return fetch_totals(q, stmt, store_found_row, &sorted);
 }
 
 static enum store_status sqlite_select(struct store *s, const char *table, struct store_row *rows,

@@ -301,6 +301,7 @@ def test_preload_query_answers_every_client_from_memory(tallyd, private_db):
         'sql_query = "', 'preload_query = "%s"; sql_query = "' % preload)
     daemon = tallyd(config, wait_port=port)
     wait_for(lambda: "preload_query: 1 user configs loaded" in daemon.log(), 10, "the preload")
+    wait_for(lambda: "rows of acct_client_address for" in daemon.log(), 10, "the month's read")
     private_db.server.pause()             # from here on, nothing can be asked
     client = PolicyClient(port=port)
     assert [client.ask(client_address="192.0.2.40") for _ in range(3)] == \
