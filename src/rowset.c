@@ -65,6 +65,8 @@ static void rank_periods(struct sort_entry *e, size_t count)
 			ranks[n++] = (struct period_rank){ .period = e[i].rank };
 		}
 	}
+	if (n == 0)
+		return;
 	qsort(ranks, n, sizeof(*ranks), compare_periods);
 	for (size_t i = 0; i < count; i++) {
 		size_t k = 0;

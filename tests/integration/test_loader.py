@@ -36,6 +36,7 @@ def flush_when_back(daemon):
 
 # ------------------------------------------------------------ restarts
 
+@pytest.mark.concurrency
 @pytest.mark.parametrize("stop", ["sigterm", "kill"])
 def test_restart_while_the_database_is_down_keeps_quotas(tallyd, private_db, tmp_path, stop):
     """5 of 5 for a client, the database stops, tallyd restarts: the
@@ -188,6 +189,7 @@ def test_hung_database_delays_only_what_it_must(tallyd, db):
     assert int(stats(daemon)["waits_expired"]) > 0
 
 
+@pytest.mark.concurrency
 def test_waiting_requests_hold_no_worker(tallyd, db):
     """One worker; user configs that take the database 1 s each: other
     clients are answered meanwhile, and the slow one when its value comes."""
@@ -359,6 +361,7 @@ def test_stale_user_config_is_used_while_the_database_is_away(tallyd, private_db
     private_db.server.resume()
 
 
+@pytest.mark.concurrency
 def test_user_configs_of_many_new_clients_are_read_in_batches(tallyd, store):
     for i in range(50):
         add_policy(store, "192.0.3.%d" % i, '{"quota_count":"%d"}' % (i + 1), i + 1)
