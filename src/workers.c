@@ -187,8 +187,9 @@ static bool answer_requests(struct worker *w, struct connection *c, bool *waits)
 			fit_limits(w, w->config);
 		if (status != POLICY_REQUEST)
 			break;
-		c->chain.may_wait = !w->draining && !c->wait_expired &&
-			(c->wait_deadline == 0 || clock_ms() < c->wait_deadline);
+		if (c->wait_deadline != 0 && clock_ms() >= c->wait_deadline)
+			c->wait_expired = true;   /* woken, but too late to wait again */
+		c->chain.may_wait = !w->draining && !c->wait_expired;
 		const struct vhost *vhost = config_find_vhost(config, c->local_port, c->local_path);
 		const char *action = chain_run(vhost, &w->request, &c->session, &c->chain);
 		if (action == NULL) {

@@ -212,6 +212,30 @@ def test_waiting_requests_hold_no_worker(tallyd, db):
     assert int(stats(daemon)["waits"]) >= 1
 
 
+@pytest.mark.concurrency
+def test_reload_while_requests_wait_for_the_database(tallyd, db):
+    """A waiting request keeps the configuration it began with; a reload
+    meanwhile completes once it is answered, within database.wait."""
+    db.load_howto_tables()
+    proxy = Proxy(db.server.port)
+    port = free_port()
+    config = howto_config(port, db.config(port=str(proxy.port), wait="1.5"), threshold=100)
+    daemon = tallyd(config, wait_port=port)
+    wait_for(lambda: "rows of acct_client_address for" in daemon.log(), 10, "the month's read")
+    proxy.mode = "hang"
+    client = PolicyClient(port=port)
+    started = time.monotonic()
+    client.send(encode(postfix_request(client_address="192.0.2.60")))   # its config: unknown
+    wait_for(lambda: stats(daemon)["parked"] == "1", 5, "the request to wait")
+    daemon.ctl("reload")
+    assert client.read_answer() == "dunno"
+    assert time.monotonic() - started < 1.5 + 1
+    assert "configuration" in daemon.log() and "reloaded" in daemon.log()
+    assert client.ask(client_address="192.0.2.61") == "dunno"      # under the new config
+    proxy.mode = None
+    proxy.close()
+
+
 # ----------------------------------------------------------- window edges
 
 def count_rows(store, table="acct_client_address"):
