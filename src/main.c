@@ -3,7 +3,7 @@
  *
  * Start-up (main thread): read and check the config, bind the listeners
  * (as root), daemonize, write the pid file, drop privileges, open the
- * database side (caches, journal, lookup pool, flusher), start the workers,
+ * database side (caches, journal, loader, flusher), start the workers,
  * the acceptor and the admin thread, then wait for signals.  Signals are
  * blocked in every thread and taken here with sigwaitinfo(), so no handler
  * runs inside other code.  Shutdown reverses it: stop accepting, let the
