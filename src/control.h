@@ -3,9 +3,9 @@
  * Prometheus endpoint (metrics_listen).
  *
  * tallyctl sends one line ("stats", "show FIELD KEY [TIME]", "reset FIELD
- * KEY [TIME]", "flush", "reload") and reads the answer until the server
- * closes: a first line "ok" or "error: why", then text.  The metrics
- * listener answers GET /metrics in Prometheus' text format.
+ * KEY [TIME]", "forget FIELD KEY", "flush", "reload") and reads the answer
+ * until the server closes: a first line "ok" or "error: why", then text.
+ * The metrics listener answers GET /metrics in Prometheus' text format.
  */
 #ifndef TALLYD_CONTROL_H
 #define TALLYD_CONTROL_H
