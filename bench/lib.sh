@@ -28,7 +28,7 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${BENCH:=$BUILD/tallyd-bench}" "${BARE:=$BUILD/bench/bare-server}"
 export BUILD TALLYD TALLYCTL BENCH BARE
 : "${BENCH_KEEP:=0}" "${BARE_THREADS:=$(nproc)}"
-: "${TALLYD_CHAIN:=full}" "${TALLYD_WORKERS:=8}" "${TALLYD_PRELOAD:=0}"
+: "${TALLYD_CHAIN:=full}" "${TALLYD_WORKERS:=8}" "${TALLYD_PRELOAD:=1}"
 : "${TALLYD_TIME_PATTERN:=}" "${TALLYD_WAIT:=}"
 
 DB_USER=tallyd        # created by tests/lib/mariadb.sh
