@@ -277,10 +277,12 @@ def test_month_edge_under_faketime(tallyd, db, tmp_path):
     wrapper = tmp_path / "tallyd-faketime"
     binary = os.environ.get("TALLYD_BIN") or os.path.join(os.path.dirname(__file__), "..", "..",
                                                           "tallyd")
-    # the clock starts four seconds before December; monotonic time is real
-    # (a sanitized build must be told that its runtime is not loaded first)
+    # the clock starts four seconds before December; monotonic time is real,
+    # and so are timed waits on it (without FAKETIME_FORCE_MONOTONIC_FIX=0,
+    # libfaketime 0.9.10 ends them at once: the threads spin); a sanitized
+    # build must be told that its runtime is not loaded first
     wrapper.write_text('#!/bin/sh\nexec env LD_PRELOAD=%s FAKETIME="@2026-11-30 23:59:56" '
-                       'FAKETIME_DONT_FAKE_MONOTONIC=1 '
+                       'FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_FORCE_MONOTONIC_FIX=0 '
                        'ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" '
                        '%s "$@"\n' % (FAKETIME_LIBRARY, os.path.abspath(binary)))
     wrapper.chmod(0o755)
