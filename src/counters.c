@@ -66,9 +66,8 @@ struct shard {
 	size_t count;
 	size_t queued_count;
 	uint32_t takes;                 /* counters_take_pending() calls that took this shard */
-	struct counter **dirty;         /* keys with pending increments */
-	size_t dirty_count;
-	size_t dirty_cap;
+	struct counter_batch dirty;     /* keys with pending increments */
+	struct counter_batch touched;   /* keys a Quota read since the last refresh */
 	struct counter_delta *spare[SPARE_DELTAS];   /* emptied deltas */
 	size_t spare_count;
 } __attribute__((aligned(64)));
@@ -104,7 +103,8 @@ void counters_free_all(void)
 		}
 		while (s->spare_count > 0)
 			free(s->spare[--s->spare_count]);
-		free(s->dirty);
+		counter_batch_free(&s->dirty);
+		counter_batch_free(&s->touched);
 		free(s->buckets);
 		pthread_mutex_destroy(&s->lock);
 		memset(s, 0, sizeof(*s));
@@ -241,14 +241,10 @@ static void drop_empty_delta(struct shard *s, struct counter *c)
 /* Notes that c has pending increments (shard locked). */
 static void mark_dirty(struct shard *s, struct counter *c)
 {
-	if (c->flags & DIRTY)
-		return;
-	c->flags |= DIRTY;
-	if (s->dirty_count == s->dirty_cap) {
-		s->dirty_cap = s->dirty_cap ? s->dirty_cap * 2 : 64;
-		s->dirty = xrealloc(s->dirty, s->dirty_cap * sizeof(*s->dirty));
+	if (!(c->flags & DIRTY)) {
+		c->flags |= DIRTY;
+		counter_batch_push(&s->dirty, c);
 	}
-	s->dirty[s->dirty_count++] = c;
 }
 
 /* ---------------------------------------------------------------- workers */
@@ -304,7 +300,10 @@ enum lookup counters_total(int period, const char *key, size_t key_len, bool may
 
 	pthread_mutex_lock(&s->lock);
 	struct counter *c = find_or_create(s, hash, period, key, key_len);
-	c->flags |= TOUCHED;
+	if (!(c->flags & TOUCHED)) {
+		c->flags |= TOUCHED;
+		counter_batch_push(&s->touched, c);
+	}
 	enum lookup result = resolve(s, c, may_wait);
 	*total = result == LOOKUP_FOUND ? c->flushed : zero;
 	if (c->delta) {
@@ -393,15 +392,15 @@ int counters_take_touched(struct counter_batch *batch, int shard, size_t max)
 	for (; shard < SHARD_COUNT && batch->count < max; shard++) {
 		struct shard *s = &shards[shard];
 		pthread_mutex_lock(&s->lock);
-		for (size_t b = 0; b < s->bucket_count; b++) {
-			for (struct counter *c = s->buckets[b]; c; c = c->next) {
-				if (!(c->flags & TOUCHED) || c->state != LOAD_DONE ||
-				    (c->flags & IN_REFRESH))
-					continue;
-				c->flags = (uint8_t)((c->flags & ~TOUCHED) | IN_REFRESH);
-				counter_batch_push(batch, c);
-			}
+		for (size_t k = 0; k < s->touched.count; k++) {
+			struct counter *c = s->touched.keys[k];
+			c->flags &= (uint8_t)~TOUCHED;
+			if (c->state != LOAD_DONE || (c->flags & IN_REFRESH))
+				continue;
+			c->flags |= IN_REFRESH;
+			counter_batch_push(batch, c);
 		}
+		s->touched.count = 0;
 		pthread_mutex_unlock(&s->lock);
 	}
 	return shard < SHARD_COUNT ? shard : -1;
@@ -471,15 +470,15 @@ uint32_t counters_take_pending(struct counter_batch *batch)
 		struct shard *s = &shards[i];
 		pthread_mutex_lock(&s->lock);
 		take = ++s->takes;
-		for (size_t k = 0; k < s->dirty_count; k++) {
-			struct counter *c = s->dirty[k];
+		for (size_t k = 0; k < s->dirty.count; k++) {
+			struct counter *c = s->dirty.keys[k];
 			struct counter_delta *d = c->delta;
 			c->flags &= (uint8_t)~DIRTY;
 			metrics_add(&d->in_flight, &d->pending);
 			memset(&d->pending, 0, sizeof(d->pending));
 			join_batch(c, batch);
 		}
-		s->dirty_count = 0;
+		s->dirty.count = 0;
 		pthread_mutex_unlock(&s->lock);
 	}
 	return take;
@@ -528,7 +527,7 @@ void counters_committed(struct counter *c, const struct metric_values *total, ui
 
 static bool evictable(const struct counter *c)
 {
-	return c->delta == NULL && (c->flags & ~TOUCHED) == 0 &&
+	return c->delta == NULL && c->flags == 0 &&
 	       c->state != LOAD_QUEUED && !periods_is_live(c->period);
 }
 
@@ -536,6 +535,8 @@ size_t counters_evict_stale(void)
 {
 	size_t evicted = 0;
 
+	if (!periods_any_past())
+		return 0;                       /* no key to look for */
 	for (int i = 0; i < SHARD_COUNT; i++) {
 		struct shard *s = &shards[i];
 		pthread_mutex_lock(&s->lock);
@@ -638,7 +639,7 @@ void counters_stats(struct counters_stats *out)
 		struct shard *s = &shards[i];
 		pthread_mutex_lock(&s->lock);
 		out->keys += s->count;
-		out->dirty_keys += s->dirty_count;
+		out->dirty_keys += s->dirty.count;
 		out->queued_keys += s->queued_count;
 		pthread_mutex_unlock(&s->lock);
 	}

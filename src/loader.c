@@ -350,14 +350,16 @@ static bool load_period(struct loader_thread *t)
 	return true;
 }
 
-/* Claims the refresh when it is due. */
-static bool claim_refresh(void)
+/* Claims the refresh when it is due.  With refresh_interval 0 it still
+ * comes every 10 s, to let go of the keys quotas touched (*read false). */
+static bool claim_refresh(bool *read)
 {
 	int64_t every = (int64_t)(config->accounting.refresh_interval * 1000);
 	bool claimed = false;
 
+	*read = every > 0;
 	if (every <= 0)
-		return false;
+		every = 10000;
 	pthread_mutex_lock(&queue_lock);
 	int64_t now = clock_ms();
 	if (next_refresh == 0)
@@ -377,8 +379,9 @@ static bool refresh(struct loader_thread *t)
 	struct counter_batch batch = { 0 };
 	size_t chunk = 4 * (size_t)config->accounting.flush_batch;
 	int shard = 0;
+	bool read;
 
-	if (!claim_refresh())
+	if (!claim_refresh(&read))
 		return false;
 	while (shard >= 0) {
 		batch.count = 0;
@@ -388,7 +391,8 @@ static bool refresh(struct loader_thread *t)
 		uint32_t epoch = counters_epoch();
 		size_t done = 0;
 		rowset_fill(&t->rows, &batch);
-		select_rows(t, &done);
+		if (read)
+			select_rows(t, &done);
 		for (size_t i = 0; i < t->rows.count; i++) {
 			const struct store_row *row = &t->rows.rows[i];
 			counters_refreshed(t->rows.keys[i], row->found ? &row->values : NULL, epoch,

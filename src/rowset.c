@@ -145,6 +145,21 @@ static size_t period_end(const struct rowset *r, size_t i)
 	return end;
 }
 
+/* Rows for the next statement, of `left`: a whole chunk, or the largest
+ * power of two that fits, so that statements come in a few sizes that the
+ * connection's statement cache keeps (preparing one costs more than a
+ * round trip). */
+static size_t piece(size_t left, size_t chunk)
+{
+	size_t n = 1;
+
+	if (left >= chunk)
+		return chunk;
+	while (n * 2 <= left)
+		n *= 2;
+	return n;
+}
+
 enum store_status rowset_each_chunk(struct rowset *r, struct store *s, size_t chunk, rowset_op op,
 				    size_t *done)
 {
@@ -156,8 +171,8 @@ enum store_status rowset_each_chunk(struct rowset *r, struct store *s, size_t ch
 		counter_view(r->keys[i], &v);
 		const char *table = tables_name(periods_table(v.period));
 		end = period_end(r, i);
-		for (size_t k = i; k < end && status == STORE_OK; k += chunk) {
-			size_t n = end - k < chunk ? end - k : chunk;
+		for (size_t k = i, n; k < end && status == STORE_OK; k += n) {
+			n = piece(end - k, chunk);
 			status = op(s, table, r->rows + k, n);
 			if (status == STORE_OK)
 				*done = k + n;

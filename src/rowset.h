@@ -36,7 +36,8 @@ void rowset_free(struct rowset *r);
 /* What rowset_each_chunk() runs: rows of one period of `table`. */
 typedef enum store_status (*rowset_op)(struct store *s, const char *table,
 				       struct store_row *rows, size_t count);
-/* Runs op on each period's rows, at most `chunk` rows a call, until one
+/* Runs op on each period's rows — `chunk` rows a call, and what is left
+ * in powers of two, so that statements come in a few sizes — until one
  * returns something else than STORE_OK; *done counts the rows of the
  * calls that succeeded. */
 enum store_status rowset_each_chunk(struct rowset *r, struct store *s, size_t chunk, rowset_op op,

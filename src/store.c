@@ -46,17 +46,6 @@ void store_found_row(const char *key, size_t key_len, const struct metric_values
 	}
 }
 
-size_t store_statement_rows(size_t count)
-{
-	size_t n = 1;
-
-	if (count > 1024)
-		return (count + 1023) / 1024 * 1024;
-	while (n < count)
-		n *= 2;
-	return n;
-}
-
 void store_batch_sql(struct buf *out, const char *sql, size_t count)
 {
 	size_t len = strlen(sql);

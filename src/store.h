@@ -117,11 +117,6 @@ struct store_sorted_rows {
 void store_found_row(const char *key, size_t key_len, const struct metric_values *total,
 		     void *sorted_rows);
 
-/* How many rows a statement for `count` rows is prepared for: a few sizes
- * only (powers of two, then multiples of 1024), so that each connection's
- * statement cache keeps them.  The drivers pad: an upsert with copies of
- * its last row adding zero, a select with its last key again. */
-size_t store_statement_rows(size_t count);
 
 /* The statement that runs `sql` for `count` keys at once: each part is
  * sql_query as a derived table, numbered, so that rows say which key they

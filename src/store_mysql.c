@@ -6,7 +6,8 @@
  * Every statement is prepared, with request data bound as parameters, and
  * kept in a small per-connection cache keyed by its SQL text (the ones
  * built for a table and a number of rows, by a short name, so that a
- * flush does not build and compare a long text).  Keys are
+ * flush does not build and compare a long text; rowset.c keeps the
+ * numbers of rows to a few).  Keys are
  * bound as binary strings so that they reach the column byte for byte.
  * Client errors (2xxx) and a killed connection mean STORE_LOST: the caller
  * closes the connection and opens another; there is no silent reconnect,
@@ -273,17 +274,15 @@ static enum store_status mysql_upsert(struct store *s, const char *table,
 	struct mysql_store *m = (struct mysql_store *)s;
 	unsigned int err;
 
-	static const uint64_t zero[METRIC_COUNT_OF];
-	size_t padded = store_statement_rows(count);
 	char name[128];
 
-	snprintf(name, sizeof(name), "upsert %s %zu", table, padded);
+	snprintf(name, sizeof(name), "upsert %s %zu", table, count);
 	MYSQL_STMT *stmt = cached(m, name);
 	if (stmt == NULL) {
 		buf_reset(&m->sql);
 		buf_printf(&m->sql, "INSERT INTO `%s` (`key`,`time`,`count`,`count_rcpt`,`size`,"
 			   "`size_rcpt`) VALUES ", table);
-		for (size_t i = 0; i < padded; i++)
+		for (size_t i = 0; i < count; i++)
 			buf_append_str(&m->sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
 		buf_append_str(&m->sql, " ON DUPLICATE KEY UPDATE `count`=`count`+VALUES(`count`),"
 			       "`count_rcpt`=`count_rcpt`+VALUES(`count_rcpt`),"
@@ -293,13 +292,12 @@ static enum store_status mysql_upsert(struct store *s, const char *table,
 	if (stmt == NULL)
 		return classify(err);
 
-	MYSQL_BIND *b = binds(m, padded * 6);
-	for (size_t i = 0; i < padded; i++, b += 6) {
-		const struct store_row *row = &rows[i < count ? i : count - 1];
-		bind_bytes(&b[0], row->key, row->key_len, MYSQL_TYPE_BLOB);
-		bind_bytes(&b[1], row->time, row->time_len, MYSQL_TYPE_BLOB);
+	MYSQL_BIND *b = binds(m, count * 6);
+	for (size_t i = 0; i < count; i++, b += 6) {
+		bind_bytes(&b[0], rows[i].key, rows[i].key_len, MYSQL_TYPE_BLOB);
+		bind_bytes(&b[1], rows[i].time, rows[i].time_len, MYSQL_TYPE_BLOB);
 		for (int v = 0; v < METRIC_COUNT_OF; v++)
-			bind_u64(&b[2 + v], i < count ? &row->values.v[v] : &zero[v]);
+			bind_u64(&b[2 + v], &rows[i].values.v[v]);
 	}
 	return execute(m, stmt, m->binds, "writing accounting rows");
 }
@@ -341,16 +339,15 @@ static enum store_status mysql_select(struct store *s, const char *table, struct
 
 	for (size_t i = 0; i < count; i++)
 		rows[i].found = false;
-	size_t padded = store_statement_rows(count);
 	char name[128];
 
-	snprintf(name, sizeof(name), "select %s %zu", table, padded);
+	snprintf(name, sizeof(name), "select %s %zu", table, count);
 	MYSQL_STMT *stmt = cached(m, name);
 	if (stmt == NULL) {
 		buf_reset(&m->sql);
 		buf_printf(&m->sql, "SELECT `key`,`count`,`count_rcpt`,`size`,`size_rcpt` FROM "
 			   "`%s` WHERE `time`=? AND `key` IN (", table);
-		for (size_t i = 0; i < padded; i++)
+		for (size_t i = 0; i < count; i++)
 			buf_append_str(&m->sql, i ? ",?" : "?");
 		buf_append_str(&m->sql, ")");
 		stmt = prepare_as(m, name, m->sql.data, &err);
@@ -358,12 +355,10 @@ static enum store_status mysql_select(struct store *s, const char *table, struct
 	if (stmt == NULL)
 		return err == ER_NO_SUCH_TABLE ? STORE_OK : classify(err);
 
-	MYSQL_BIND *b = binds(m, padded + 1);
+	MYSQL_BIND *b = binds(m, count + 1);
 	bind_bytes(&b[0], rows[0].time, rows[0].time_len, MYSQL_TYPE_BLOB);
-	for (size_t i = 0; i < padded; i++) {
-		const struct store_row *row = &rows[i < count ? i : count - 1];
-		bind_bytes(&b[1 + i], row->key, row->key_len, MYSQL_TYPE_BLOB);
-	}
+	for (size_t i = 0; i < count; i++)
+		bind_bytes(&b[1 + i], rows[i].key, rows[i].key_len, MYSQL_TYPE_BLOB);
 	enum store_status status = execute(m, stmt, m->binds, "reading accounting rows");
 	if (status != STORE_OK)
 		return mysql_stmt_errno(stmt) == ER_NO_SUCH_TABLE ? STORE_OK : status;

@@ -7,7 +7,7 @@
  *
  * Statements are prepared once per connection and cached like the MySQL
  * driver's: by SQL text, or by a short name for those built per table and
- * number of rows (padded to store_statement_rows()).  Keys are bound as
+ * number of rows (rowset.c keeps them to a few).  Keys are bound as
  * text with their length, so any byte reaches the file unchanged and
  * compares with memcmp.
  */
@@ -19,9 +19,8 @@
 #include "store.h"
 
 #define STATEMENT_CACHE 32
-/* SQLite allows 32766 parameters per statement; an upsert row takes 6, and
- * statements are padded to store_statement_rows(). */
-#define MAX_ROWS_PER_STATEMENT 5120
+/* SQLite allows 32766 parameters per statement; an upsert row takes 6. */
+#define MAX_ROWS_PER_STATEMENT 5000
 
 struct cached_statement {
 	char *name;                     /* the SQL text, or a short name for built ones */
@@ -193,17 +192,16 @@ static enum store_status sqlite_ensure_table(struct store *s, const char *table)
 static enum store_status upsert_chunk(struct sqlite_store *q, const char *table,
 				      struct store_row *rows, size_t count)
 {
-	size_t padded = store_statement_rows(count);
 	char name[128];
 	int rc = SQLITE_OK;
 
-	snprintf(name, sizeof(name), "upsert %s %zu", table, padded);
+	snprintf(name, sizeof(name), "upsert %s %zu", table, count);
 	sqlite3_stmt *stmt = cached(q, name);
 	if (stmt == NULL) {
 		buf_reset(&q->sql);
 		buf_printf(&q->sql, "INSERT INTO `%s` (`key`,`time`,`count`,`count_rcpt`,`size`,"
 			   "`size_rcpt`) VALUES ", table);
-		for (size_t i = 0; i < padded; i++)
+		for (size_t i = 0; i < count; i++)
 			buf_append_str(&q->sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
 		buf_append_str(&q->sql, " ON CONFLICT(`key`,`time`) DO UPDATE SET "
 			       "`count`=`count`+excluded.`count`,"
@@ -213,13 +211,12 @@ static enum store_status upsert_chunk(struct sqlite_store *q, const char *table,
 	}
 	if (stmt == NULL)
 		return fail(q, rc, "writing accounting rows");
-	for (size_t i = 0; i < padded; i++) {    /* padding: the last row again, adding zero */
-		const struct store_row *row = &rows[i < count ? i : count - 1];
+	for (size_t i = 0; i < count; i++) {
 		int p = (int)i * 6 + 1;
-		sqlite3_bind_text(stmt, p, row->key, (int)row->key_len, SQLITE_STATIC);
-		sqlite3_bind_text(stmt, p + 1, row->time, (int)row->time_len, SQLITE_STATIC);
+		sqlite3_bind_text(stmt, p, rows[i].key, (int)rows[i].key_len, SQLITE_STATIC);
+		sqlite3_bind_text(stmt, p + 1, rows[i].time, (int)rows[i].time_len, SQLITE_STATIC);
 		for (int v = 0; v < METRIC_COUNT_OF; v++)
-			sqlite3_bind_int64(stmt, p + 2 + v, i < count ? clamp(row->values.v[v]) : 0);
+			sqlite3_bind_int64(stmt, p + 2 + v, clamp(rows[i].values.v[v]));
 	}
 	return run(q, stmt, "writing accounting rows");
 }
@@ -276,17 +273,16 @@ static enum store_status select_chunk(struct sqlite_store *q, const char *table,
 				      struct store_row *rows, size_t count)
 {
 	struct store_sorted_rows sorted = { rows, count };
-	size_t padded = store_statement_rows(count);
 	char name[128];
 	int rc = SQLITE_OK;
 
-	snprintf(name, sizeof(name), "select %s %zu", table, padded);
+	snprintf(name, sizeof(name), "select %s %zu", table, count);
 	sqlite3_stmt *stmt = cached(q, name);
 	if (stmt == NULL) {
 		buf_reset(&q->sql);
 		buf_printf(&q->sql, "SELECT `key`,`count`,`count_rcpt`,`size`,`size_rcpt` FROM `%s` "
 			   "WHERE `time`=? AND `key` IN (", table);
-		for (size_t i = 0; i < padded; i++)
+		for (size_t i = 0; i < count; i++)
 			buf_append_str(&q->sql, i ? ",?" : "?");
 		buf_append_str(&q->sql, ")");
 		stmt = prepare_as(q, name, q->sql.data, &rc);
@@ -294,10 +290,8 @@ static enum store_status select_chunk(struct sqlite_store *q, const char *table,
 	if (stmt == NULL)
 		return no_such_table(q) ? STORE_OK : fail(q, rc, "reading accounting rows");
 	sqlite3_bind_text(stmt, 1, rows[0].time, (int)rows[0].time_len, SQLITE_STATIC);
-	for (size_t i = 0; i < padded; i++) {    /* padding: the last key again */
-		const struct store_row *row = &rows[i < count ? i : count - 1];
-		sqlite3_bind_text(stmt, (int)i + 2, row->key, (int)row->key_len, SQLITE_STATIC);
-	}
+	for (size_t i = 0; i < count; i++)
+		sqlite3_bind_text(stmt, (int)i + 2, rows[i].key, (int)rows[i].key_len, SQLITE_STATIC);
 	return fetch_totals(q, stmt, store_found_row, &sorted);
 }
 

@@ -321,6 +321,17 @@ bool periods_is_live(int period)
 	return atomic_load(&slot(period)->stamp) + 1 >= atomic_load(&ticks);
 }
 
+bool periods_any_past(void)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&registry_lock);
+	for (int id = 0; id < slots_used && !found; id++)
+		found = slots[id] && atomic_load(&slots[id]->keys) > 0 && !periods_is_live(id);
+	pthread_mutex_unlock(&registry_lock);
+	return found;
+}
+
 void periods_retire(void)
 {
 	uint64_t now = atomic_load(&ticks);

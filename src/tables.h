@@ -80,6 +80,8 @@ void periods_key_removed(int period);
 void periods_tick(time_t now);
 /* False for a period that is neither current nor next: its keys can go. */
 bool periods_is_live(int period);
+/* True when a period that is not live still has cached keys. */
+bool periods_any_past(void);
 /* Frees the ids of periods that are not live and have no keys. */
 void periods_retire(void);
 
