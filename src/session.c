@@ -73,6 +73,18 @@ void session_set(struct session *s, const char *name, size_t name_len,
 
 void session_merge(struct session *to, const struct session *from)
 {
+	if (to->count == 0 && to->strings.len == 0 && from->count > 0) {
+		/* into an empty session (SqlUserConfig usually comes first):
+		 * the values keep their offsets, so both arrays copy whole */
+		buf_append(&to->strings, from->strings.data, from->strings.len);
+		if (to->cap < from->count) {
+			to->cap = from->count;
+			to->values = xrealloc(to->values, to->cap * sizeof(*to->values));
+		}
+		memcpy(to->values, from->values, from->count * sizeof(*from->values));
+		to->count = from->count;
+		return;
+	}
 	for (size_t i = 0; i < from->count; i++) {
 		const struct session_value *v = &from->values[i];
 		const char *name = string_at(from, v->name);
@@ -138,6 +150,22 @@ static bool is_decimal(const char *text, size_t len, bool *integral)
 	return digits;
 }
 
+/* The common case: up to 18 plain digits, which cannot overflow. */
+static bool parse_small(const char *text, size_t len, int64_t *out)
+{
+	int64_t n = 0;
+
+	if (len == 0 || len > 18)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] < '0' || text[i] > '9')
+			return false;
+		n = n * 10 + (text[i] - '0');
+	}
+	*out = n;
+	return true;
+}
+
 bool session_parse_number(const char *text, size_t len, int64_t *out)
 {
 	bool integral;
@@ -146,6 +174,8 @@ bool session_parse_number(const char *text, size_t len, int64_t *out)
 		text++, len--;
 	while (len > 0 && is_space(text[len - 1]))
 		len--;
+	if (parse_small(text, len, out))
+		return true;
 	if (len == 0 || !is_decimal(text, len, &integral))
 		return false;
 
