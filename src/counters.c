@@ -7,7 +7,7 @@
  * lock: it is the only thread that changes in_flight, and a delta with
  * anything in flight is never freed.
  *
- * Memory: a key costs its struct (about 64 bytes and the key's bytes) and a
+ * Memory: a key costs its struct (56 bytes and the key's bytes) and a
  * bucket pointer; increments live in a separate delta only while there are
  * any, so a client that is not sending right now costs no delta.
  */
@@ -44,20 +44,24 @@ struct counter_delta {
 	struct metric_values in_flight;
 };
 
+/* 56 bytes and the key: with malloc's 8-byte header, a key of up to 16
+ * bytes (any IPv4 address) fits an 80-byte allocation.  The hash is not
+ * kept: the threads that need it for a key they hold (the flusher, the
+ * loader, a growing table) compute it again. */
 struct counter {
 	struct counter *next;           /* hash chain */
 	struct counter_delta *delta;    /* NULL when nothing is unwritten */
 	struct metric_values flushed;
-	uint32_t hash;
 	uint32_t committed_epoch;       /* of the last commit applied to it */
 	uint16_t period;
-	uint8_t state;                  /* enum load_state */
-	uint8_t flags;
+	uint8_t state : 2;              /* enum load_state */
+	uint8_t flags : 6;
 	uint8_t key_len;
 	char key[];                     /* not NUL-terminated */
 };
+_Static_assert(offsetof(struct counter, key) == 56, "a counter with an IPv4 key fits 80 bytes");
 
-#define SPARE_DELTAS 64             /* kept per shard for keys that send again */
+#define SPARE_DELTAS 16             /* kept per shard for keys that send again */
 
 struct shard {
 	pthread_mutex_t lock;
@@ -125,9 +129,14 @@ static struct shard *shard_of(uint64_t hash)
 	return &shards[(hash >> 24) & (SHARD_COUNT - 1)];
 }
 
+static uint64_t hash_of(const struct counter *c)
+{
+	return key_hash(c->period, c->key, c->key_len);
+}
+
 static struct shard *shard_of_key(const struct counter *c)
 {
-	return shard_of(c->hash);
+	return shard_of(hash_of(c));
 }
 
 static void grow(struct shard *s)
@@ -138,7 +147,7 @@ static void grow(struct shard *s)
 	for (size_t b = 0; b < s->bucket_count; b++) {
 		for (struct counter *c = s->buckets[b], *next; c; c = next) {
 			next = c->next;
-			size_t i = c->hash & (count - 1);
+			size_t i = hash_of(c) & (count - 1);
 			c->next = buckets[i];
 			buckets[i] = c;
 		}
@@ -154,7 +163,7 @@ static struct counter *find(struct shard *s, uint64_t hash, int period, const ch
 {
 	struct counter *c = s->buckets[hash & (s->bucket_count - 1)];
 
-	while (c && !(c->hash == (uint32_t)hash && c->period == period && c->key_len == key_len &&
+	while (c && !(c->period == period && c->key_len == key_len &&
 		      memcmp(c->key, key, key_len) == 0))
 		c = c->next;
 	return c;
@@ -168,7 +177,6 @@ static struct counter *create(struct shard *s, uint64_t hash, int period, const 
 	struct counter **head = &s->buckets[hash & (s->bucket_count - 1)];
 	struct counter *c = xcalloc(1, offsetof(struct counter, key) + key_len);
 
-	c->hash = (uint32_t)hash;
 	c->period = (uint16_t)period;
 	c->key_len = (uint8_t)key_len;
 	c->state = periods_is_complete(period) ? LOAD_DONE : LOAD_NONE;

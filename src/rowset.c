@@ -77,10 +77,13 @@ static void rank_periods(struct sort_entry *e, size_t count)
 	free(ranks);
 }
 
+/* Room for count rows.  A rowset that a burst made large shrinks again
+ * once batches are a quarter of its size: it is working memory, not a
+ * cache. */
 static void reserve(struct rowset *r, size_t count)
 {
-	if (count > r->cap) {
-		r->cap = count;
+	if (count > r->cap || (r->cap > 1024 && count < r->cap / 4)) {
+		r->cap = count > 1024 ? count : 1024;
 		r->keys = xrealloc(r->keys, r->cap * sizeof(*r->keys));
 		r->rows = xrealloc(r->rows, r->cap * sizeof(*r->rows));
 	}

@@ -1,15 +1,17 @@
 /*
  * usercache.c: the SqlUserConfig cache (see usercache.h).
  *
- * Locking: each shard's mutex guards its buckets and every field of its
- * entries.  `queries_lock` guards the query registry (its array only
- * grows; a query's texts never change once registered) and each query's
- * preload schedule.  An entry that is queued or being refreshed is in the
- * loader's queue and is never freed until the loader answered it.
+ * Locking: each shard's mutex guards its buckets, its nones and every
+ * field of its entries.  `queries_lock` guards the query registry (its
+ * array only grows; a query's texts never change once registered) and each
+ * query's preload schedule.  An entry that is queued or being refreshed is
+ * in the loader's queue and is freed only by the loader's answer (when it
+ * is "none") or after it.
  *
- * Memory: an entry is its struct (28 bytes and the key: the allocation
- * size of a counter delta for keys up to 20 bytes) and a bucket pointer; a
- * key without config has no session.
+ * Memory: an entry is its struct (28 bytes and the key) and a bucket
+ * pointer, plus the session of its config.  Most keys have no config:
+ * once the loader says so, the entry gives way to a "none", 12 bytes in
+ * an open-addressed table, without the key (see the nones section).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -48,11 +50,22 @@ struct user_config {
 	char key[];
 };
 
+/* A key known to have no config, until `until` (clock seconds; 0: removed,
+ * a tombstone).  `print` is the key's 64-bit hash (0: an empty slot). */
+struct none {
+	uint64_t print;
+	uint32_t until;
+} __attribute__((packed));
+
 struct shard {
 	pthread_mutex_t lock;
 	struct user_config **buckets;
 	size_t bucket_count;            /* a power of two */
 	size_t count;
+	struct none *nones;             /* NULL until the first one */
+	size_t none_slots;              /* a power of two, or 0 */
+	size_t none_used;               /* slots not empty: live ones and tombstones */
+	size_t none_live;
 } __attribute__((aligned(64)));
 
 struct query {
@@ -112,6 +125,7 @@ void usercache_free_all(void)
 			}
 		}
 		free(shards[i].buckets);
+		free(shards[i].nones);
 		pthread_mutex_destroy(&shards[i].lock);
 	}
 	free(shards);
@@ -270,6 +284,96 @@ static void publish(struct user_config *e, struct session *values)
 	e->values = values;
 }
 
+/* ------------------------------------------------------------------ nones */
+
+/* Most keys have no config.  Once the loader says so, the key's entry gives
+ * way to a none: the key's 64-bit keyed hash stands for the key in an
+ * open-addressed table (linear probing), 12 bytes a slot.  A wrong "none"
+ * would take another key with the same 64-bit hash under this process's
+ * random seed.  A key is an entry or a none, never both.  Nones are not in
+ * the snapshot: after a restart a key without config is asked again. */
+
+static uint64_t print_of(uint64_t hash)
+{
+	return hash ? hash : 1;
+}
+
+/* The slot of hash's none, live or removed, or NULL (shard locked). */
+static struct none *none_find(const struct shard *s, uint64_t hash)
+{
+	uint64_t print = print_of(hash);
+	size_t mask = s->none_slots - 1;
+
+	for (size_t i = print & mask, n = 0; n < s->none_slots; i = (i + 1) & mask, n++) {
+		if (s->nones[i].print == print)
+			return &s->nones[i];
+		if (s->nones[i].print == 0)
+			break;
+	}
+	return NULL;
+}
+
+/* Puts a none known not to be in the table into its first empty slot. */
+static void none_place(struct shard *s, uint64_t print, uint32_t until)
+{
+	size_t mask = s->none_slots - 1, i = print & mask;
+
+	while (s->nones[i].print != 0)
+		i = (i + 1) & mask;
+	s->nones[i].print = print;
+	s->nones[i].until = until;
+	s->none_used++;
+	s->none_live++;
+}
+
+/* Rebuilds the table without tombstones and without the nones that ended
+ * before `oldest`, at most half full. */
+static void none_rebuild(struct shard *s, size_t room, uint32_t oldest)
+{
+	struct none *old = s->nones;
+	size_t old_slots = s->none_slots, keep = room;
+
+	for (size_t i = 0; i < old_slots; i++)
+		keep += old[i].until != 0 && old[i].until >= oldest;
+	s->none_slots = 0;
+	while (keep > 0 && s->none_slots < 2 * keep)
+		s->none_slots = s->none_slots ? 2 * s->none_slots : 64;
+	s->nones = s->none_slots ? xcalloc(s->none_slots, sizeof(*s->nones)) : NULL;
+	s->none_used = s->none_live = 0;
+	for (size_t i = 0; i < old_slots; i++) {
+		if (old[i].until != 0 && old[i].until >= oldest)
+			none_place(s, old[i].print, old[i].until);
+	}
+	free(old);
+}
+
+static void none_put(struct shard *s, uint64_t hash, uint32_t until)
+{
+	struct none *n = none_find(s, hash);
+
+	if (n) {
+		s->none_live += n->until == 0;
+		n->until = until;
+		return;
+	}
+	if (4 * (s->none_used + 1) > 3 * s->none_slots)
+		none_rebuild(s, 1, 0);
+	none_place(s, print_of(hash), until);
+}
+
+/* Removes hash's none; returns until when it had one, else 0. */
+static uint32_t none_remove(struct shard *s, uint64_t hash)
+{
+	struct none *n = none_find(s, hash);
+	uint32_t until = n ? n->until : 0;
+
+	if (until != 0) {
+		n->until = 0;
+		s->none_live--;
+	}
+	return until;
+}
+
 /* ----------------------------------------------------------------- lookup */
 
 static void queue(struct user_config *e)
@@ -308,6 +412,25 @@ static enum lookup resolve(struct user_config *e, bool may_wait)
 	return may_wait ? LOOKUP_WAIT : LOOKUP_FAILED;
 }
 
+/* A key not among the entries: NULL when it has a fresh none; else its
+ * new entry, which a stale none leaves as a stale "no config", served
+ * while it is refreshed (shard locked). */
+static struct user_config *entry_for_lookup(struct shard *s, uint64_t hash, int query,
+					    const char *key, size_t key_len)
+{
+	struct none *n = none_find(s, hash);
+
+	if (n && n->until != 0 && now_seconds() <= n->until)
+		return NULL;
+	uint32_t until = none_remove(s, hash);
+	struct user_config *e = create(s, hash, query, key, key_len);
+	if (until != 0) {
+		e->state = LOAD_DONE;
+		e->expires = until;
+	}
+	return e;
+}
+
 enum lookup usercache_lookup(int query, const char *key, size_t key_len, bool may_wait,
 			     struct session *into, bool *found, uint64_t *ticket)
 {
@@ -331,7 +454,11 @@ enum lookup usercache_lookup(int query, const char *key, size_t key_len, bool ma
 		return LOOKUP_FOUND;            /* not in the preloaded mapping: none */
 	}
 	if (e == NULL)
-		e = create(s, hash, query, key, key_len);
+		e = entry_for_lookup(s, hash, query, key, key_len);
+	if (e == NULL) {
+		pthread_mutex_unlock(&s->lock);
+		return LOOKUP_FOUND;            /* a fresh none */
+	}
 	enum lookup result = resolve(e, may_wait);
 	if (result == LOOKUP_FOUND && e->values) {
 		session_merge(into, e->values);
@@ -375,19 +502,39 @@ static struct shard *shard_of_entry(const struct user_config *e)
 	return shard_of(e->hash);
 }
 
+/* Takes e out of its bucket (shard locked). */
+static void unlink_entry(struct shard *s, uint64_t hash, const struct user_config *e)
+{
+	for (struct user_config **link = bucket_of(s, hash); *link; link = &(*link)->next) {
+		if (*link == e) {
+			*link = e->next;
+			s->count--;
+			return;
+		}
+	}
+}
+
 void usercache_loaded(struct user_config *e, bool found, const char *text, size_t len)
 {
 	struct session *values = found ? parse(e->query, e->key, e->key_len, text, len) : NULL;
-	struct shard *s = shard_of_entry(e);
+	uint64_t hash = key_hash(e->query, e->key, e->key_len);
+	struct shard *s = shard_of(hash);
+	uint32_t until = now_seconds() + (uint32_t)ttl;
 
 	if (!found)
 		log_debug("SqlUserConfig (%s): no user config for %.*s", queries[e->query].field,
 			  (int)e->key_len, e->key);
 	pthread_mutex_lock(&s->lock);
-	publish(e, values);
-	e->state = LOAD_DONE;
-	e->flags &= (uint8_t)~(REFRESHING | PRELOADED);
-	e->expires = now_seconds() + (uint32_t)ttl;
+	if (values == NULL) {                   /* the entry gives way to a none */
+		unlink_entry(s, hash, e);
+		none_put(s, hash, until);
+		entry_free(e);
+	} else {
+		publish(e, values);
+		e->state = LOAD_DONE;
+		e->flags &= (uint8_t)~(REFRESHING | PRELOADED);
+		e->expires = until;
+	}
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -503,8 +650,22 @@ static bool unused(const struct user_config *e, int query, uint32_t now)
 
 void usercache_sweep(void)
 {
-	if (shards)
-		drop_where(unused, -1, now_seconds());
+	uint32_t now = now_seconds();
+	uint32_t oldest = now > (uint32_t)ttl ? now - (uint32_t)ttl : 0;
+
+	if (shards == NULL)
+		return;
+	drop_where(unused, -1, now);
+	for (int i = 0; i < SHARD_COUNT; i++) {
+		struct shard *s = &shards[i];
+		pthread_mutex_lock(&s->lock);
+		size_t ended = 0;
+		for (size_t k = 0; k < s->none_slots; k++)
+			ended += s->nones[k].until != 0 && s->nones[k].until < oldest;
+		if (ended > 0 || s->none_used > s->none_live)
+			none_rebuild(s, 0, oldest);
+		pthread_mutex_unlock(&s->lock);
+	}
 }
 
 /* Makes e fetch afresh at its next lookup (shard locked). */
@@ -537,6 +698,7 @@ int usercache_forget(const char *field, const char *key, size_t key_len)
 			e = create(s, hash, q, key, key_len);  /* else the mapping says "none" */
 		if (e)
 			make_stale(e);
+		none_remove(s, hash);
 		pthread_mutex_unlock(&s->lock);
 	}
 	return known;
@@ -557,6 +719,7 @@ void usercache_forget_all(void)
 			for (struct user_config *e = s->buckets[b]; e; e = e->next)
 				make_stale(e);
 		}
+		none_rebuild(s, 0, UINT32_MAX);
 		pthread_mutex_unlock(&s->lock);
 	}
 }
@@ -567,6 +730,7 @@ void usercache_stats(struct usercache_stats *out)
 	for (int i = 0; shards && i < SHARD_COUNT; i++) {
 		struct shard *s = &shards[i];
 		pthread_mutex_lock(&s->lock);
+		out->entries += s->none_live;
 		for (size_t b = 0; b < s->bucket_count; b++) {
 			for (struct user_config *e = s->buckets[b]; e; e = e->next) {
 				out->entries++;

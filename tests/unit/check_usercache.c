@@ -6,6 +6,7 @@
  * afresh; keys compare as mtpolicyd's case-insensitive columns do.
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,6 +138,69 @@ START_TEST(test_stale_config_is_served_while_one_refresh_runs)
 }
 END_TEST
 
+START_TEST(test_stale_none_is_served_while_one_refresh_runs)
+{
+	struct loader_work work = { 0 }, refresh = { 0 };
+	bool found;
+
+	usercache_free_all();
+	usercache_init(1);
+	query = usercache_query(SQL, "", "sender");
+	lookup(query, "k", &found);
+	take_queued(&work);
+	usercache_loaded(work.configs[0], false, "", 0);
+	int64_t give_up = clock_ms() + 5000;
+	while (take_queued(&refresh) == 0 && clock_ms() < give_up) {
+		ck_assert_int_eq(lookup(query, "k", &found), LOOKUP_FOUND);
+		ck_assert(!found);
+	}
+	ck_assert_uint_eq(refresh.config_count, 1);
+	ck_assert_int_eq(lookup(query, "k", &found), LOOKUP_FOUND);   /* one refresh only */
+	ck_assert(!found);
+	ck_assert_uint_eq(take_queued(&work), 0);
+	usercache_loaded(refresh.configs[0], true, "{\"quota_count\":\"2\"}", 19);
+	ck_assert_int_eq(lookup(query, "k", &found), LOOKUP_FOUND);
+	ck_assert(found);
+	ck_assert_str_eq(value("quota_count"), "2");
+	loader_work_free(&work);
+	loader_work_free(&refresh);
+}
+END_TEST
+
+START_TEST(test_many_keys_without_config_are_answered_without_the_loader)
+{
+	struct loader_work work = { 0 };
+	struct usercache_stats stats;
+	char key[32];
+	bool found;
+	enum { KEYS = 20000 };
+
+	for (int i = 0; i < KEYS; i++) {
+		snprintf(key, sizeof(key), "client%d", i);
+		lookup(query, key, &found);
+	}
+	ck_assert_uint_eq(take_queued(&work), KEYS);
+	for (size_t i = 0; i < work.config_count; i++)
+		usercache_loaded(work.configs[i], false, "", 0);
+	usercache_sweep();                     /* fresh nones stay */
+	for (int i = 0; i < KEYS; i++) {
+		snprintf(key, sizeof(key), "client%d", i);
+		ck_assert_int_eq(lookup(query, key, &found), LOOKUP_FOUND);
+		ck_assert(!found);
+	}
+	ck_assert_uint_eq(take_queued(&work), 0);
+	usercache_stats(&stats);
+	ck_assert_uint_eq(stats.entries, KEYS);
+	ck_assert_uint_eq(stats.with_config, 0);
+	ck_assert_int_eq(usercache_forget("sender", "client7", 7), 1);
+	ck_assert_int_eq(lookup(query, "client7", &found), LOOKUP_WAIT);
+	ck_assert_int_eq(lookup(query, "client8", &found), LOOKUP_FOUND);
+	usercache_forget_all();
+	ck_assert_int_eq(lookup(query, "client8", &found), LOOKUP_WAIT);
+	loader_work_free(&work);
+}
+END_TEST
+
 START_TEST(test_preloaded_mapping_answers_absent_keys_without_entries)
 {
 	struct usercache_stats stats;
@@ -229,6 +293,8 @@ static Suite *usercache_suite(void)
 	tcase_add_test(tc, test_no_row_and_bad_json_are_cached_as_no_config);
 	tcase_add_test(tc, test_failed_load_is_not_waited_for_after_the_deadline);
 	tcase_add_test(tc, test_stale_config_is_served_while_one_refresh_runs);
+	tcase_add_test(tc, test_stale_none_is_served_while_one_refresh_runs);
+	tcase_add_test(tc, test_many_keys_without_config_are_answered_without_the_loader);
 	tcase_add_test(tc, test_preloaded_mapping_answers_absent_keys_without_entries);
 	tcase_add_test(tc, test_a_new_preload_drops_keys_no_longer_in_the_mapping);
 	tcase_add_test(tc, test_forget_makes_the_next_lookup_read_afresh);
