@@ -182,8 +182,12 @@ static void run_command(struct buf *out, char *line)
 	char *args[8], *save = NULL;
 	int count = 0;
 
+	/* tallyctl separates arguments with tabs, so that a key may hold
+	 * spaces; a line typed by hand has spaces */
+	const char *separators = strchr(line, '\t') ? "\t" : " ";
 	line[strcspn(line, "\r\n")] = '\0';
-	for (char *a = strtok_r(line, " \t", &save); a && count < 8; a = strtok_r(NULL, " \t", &save))
+	for (char *a = strtok_r(line, separators, &save); a && count < 8;
+	     a = strtok_r(NULL, separators, &save))
 		args[count++] = a;
 	if (count == 0) {
 		buf_append_str(out, "error: no command\n");

@@ -55,13 +55,20 @@ static int connect_to(const char *path)
 	exit(2);
 }
 
+/* One line, the arguments separated by tabs, so that a key with spaces
+ * stays one argument. */
 static void send_command(int fd, int argc, char **argv)
 {
 	char line[4096];
 	size_t len = 0;
 
 	for (int i = 0; i < argc; i++) {
-		int n = snprintf(line + len, sizeof(line) - len, "%s%s", i ? " " : "", argv[i]);
+		if (strpbrk(argv[i], "\t\n") != NULL) {
+			fprintf(stderr, "tallyctl: argument %d holds a tab or a newline, which "
+				"tallyd cannot take\n", i + 1);
+			exit(2);
+		}
+		int n = snprintf(line + len, sizeof(line) - len, "%s%s", i ? "\t" : "", argv[i]);
 		if (n < 0 || (size_t)n >= sizeof(line) - len - 1) {
 			fprintf(stderr, "tallyctl: command too long\n");
 			exit(2);

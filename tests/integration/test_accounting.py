@@ -306,3 +306,20 @@ def test_created_tables_have_bigint_counters_and_innodb(tallyd, db):
     assert columns["size_rcpt"] == "bigint(20) unsigned"
     assert db.value("SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_NAME = "
                     "'acct_client_address' AND TABLE_SCHEMA = %s", db.name) == "InnoDB"
+
+
+def test_tallyctl_takes_a_key_with_spaces_as_one_argument(tallyd, store):
+    port = free_port()
+    daemon = tallyd(howto_config(port, store.config()), wait_port=port)
+    client = PolicyClient(port=port)
+    assert client.ask(client_address="k4-a") == "dunno"
+    for _ in range(2):
+        assert client.ask(client_address="k4-a 2026-11") == "dunno"
+    daemon.ctl("flush")
+    assert "\ncount 2 " in daemon.ctl("show", "client_address", "k4-a 2026-11").stdout
+    assert "\ncount 1 " in daemon.ctl("show", "client_address", "k4-a").stdout
+    daemon.ctl("reset", "client_address", "k4-a 2026-11")
+    assert (totals(store, "k4-a 2026-11") or (0,))[0] == 0
+    assert totals(store, "k4-a")[0] == 1
+    refused = daemon.ctl("show", "client_address", "a\tb", check=False)
+    assert refused.returncode == 2 and "tab" in refused.stderr
