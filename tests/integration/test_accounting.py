@@ -323,3 +323,19 @@ def test_tallyctl_takes_a_key_with_spaces_as_one_argument(tallyd, store):
     assert totals(store, "k4-a")[0] == 1
     refused = daemon.ctl("show", "client_address", "a\tb", check=False)
     assert refused.returncode == 2 and "tab" in refused.stderr
+
+
+def test_keys_of_every_length_are_written_exactly(tallyd, store):
+    """Flushes of short, then ever longer, then short keys again: the rows
+    of each reach the database as they are."""
+    port = free_port()
+    daemon = tallyd(howto_config(port, store.config(), threshold=1000000), wait_port=port)
+    client = PolicyClient(port=port)
+    lengths = [1, 31, 32, 33, 100, 255, 7]
+    for n, length in enumerate(lengths):
+        key = chr(ord("a") + n) * length
+        for _ in range(n + 1):
+            assert client.ask(client_address=key) == "dunno"
+        daemon.ctl("flush")
+    for n, length in enumerate(lengths):
+        assert totals(store, chr(ord("a") + n) * length)[0] == n + 1
