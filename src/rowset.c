@@ -30,23 +30,92 @@ static int compare_periods(const void *a, const void *b)
 	return store_row_compare(&rx, &ry);
 }
 
-/* What a key is sorted by; small, since the sort moves entries around. */
+/* What a key is sorted by; small, since the sort moves entries around.
+ * `prefix` is the key's first eight bytes as a number, so that most
+ * comparisons are one of integers. */
 struct sort_entry {
+	uint64_t prefix;
 	const char *key;
+	struct counter *counter;
 	uint32_t key_len;
 	int rank;                   /* the period's, once ranked */
-	struct counter *counter;
 };
 
-static int compare_entries(const void *a, const void *b)
+/* Big-endian and zero-padded, which keeps memcmp's order (a shorter key
+ * sorts first on a tie, as the full comparison then decides). */
+static uint64_t prefix_of(const char *key, size_t key_len)
 {
-	const struct sort_entry *x = a, *y = b;
+	uint64_t prefix = 0;
 
+	for (size_t i = 0; i < 8; i++)
+		prefix = prefix << 8 | (i < key_len ? (unsigned char)key[i] : 0);
+	return prefix;
+}
+
+/* True when x sorts before y. */
+static bool before(const struct sort_entry *x, const struct sort_entry *y)
+{
 	if (x->rank != y->rank)
-		return x->rank < y->rank ? -1 : 1;
+		return x->rank < y->rank;
+	if (x->prefix != y->prefix)
+		return x->prefix < y->prefix;
 	size_t common = x->key_len < y->key_len ? x->key_len : y->key_len;
 	int c = memcmp(x->key, y->key, common);
-	return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+	return c ? c < 0 : x->key_len < y->key_len;
+}
+
+static void swap(struct sort_entry *a, struct sort_entry *b)
+{
+	struct sort_entry t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+/* Sorts e[0..n): a quicksort with the comparison inlined, insertion sort
+ * for short runs.  A flush sorts every key it writes; qsort()'s generic
+ * moves and calls made that a third of a flush's work. */
+static void sort_entries(struct sort_entry *e, size_t n)
+{
+	while (n > 16) {
+		struct sort_entry *mid = e + n / 2, *last = e + n - 1;
+		if (before(mid, e))
+			swap(mid, e);
+		if (before(last, mid)) {
+			swap(last, mid);
+			if (before(mid, e))
+				swap(mid, e);
+		}
+		swap(mid, e + n - 2);                /* the pivot, median of three */
+		struct sort_entry *pivot = e + n - 2;
+		size_t i = 0, j = n - 2;
+		for (;;) {
+			while (before(&e[++i], pivot))
+				;
+			while (j > 0 && before(pivot, &e[--j]))
+				;
+			if (i >= j)
+				break;
+			swap(&e[i], &e[j]);
+		}
+		swap(&e[i], pivot);
+		/* recurse into the smaller side, loop on the larger */
+		if (i < n - 1 - i) {
+			sort_entries(e, i);
+			e += i + 1;
+			n -= i + 1;
+		} else {
+			sort_entries(e + i + 1, n - 1 - i);
+			n = i;
+		}
+	}
+	for (size_t i = 1; i < n; i++) {
+		struct sort_entry x = e[i];
+		size_t k = i;
+		for (; k > 0 && before(&x, &e[k - 1]); k--)
+			e[k] = e[k - 1];
+		e[k] = x;
+	}
 }
 
 /* Ranks the distinct periods of the batch (their ids are in e[].rank) and
@@ -96,11 +165,12 @@ void rowset_fill(struct rowset *r, struct counter_batch *batch)
 	for (size_t i = 0; i < batch->count; i++) {
 		struct counter_view v;
 		counter_view(batch->keys[i], &v);
-		e[i] = (struct sort_entry){ .key = v.key, .key_len = (uint32_t)v.key_len,
-					    .rank = v.period, .counter = batch->keys[i] };
+		e[i] = (struct sort_entry){ .prefix = prefix_of(v.key, v.key_len), .key = v.key,
+					    .key_len = (uint32_t)v.key_len, .rank = v.period,
+					    .counter = batch->keys[i] };
 	}
 	rank_periods(e, batch->count);
-	qsort(e, batch->count, sizeof(*e), compare_entries);
+	sort_entries(e, batch->count);
 	reserve(r, batch->count);
 	r->count = batch->count;
 	for (size_t i = 0; i < batch->count; i++) {
