@@ -533,6 +533,24 @@ void counters_committed(struct counter *c, const struct metric_values *total, ui
 	pthread_mutex_unlock(&s->lock);
 }
 
+uint32_t counters_refused(struct counter *c)
+{
+	struct shard *s = shard_of_key(c);
+
+	pthread_mutex_lock(&s->lock);
+	uint32_t take = s->takes + 1;
+	metrics_add(&c->delta->pending, &c->delta->in_flight);
+	memset(&c->delta->in_flight, 0, sizeof(c->delta->in_flight));
+	mark_dirty(s, c);
+	if (c->state == LOAD_QUEUED && (c->flags & AWAIT_FLUSH)) {
+		c->flags &= (uint8_t)~AWAIT_FLUSH;
+		loader_want_counter(c);          /* nothing in flight now: read it */
+	}
+	c->flags &= (uint8_t)~IN_FLUSH;
+	pthread_mutex_unlock(&s->lock);
+	return take;
+}
+
 static bool evictable(const struct counter *c)
 {
 	return c->delta == NULL && c->flags == 0 &&

@@ -116,6 +116,10 @@ uint32_t counters_next_epoch(void);
  * now `total` (NULL when they were not read back: a loaded total then
  * grows by what was in flight). */
 void counters_committed(struct counter *c, const struct metric_values *total, uint32_t epoch);
+/* The database refused the key's row: its in-flight increments are pending
+ * again, for the next flush.  Returns the take that will carry them (for
+ * the journal). */
+uint32_t counters_refused(struct counter *c);
 
 /* Drops keys of periods that are no longer live and have nothing left to
  * write; returns how many. */

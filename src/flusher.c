@@ -100,6 +100,25 @@ static void complain(struct flusher *f, const char *what, const char *why)
 	}
 }
 
+/* Counts a row the database refused, and logs it once a minute (a client
+ * can make one every flush). */
+static void note_refused(const char *table, const struct store_row *row, const char *why)
+{
+	static int64_t last_logged;
+	int64_t now = clock_ms();
+
+	pthread_mutex_lock(&control_lock);
+	shared_status.rows_refused++;
+	pthread_mutex_unlock(&control_lock);
+	if (now - last_logged < 60000)
+		return;
+	last_logged = now;
+	log_warning("the database refused the row of %.*s in %s (%.*s): %s; its increments are "
+		    "kept and tried again at each flush, the other rows are written (tallyctl "
+		    "stats: flush_rows_refused)", (int)row->key_len, row->key, table,
+		    (int)row->time_len, row->time, why);
+}
+
 /* ------------------------------------------------------------- connection */
 
 /* Creates the tables registered since the last call (DDL: no transaction). */
@@ -141,10 +160,26 @@ static void lost(struct flusher *f, const char *what)
 
 /* ------------------------------------------------------------------ batches */
 
+/* Writes rows; when the database refuses one (a data error), writes them
+ * one by one, so that it holds back no other: the refused ones are set
+ * aside (rows[i].refused) and go back to pending after the commit. */
 static enum store_status upsert_rows(struct store *s, const char *table, struct store_row *rows,
 				     size_t count)
 {
-	return s->ops->upsert(s, table, rows, count);
+	enum store_status status = s->ops->upsert(s, table, rows, count);
+
+	if (status != STORE_REFUSED)
+		return status;
+	for (size_t i = 0; i < count; i++) {
+		status = count > 1 ? s->ops->upsert(s, table, &rows[i], 1) : STORE_REFUSED;
+		if (status == STORE_REFUSED) {
+			rows[i].refused = true;
+			note_refused(table, &rows[i], s->error);
+		} else if (status != STORE_OK) {
+			return status;
+		}
+	}
+	return STORE_OK;
 }
 
 static enum store_status each_chunk(struct flusher *f, struct rowset *r, rowset_op op)
@@ -186,9 +221,31 @@ static enum outcome write_batch(struct flusher *f, uint64_t seq)
 	return NOT_WRITTEN;
 }
 
+/* After the commit of a batch with refused rows: their increments are
+ * pending again, and journaled again (the commit's marker is about to say
+ * their old records are written). */
+static void requeue_refused(struct flusher *f)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < f->written.count; i++) {
+		const struct store_row *row = &f->written.rows[i];
+		if (!row->refused)
+			continue;
+		struct counter_view v;
+		counter_view(f->written.keys[i], &v);
+		struct metric_values values = row->values;
+		uint32_t take = counters_refused(f->written.keys[i]);
+		journal_record(take, v.period, v.key, v.key_len, &values);
+		any = true;
+	}
+	if (any)
+		journal_wait();
+}
+
 /* The batch is in the database: hand the totals read back to the cache
  * (the others grow by what was in flight), and wake the requests that
- * waited for any of them. */
+ * waited for any of them.  Refused rows were requeued already. */
 static void batch_written(struct flusher *f, bool with_totals)
 {
 	uint32_t epoch = counters_next_epoch();
@@ -201,6 +258,8 @@ static void batch_written(struct flusher *f, bool with_totals)
 				total = &f->read_back.rows[j];
 			j++;
 		}
+		if (f->written.rows[i].refused)
+			continue;
 		counters_committed(f->written.keys[i], with_totals && total ? &total->values : NULL,
 				   epoch);
 	}
@@ -242,6 +301,7 @@ static bool resolve_unknown(struct flusher *f)
 			rowset_fill(&f->written, &f->batch);
 			f->read_back.count = 0;
 		}
+		requeue_refused(f);
 		journal_committed(f->unknown_seq, f->unknown_take);
 		batch_written(f, false);
 	} else {
@@ -315,6 +375,7 @@ static bool flush(struct flusher *f)
 	pthread_mutex_unlock(&control_lock);
 	f->last_seq = seq;
 	f->last_complaint = 0;
+	requeue_refused(f);
 	journal_committed(seq, f->last_take);
 	batch_written(f, true);
 	snapshot(f, false);

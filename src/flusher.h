@@ -38,6 +38,7 @@ int flusher_reset(int period, const char *key, size_t key_len);
 struct flusher_status {
 	uint64_t flushes;             /* committed */
 	uint64_t failures;            /* attempts that wrote nothing */
+	uint64_t rows_refused;        /* rows set aside for a data error, each time */
 	uint64_t last_seq;
 	int64_t last_flush;           /* unix time of the last committed flush, or 0 */
 	double last_duration;         /* seconds */

@@ -31,6 +31,9 @@ enum store_status {
 	STORE_OK,
 	STORE_ERROR,      /* the statement failed; the connection is fine */
 	STORE_LOST,       /* the connection is gone or in an unknown state */
+	STORE_REFUSED,    /* upsert: the database refused a row's data (a value out of
+			     range, a key too long for the column...); the statement
+			     wrote nothing and the transaction goes on */
 };
 
 /* One (key, time) row of a flush or a key lookup. */
@@ -41,6 +44,7 @@ struct store_row {
 	size_t time_len;
 	struct metric_values values;   /* upsert: increments; select: totals */
 	bool found;                    /* select: the database has the row */
+	bool refused;                  /* upsert: the flusher set the row aside */
 };
 
 /* One SqlUserConfig lookup: column 1 of the query's first row for `key`. */
@@ -66,7 +70,8 @@ struct store_ops {
 	void (*rollback)(struct store *s);
 	/* CREATE TABLE IF NOT EXISTS with the accounting columns. */
 	enum store_status (*ensure_table)(struct store *s, const char *table);
-	/* Adds rows[i].values to each row, inserting missing rows. */
+	/* Adds rows[i].values to each row, inserting missing rows.
+	 * STORE_REFUSED: a data error on some row; nothing was written. */
 	enum store_status (*upsert)(struct store *s, const char *table,
 				    const struct store_row *rows, size_t count);
 	/* Reads the totals of rows that share rows[0].time; rows are sorted by

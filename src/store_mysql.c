@@ -47,6 +47,15 @@ struct upsert_area {
 	uint32_t generation;            /* 0: none yet */
 };
 
+/* The largest value each metric column of a table holds: BIGINT UNSIGNED
+ * in tables tallyd creates, often INT UNSIGNED in mtpolicyd's.  Totals
+ * stop at it instead of making the database refuse the row. */
+#define TABLE_LIMITS 16
+struct table_limits {
+	char *table;
+	uint64_t max[METRIC_COUNT_OF];
+};
+
 struct mysql_store {
 	struct store base;
 	MYSQL *mysql;
@@ -55,6 +64,8 @@ struct mysql_store {
 	MYSQL_BIND *binds;              /* parameter array, grown as needed */
 	size_t bind_cap;
 	struct upsert_area upsert;
+	struct table_limits limits[TABLE_LIMITS];   /* filled in turn, the oldest replaced */
+	unsigned limit_count;
 	struct buf sql;                 /* scratch for statement text */
 };
 
@@ -183,6 +194,22 @@ static void bind_u64(MYSQL_BIND *b, const uint64_t *value)
 	b->is_unsigned = 1;
 }
 
+/* A data error: a value out of the column's range, a key too long for it,
+ * bytes its character set cannot take (SQLSTATE class 22, and the errors
+ * MariaDB reports under other states).  An InnoDB statement that fails so
+ * is rolled back alone; the transaction goes on. */
+static bool refuses_data(MYSQL_STMT *stmt)
+{
+	switch (mysql_stmt_errno(stmt)) {
+	case ER_BAD_NULL_ERROR: case ER_WARN_DATA_OUT_OF_RANGE: case WARN_DATA_TRUNCATED:
+	case ER_TRUNCATED_WRONG_VALUE: case ER_TRUNCATED_WRONG_VALUE_FOR_FIELD:
+	case ER_DATA_TOO_LONG: case ER_DATA_OUT_OF_RANGE:
+		return true;
+	default:
+		return strncmp(mysql_stmt_sqlstate(stmt), "22", 2) == 0;
+	}
+}
+
 /* ------------------------------------------------------------ upsert area */
 
 static void upsert_area_free(struct upsert_area *a)
@@ -225,16 +252,82 @@ static void upsert_area_fit(struct upsert_area *a, size_t rows, size_t longest)
 	}
 }
 
-/* Copies the rows into the area. */
-static void upsert_area_fill(struct upsert_area *a, const struct store_row *rows, size_t count)
+/* Copies the rows into the area, each increment at most what its column
+ * holds. */
+static void upsert_area_fill(struct upsert_area *a, const struct store_row *rows, size_t count,
+			     const uint64_t max[METRIC_COUNT_OF])
 {
 	for (size_t i = 0; i < count; i++) {
 		memcpy(a->bytes + 2 * i * a->slot, rows[i].key, rows[i].key_len);
 		memcpy(a->bytes + (2 * i + 1) * a->slot, rows[i].time, rows[i].time_len);
 		a->lengths[2 * i] = (unsigned long)rows[i].key_len;
 		a->lengths[2 * i + 1] = (unsigned long)rows[i].time_len;
-		memcpy(&a->values[i * METRIC_COUNT_OF], rows[i].values.v, sizeof(rows[i].values.v));
+		for (int v = 0; v < METRIC_COUNT_OF; v++) {
+			uint64_t value = rows[i].values.v[v];
+			a->values[i * METRIC_COUNT_OF + v] = value < max[v] ? value : max[v];
+		}
 	}
+}
+
+/* ----------------------------------------------------------- column limits */
+
+/* The largest value of an integer column type (information_schema's
+ * DATA_TYPE and COLUMN_TYPE); BIGINT UNSIGNED's for any other type. */
+static uint64_t type_max(const char *type, bool is_unsigned)
+{
+	static const struct { const char *name; uint64_t max; } types[] = {
+		{ "tinyint", 127 }, { "smallint", 32767 }, { "mediumint", 8388607 },
+		{ "int", 2147483647 }, { "bigint", INT64_MAX },
+	};
+
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		if (strcmp(type, types[i].name) == 0)
+			return is_unsigned ? types[i].max * 2 + 1 : types[i].max;
+	}
+	return UINT64_MAX;
+}
+
+/* Reads the limits of `table`'s metric columns (BIGINT UNSIGNED's where
+ * the catalog does not say). */
+static void read_limits(struct mysql_store *m, const char *table, uint64_t max[METRIC_COUNT_OF])
+{
+	for (int v = 0; v < METRIC_COUNT_OF; v++)
+		max[v] = UINT64_MAX;
+	buf_reset(&m->sql);
+	buf_printf(&m->sql, "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM "
+		   "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND "
+		   "TABLE_NAME = '%s'", table);                /* a checked identifier */
+	if (mysql_query(m->mysql, m->sql.data) != 0)
+		return;
+	MYSQL_RES *res = mysql_store_result(m->mysql);
+	for (MYSQL_ROW row; res && (row = mysql_fetch_row(res)) != NULL;) {
+		int v = row[0] && row[1] && row[2] ? metric_parse(row[0]) : -1;
+		if (v >= 0)
+			max[v] = type_max(row[1], strstr(row[2], "unsigned") != NULL);
+	}
+	if (res)
+		mysql_free_result(res);
+}
+
+/* The limits of `table`, read once per connection. */
+static const uint64_t *limits_of(struct mysql_store *m, const char *table)
+{
+	unsigned n = m->limit_count < TABLE_LIMITS ? m->limit_count : TABLE_LIMITS;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (strcmp(m->limits[i].table, table) == 0)
+			return m->limits[i].max;
+	}
+	struct table_limits *l = &m->limits[m->limit_count++ % TABLE_LIMITS];
+	free(l->table);
+	l->table = xstrdup(table);
+	read_limits(m, table, l->max);
+	for (int v = 0; v < METRIC_COUNT_OF; v++) {
+		if (l->max[v] != UINT64_MAX)
+			log_info("%s.%s holds at most %llu: totals stop there", table, metric_names[v],
+				 (unsigned long long)l->max[v]);
+	}
+	return l->max;
 }
 
 /* Runs a prepared statement with its parameters bound. */
@@ -296,6 +389,8 @@ static void mysql_store_close(struct store *s)
 	mysql_close(m->mysql);
 	free(m->binds);
 	upsert_area_free(&m->upsert);
+	for (int i = 0; i < TABLE_LIMITS; i++)
+		free(m->limits[i].table);
 	buf_free(&m->sql);
 	free(m);
 }
@@ -359,6 +454,7 @@ static enum store_status mysql_upsert(struct store *s, const char *table,
 	char name[128];
 
 	snprintf(name, sizeof(name), "upsert %s %zu", table, count);
+	const uint64_t *max = limits_of(m, table);
 	MYSQL_STMT *stmt = cached(m, name);
 	if (stmt == NULL) {
 		buf_reset(&m->sql);
@@ -366,9 +462,14 @@ static enum store_status mysql_upsert(struct store *s, const char *table,
 			   "`size_rcpt`) VALUES ", table);
 		for (size_t i = 0; i < count; i++)
 			buf_append_str(&m->sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
-		buf_append_str(&m->sql, " ON DUPLICATE KEY UPDATE `count`=`count`+VALUES(`count`),"
-			       "`count_rcpt`=`count_rcpt`+VALUES(`count_rcpt`),"
-			       "`size`=`size`+VALUES(`size`),`size_rcpt`=`size_rcpt`+VALUES(`size_rcpt`)");
+		/* a total stops at what its column holds (no sum is ever formed
+		 * beyond it, so the database has nothing to refuse) */
+		buf_append_str(&m->sql, " ON DUPLICATE KEY UPDATE ");
+		for (int v = 0; v < METRIC_COUNT_OF; v++)
+			buf_printf(&m->sql, "%s`%s`=IF(VALUES(`%s`)>%llu-`%s`,%llu,`%s`+VALUES(`%s`))",
+				   v ? "," : "", metric_names[v], metric_names[v],
+				   (unsigned long long)max[v], metric_names[v],
+				   (unsigned long long)max[v], metric_names[v], metric_names[v]);
 		stmt = prepare_as(m, name, m->sql.data, &err);
 	}
 	if (stmt == NULL)
@@ -380,14 +481,15 @@ static enum store_status mysql_upsert(struct store *s, const char *table,
 		longest = rows[i].time_len > longest ? rows[i].time_len : longest;
 	}
 	upsert_area_fit(&m->upsert, count, longest);
-	upsert_area_fill(&m->upsert, rows, count);
+	upsert_area_fill(&m->upsert, rows, count, max);
 	struct cached_statement *slot = slot_of(m, stmt);
 	if (slot->bound != m->upsert.generation) {
 		if (mysql_stmt_bind_param(stmt, m->upsert.binds) != 0)
 			return fail_statement(m, stmt, "writing accounting rows");
 		slot->bound = m->upsert.generation;
 	}
-	return execute(m, stmt, NULL, "writing accounting rows");
+	enum store_status status = execute(m, stmt, NULL, "writing accounting rows");
+	return status == STORE_ERROR && refuses_data(stmt) ? STORE_REFUSED : status;
 }
 
 /* Calls fn for every row of a statement that selects `key` and the four

@@ -203,10 +203,14 @@ static enum store_status upsert_chunk(struct sqlite_store *q, const char *table,
 			   "`size_rcpt`) VALUES ", table);
 		for (size_t i = 0; i < count; i++)
 			buf_append_str(&q->sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
-		buf_append_str(&q->sql, " ON CONFLICT(`key`,`time`) DO UPDATE SET "
-			       "`count`=`count`+excluded.`count`,"
-			       "`count_rcpt`=`count_rcpt`+excluded.`count_rcpt`,"
-			       "`size`=`size`+excluded.`size`,`size_rcpt`=`size_rcpt`+excluded.`size_rcpt`");
+		/* a total stops at INT64_MAX, SQLite's largest integer (beyond
+		 * it a sum would turn into an inexact REAL) */
+		buf_append_str(&q->sql, " ON CONFLICT(`key`,`time`) DO UPDATE SET ");
+		for (int v = 0; v < METRIC_COUNT_OF; v++)
+			buf_printf(&q->sql, "%s`%s`=CASE WHEN excluded.`%s`>%lld-`%s` THEN %lld "
+				   "ELSE `%s`+excluded.`%s` END", v ? "," : "", metric_names[v],
+				   metric_names[v], (long long)INT64_MAX, metric_names[v],
+				   (long long)INT64_MAX, metric_names[v], metric_names[v]);
 		stmt = prepare_as(q, name, q->sql.data, &rc);
 	}
 	if (stmt == NULL)
@@ -237,11 +241,36 @@ static enum store_status in_chunks(struct sqlite_store *q, const char *table,
 	return status;
 }
 
+/* A data error on a row: the row's values, not the database, are at fault. */
+static bool refuses_data(struct sqlite_store *q)
+{
+	switch (sqlite3_errcode(q->db)) {
+	case SQLITE_CONSTRAINT: case SQLITE_MISMATCH: case SQLITE_TOOBIG:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* More rows than one statement takes run inside a savepoint, so that a
+ * refusal leaves none of them written. */
 static enum store_status sqlite_upsert(struct store *s, const char *table,
 				       const struct store_row *rows, size_t count)
 {
-	return in_chunks((struct sqlite_store *)s, table, (struct store_row *)rows, count,
-			 upsert_chunk);
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	bool pieces = count > MAX_ROWS_PER_STATEMENT;
+
+	if (pieces && exec(q, "SAVEPOINT tallyd_upsert", "writing accounting rows") != STORE_OK)
+		return STORE_ERROR;
+	enum store_status status = in_chunks(q, table, (struct store_row *)rows, count,
+					     upsert_chunk);
+	if (status == STORE_ERROR && refuses_data(q))
+		status = STORE_REFUSED;
+	if (pieces && status == STORE_REFUSED)
+		exec(q, "ROLLBACK TO tallyd_upsert", "writing accounting rows");
+	if (pieces && status != STORE_LOST)
+		exec(q, "RELEASE tallyd_upsert", "writing accounting rows");
+	return status;
 }
 
 static bool no_such_table(struct sqlite_store *q)

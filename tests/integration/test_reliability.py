@@ -254,3 +254,116 @@ def test_idle_and_slow_clients_do_not_stop_service(tallyd):
     for s in idle:
         s.close()
     assert slowest < 1.0, "a client waited %.2f s" % slowest
+
+
+def refuse_long_keys(store, driver):
+    """Makes the store refuse a row whose key is longer than 16 bytes, as an
+    mtpolicyd table with a narrow key column does (a data error)."""
+    if driver == "mysql":
+        store.execute("ALTER TABLE acct_client_address MODIFY `key` VARCHAR(16) NOT NULL")
+    else:
+        store.execute("CREATE TRIGGER refuse_long BEFORE INSERT ON acct_client_address "
+                      "WHEN length(NEW.`key`) > 16 BEGIN SELECT RAISE(ABORT, 'key too long'); END")
+
+
+def accept_long_keys(store, driver):
+    if driver == "mysql":
+        store.execute("ALTER TABLE acct_client_address MODIFY `key` VARBINARY(255) NOT NULL")
+    else:
+        store.execute("DROP TRIGGER refuse_long")
+
+
+@pytest.mark.parametrize("driver", ["mysql", "sqlite"])
+def test_a_refused_row_holds_back_no_other_and_is_written_later(tallyd, request, tmp_path,
+                                                                driver):
+    """One row the database refuses is set aside, logged and counted; the
+    others are written; it stays pending across a kill -9 (the journal) and
+    is written once the database takes it."""
+    if driver == "mysql":
+        store = request.getfixturevalue("db")
+        store.load_howto_tables()
+        database = store.config()
+    else:
+        from test_accounting import SQLiteStore
+        store = SQLiteStore(str(tmp_path))
+        store.load_howto_tables()
+        database = store.config()
+    refuse_long_keys(store, driver)
+    port = free_port()
+    journal = 'accounting = { flush_interval = 3600; journal = "%s/journal"; };\n' % tmp_path
+    config = howto_config(port, database, threshold=10 ** 6).replace(
+        "accounting = { flush_interval = 0.2; };\n", journal)
+    daemon = tallyd(config, name="first", wait_port=port)
+    client = PolicyClient(port=port)
+    long_key = "a-client-with-a-long-name.example.org"
+    for key, times in (("192.0.2.1", 2), (long_key, 3), ("192.0.2.2", 1)):
+        for _ in range(times):
+            assert client.ask(client_address=key) == "dunno"
+    daemon.ctl("flush")
+    assert totals(store, "192.0.2.1")[0] == 2 and totals(store, "192.0.2.2")[0] == 1
+    assert totals(store, long_key) is None
+    stats = daemon.stats()
+    assert int(stats["flush_rows_refused"]) >= 1 and stats["flush_failures"] == "0"
+    assert "refused the row of %s" % long_key in daemon.log()
+    assert "\ncount 3 " in daemon.ctl("show", "client_address", long_key).stdout
+    # still refused at the next flush, with more increments; then a crash
+    assert client.ask(client_address=long_key) == "dunno"
+    assert client.ask(client_address="192.0.2.1") == "dunno"
+    daemon.ctl("flush")
+    assert totals(store, "192.0.2.1")[0] == 3
+    daemon.send_signal(9)
+    daemon.process.wait(10)
+    accept_long_keys(store, driver)
+    restarted = tallyd(config, name="second", wait_port=port)
+    restarted.ctl("flush")
+    assert totals(store, long_key)[0] == 4
+    assert totals(store, "192.0.2.1")[0] == 3 and totals(store, "192.0.2.2")[0] == 1
+
+
+@pytest.mark.parametrize("driver", ["mysql", "sqlite"])
+def test_a_saturated_metric_stops_at_its_column_and_blocks_nothing(tallyd, request, tmp_path,
+                                                                   driver):
+    """size=2^64-1 from a client fills its total to what the column holds
+    (BIGINT UNSIGNED in tallyd's tables, BIGINT in SQLite) and no flush fails."""
+    if driver == "mysql":
+        store = request.getfixturevalue("db")
+        top = 2 ** 64 - 1
+    else:
+        from test_accounting import SQLiteStore
+        store = SQLiteStore(str(tmp_path))
+        top = 2 ** 63 - 1
+    store.load_howto_tables()
+    port = free_port()
+    daemon = tallyd(howto_config(port, store.config(), threshold=10 ** 6), wait_port=port)
+    client = PolicyClient(port=port)
+    for _ in range(2):
+        assert client.ask(client_address="192.0.2.7", size=2 ** 64 - 1) == "dunno"
+        assert client.ask(client_address="192.0.2.8", size=10) == "dunno"
+        daemon.ctl("flush")
+    assert totals(store, "192.0.2.7") == (2, 2, top, top)
+    assert totals(store, "192.0.2.8") == (2, 2, 20, 20)
+    assert daemon.stats()["flush_failures"] == "0"
+
+
+def test_mtpolicyd_int_columns_stop_at_their_limit(tallyd, db):
+    """mtpolicyd's INT UNSIGNED columns: a total that would pass 2^32 - 1
+    stops there, and the other rows are written."""
+    db.load_howto_tables()
+    db.execute("DROP TABLE acct_client_address")
+    db.execute("""CREATE TABLE acct_client_address (
+        `id` int(11) NOT NULL AUTO_INCREMENT, `key` VARCHAR(255) NOT NULL,
+        `time` VARCHAR(255) NOT NULL, `count` INT UNSIGNED NOT NULL,
+        `count_rcpt` INT UNSIGNED NOT NULL, `size` INT UNSIGNED NOT NULL,
+        `size_rcpt` INT UNSIGNED NOT NULL, PRIMARY KEY (`id`),
+        UNIQUE KEY `time_key` (`key`, `time`)) ENGINE=InnoDB DEFAULT CHARSET=latin1""")
+    port = free_port()
+    daemon = tallyd(howto_config(port, db.config(), threshold=10 ** 6), wait_port=port)
+    client = PolicyClient(port=port)
+    for _ in range(2):
+        assert client.ask(client_address="192.0.2.9", size=3 * 10 ** 9) == "dunno"
+        assert client.ask(client_address="192.0.2.10", size=10) == "dunno"
+        daemon.ctl("flush")
+    assert totals(db, "192.0.2.9") == (2, 2, 2 ** 32 - 1, 2 ** 32 - 1)
+    assert totals(db, "192.0.2.10") == (2, 2, 20, 20)
+    assert daemon.stats()["flush_failures"] == "0"
+    assert "acct_client_address.size holds at most 4294967295" in daemon.log()
