@@ -257,18 +257,30 @@ static void report_ready(int fd, const struct config *config)
 	close(fd);
 }
 
-static void write_pid_file(const struct config *config, uid_t uid, gid_t gid)
+/* Writes the pid into a new file beside pid_file and renames it over
+ * pid_file: whatever stood at that name (a symlink or a hard link planted
+ * by whoever can write the directory, the tallyd user in the packaged
+ * layout) is replaced, never written through.  The file stays root's: the
+ * daemon only needs the directory to remove it at exit. */
+static void write_pid_file(const struct config *config)
 {
 	if (config->pid_file[0] == '\0')
 		return;
-	FILE *f = fopen(config->pid_file, "w");
-	if (f == NULL)
-		fatal("cannot write pid_file %s: %s", config->pid_file, strerror(errno));
-	fprintf(f, "%ld\n", (long)getpid());
-	if (getuid() == 0 && fchown(fileno(f), uid, gid) < 0)
-		log_warning("cannot hand pid_file %s to the tallyd user: %s", config->pid_file,
-			    strerror(errno));
-	fclose(f);
+	struct buf temporary;
+	buf_init(&temporary);
+	buf_printf(&temporary, "%s.XXXXXX", config->pid_file);
+	int fd = mkstemp(temporary.data);
+	bool ok = fd >= 0 && dprintf(fd, "%ld\n", (long)getpid()) > 0 &&
+		  fchmod(fd, 0644) == 0 && close(fd) == 0;
+	if (ok && rename(temporary.data, config->pid_file) < 0)
+		ok = false;
+	if (!ok) {
+		int err = errno;
+		if (fd >= 0)
+			unlink(temporary.data);
+		fatal("cannot write pid_file %s: %s", config->pid_file, strerror(err));
+	}
+	buf_free(&temporary);
 }
 
 /* Looks up user/group; uid_t -1 when no change is asked for. */
@@ -424,7 +436,7 @@ int main(int argc, char **argv)
 	if (!options.foreground)
 		ready_fd = daemonize();
 	log_open(config->log_target, config->syslog_facility);
-	write_pid_file(config, uid, gid);
+	write_pid_file(config);
 	drop_privileges(config, uid, gid);
 	start_database(config);
 	if (workers_start(workers) < 0 || listener_start(acceptor_slot) < 0)

@@ -213,6 +213,31 @@ def test_daemon_mode_reports_ready_and_writes_pid_file(tmp_path):
     wait_for(lambda: not pid_file.exists(), 5, "the pid file to go")
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+@pytest.mark.parametrize("plant", ["symlink", "hardlink"])
+def test_pid_file_planted_by_the_tallyd_user_is_replaced_not_written_through(tallyd, tmp_path,
+                                                                            plant):
+    """The run-as user may write the pid file's directory: a symlink or a hard
+    link it leaves at the pid file's name must not give it root's write (or a
+    chown) on another file."""
+    run = tempfile.mkdtemp(prefix="tallyd-run-")
+    os.chmod(run, 0o777)
+    victim = tmp_path / "shadow"
+    victim.write_text("root:secret\n")
+    os.chmod(str(victim), 0o600)
+    pid_file = os.path.join(run, "tallyd.pid")
+    (os.symlink if plant == "symlink" else os.link)(str(victim), pid_file)
+    port = free_port()
+    daemon = tallyd('user = "nobody"; group = "nogroup"; pid_file = "%s";\n' % pid_file +
+                    'database = { path = "%s/db.sqlite"; };\n' % run +
+                    action_config(port, "OK"), wait_port=port)
+    assert victim.read_text() == "root:secret\n"
+    assert os.stat(str(victim)).st_uid == 0
+    assert not os.path.islink(pid_file)
+    assert int(open(pid_file).read()) == daemon.process.pid
+    assert os.stat(pid_file).st_uid == 0
+
+
 def test_daemon_start_failure_exits_nonzero(tmp_path):
     port = free_port()
     blocker = socket.socket()
