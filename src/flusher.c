@@ -158,6 +158,17 @@ static void lost(struct flusher *f, const char *what)
 	f->store = NULL;
 }
 
+/* After an SQL error that left the connection usable: closes it anyway,
+ * so that the next attempt starts a new session.  MariaDB keeps a
+ * session's database privileges from its start: after a REVOKE and GRANT,
+ * only a new session has them back. */
+static void new_session_next_time(struct flusher *f)
+{
+	f->store->ops->rollback(f->store);
+	store_link_close(&f->link);
+	f->store = NULL;
+}
+
 /* ------------------------------------------------------------------ batches */
 
 /* Writes rows; when the database refuses one (a data error), writes them
@@ -217,7 +228,7 @@ static enum outcome write_batch(struct flusher *f, uint64_t seq)
 	if (status == STORE_LOST)
 		lost(f, "flush");
 	else
-		s->ops->rollback(s);
+		new_session_next_time(f);
 	return NOT_WRITTEN;
 }
 
@@ -279,11 +290,12 @@ static bool read_sequence(struct flusher *f, uint64_t *seq)
 		lost(f, "reading the flush sequence");
 		return false;
 	}
-	s->ops->rollback(s);
 	if (status != STORE_OK) {
 		complain(f, "reading the flush sequence", s->error);
+		new_session_next_time(f);
 		return false;
 	}
+	s->ops->rollback(s);
 	return true;
 }
 

@@ -60,13 +60,16 @@ class MariaDB:
             "--log-error=" + self.directory + "/err", "--tmpdir=" + self.directory]
         self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
-        root = lambda sql: subprocess.run(["mariadb", "--no-defaults", "-S", self.socket, "-u", "root",
-                                           "-e", sql], capture_output=True)
-        wait_for(lambda: root("SELECT 1").returncode == 0, 60, "MariaDB to start")
-        root("CREATE USER 'tallyd'@'127.0.0.1' IDENTIFIED BY 'tallyd';"
+        wait_for(lambda: self.root("SELECT 1").returncode == 0, 60, "MariaDB to start")
+        self.root("CREATE USER 'tallyd'@'127.0.0.1' IDENTIFIED BY 'tallyd';"
              "CREATE USER 'tallyd'@'localhost' IDENTIFIED BY 'tallyd';"
              "GRANT ALL ON *.* TO 'tallyd'@'127.0.0.1'; GRANT ALL ON *.* TO 'tallyd'@'localhost';")
         self.host, self.user, self.password = "127.0.0.1", "tallyd", "tallyd"
+
+    def root(self, sql):
+        """Runs SQL as root (a private server's socket): grants, KILL."""
+        return subprocess.run(["mariadb", "--no-defaults", "-S", self.socket, "-u", "root",
+                               "-e", sql], capture_output=True, text=True)
 
     def pause(self):
         """Stops the server, keeping its data (for outage tests)."""

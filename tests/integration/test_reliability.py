@@ -367,3 +367,31 @@ def test_mtpolicyd_int_columns_stop_at_their_limit(tallyd, db):
     assert totals(db, "192.0.2.10") == (2, 2, 20, 20)
     assert daemon.stats()["flush_failures"] == "0"
     assert "acct_client_address.size holds at most 4294967295" in daemon.log()
+
+
+def test_flusher_starts_a_new_session_after_an_sql_error(tallyd, private_db):
+    """MariaDB keeps a session's database privileges from its start: after a
+    REVOKE and a GRANT, flushes work again only on a new session."""
+    server = private_db.server
+    private_db.load_howto_tables()
+    server.root("CREATE USER 'limited'@'127.0.0.1' IDENTIFIED BY 'limited';"
+                "GRANT ALL ON tallyd.* TO 'limited'@'127.0.0.1';")
+    port = free_port()
+    config = howto_config(port, private_db.config(user='"limited"', password='"limited"'),
+                          threshold=10 ** 6).replace("flush_interval = 0.2", "flush_interval = 0.5")
+    daemon = tallyd(config, wait_port=port)
+    client = PolicyClient(port=port)
+    assert client.ask(client_address="192.0.2.30") == "dunno"
+    daemon.ctl("flush")
+    server.root("REVOKE INSERT, UPDATE ON tallyd.* FROM 'limited'@'127.0.0.1';")
+    ids = server.root("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'limited'")
+    for pid in ids.stdout.split()[1:]:
+        server.root("KILL %s" % pid)           # new sessions, without INSERT
+    assert client.ask(client_address="192.0.2.30") == "dunno"
+    wait_for(lambda: "command denied" in daemon.ctl("stats").stdout, 10,
+             "a flush refused for want of INSERT")
+    server.root("GRANT ALL ON tallyd.* TO 'limited'@'127.0.0.1';")
+    assert client.ask(client_address="192.0.2.30") == "dunno"
+    wait_for(lambda: daemon.ctl("flush", check=False).returncode == 0, 10,
+             "a flush on a session with the privileges back")
+    assert totals(private_db, "192.0.2.30")[0] == 3
