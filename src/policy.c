@@ -16,21 +16,32 @@ void policy_parser_reset(struct policy_parser *p)
 	p->scanned = 0;
 }
 
-/* Finds "\n\n" (or a lone "\n" at offset 0) in data[from..len); returns the
- * offset just past it, or 0 when absent. */
+/* The length of the empty line at data[at..len) ("\n", or "\r\n" from a
+ * client that ends lines the network way), or 0 when there is none. */
+static size_t empty_line(const char *data, size_t len, size_t at)
+{
+	if (at < len && data[at] == '\n')
+		return 1;
+	return at + 1 < len && data[at] == '\r' && data[at + 1] == '\n' ? 2 : 0;
+}
+
+/* Finds the empty line that ends a request in data[from..len) (or at
+ * offset 0); returns the offset just past it, or 0 when absent. */
 static size_t find_end(const char *data, size_t len, size_t from)
 {
-	if (len > 0 && data[0] == '\n')
-		return 1;
-	size_t pos = from > 0 ? from - 1 : 0;
+	size_t n = empty_line(data, len, 0);
+
+	if (n > 0)
+		return n;
+	size_t pos = from > 1 ? from - 2 : 0;      /* a "\n\r\n" may straddle from */
 	while (pos + 1 < len) {
 		const char *nl = memchr(data + pos, '\n', len - pos - 1);
 		if (nl == NULL)
 			return 0;
-		pos = (size_t)(nl - data);
-		if (data[pos + 1] == '\n')
-			return pos + 2;
-		pos++;
+		pos = (size_t)(nl - data) + 1;
+		n = empty_line(data, len, pos);
+		if (n > 0)
+			return pos + n;
 	}
 	return 0;
 }
@@ -90,10 +101,17 @@ static size_t split_request(const struct policy_limits *limits, const char *data
 	size_t count = 0;
 
 	*line_error = NULL;
-	while (line < stop && *line != '\n') {
+	while (line < stop) {
+		if (*line == '\n' || (*line == '\r' && line + 1 < stop && line[1] == '\n')) {
+			req->count = count;            /* the empty line: the end */
+			if (line == data)
+				*line_error = "empty request (a blank line with no attributes)";
+			return (size_t)(line - data) + (*line == '\n' ? 1 : 2);
+		}
 		const char *nl = find_line(line, stop, &eq);
 		if (nl == NULL)
 			break;
+		const char *end = nl[-1] == '\r' ? nl - 1 : nl;   /* a CRLF line end */
 		const char *error = eq == NULL ? "line without '='"
 				  : eq == line ? "attribute with an empty name"
 				  : count == limits->max_attributes ? "too many attributes" : NULL;
@@ -106,15 +124,11 @@ static size_t split_request(const struct policy_limits *limits, const char *data
 		a->name = line;
 		a->name_len = (size_t)(eq - line);
 		a->value = eq + 1;
-		a->value_len = (size_t)(nl - eq - 1);
+		a->value_len = (size_t)(end - eq - 1);
 		line = nl + 1;
 	}
 	req->count = count;
-	if (line == stop || *line != '\n')
-		return 0;
-	if (line == data)
-		*line_error = "empty request (a blank line with no attributes)";
-	return (size_t)(line + 1 - data);
+	return 0;
 }
 
 /*

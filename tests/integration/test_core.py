@@ -111,6 +111,22 @@ def test_request_split_into_small_writes_is_answered_once_complete(tallyd):
     assert client.ask() == "OK split"             # the connection goes on
 
 
+def test_request_with_crlf_line_ends_is_answered(tallyd, tmp_path):
+    """A client typing at a terminal (telnet, nc -C) ends lines with CRLF;
+    the values reach the plugins without the CR."""
+    port = free_port()
+    daemon = tallyd('listen = "127.0.0.1:%d";\ndatabase = { path = "%s/d.sqlite"; };\n'
+                    'accounting = { flush_interval = 0.2; };\n'
+                    'virtual_hosts = ( { port = %d; plugins = ( { name = "a"; '
+                    'module = "Accounting"; fields = "sender"; } ); } );\n'
+                    % (port, tmp_path, port), wait_port=port)
+    client = PolicyClient(port=port)
+    client.send(b"request=smtpd_access_policy\r\nsender=crlf@example.org\r\n\r\n")
+    assert client.read_answer() == "dunno"
+    assert client.ask(sender="crlf@example.org") == "dunno"    # LF, the same key
+    assert "\ncount 2 " in daemon.ctl("show", "sender", "crlf@example.org").stdout
+
+
 @pytest.mark.parametrize("payload, reason", [
     (b"request=smtpd_access_policy\ngarbage line\n\n", "line without '='"),
     (b"request=smtpd_access_policy\nsender=a\x00b\n\n", "NUL byte"),

@@ -96,6 +96,31 @@ START_TEST(test_parser_splits_pipelined_requests)
 }
 END_TEST
 
+START_TEST(test_crlf_line_ends_are_taken_like_lf)
+{
+	const char *crlf = "request=smtpd_access_policy\r\nsize=1000\r\nempty=\r\n"
+			   "inner=a\rb\r\n\r\nnext=1\n\n";
+	size_t len = strlen(crlf), end = strstr(crlf, "next=") - crlf, used;
+	const char *error;
+	struct policy_parser p;
+
+	ck_assert_int_eq(parse_once(crlf, len, &used, &error), POLICY_REQUEST);
+	ck_assert_uint_eq(used, end);
+	ck_assert_uint_eq(req.count, 4);
+	assert_value("size", "1000");
+	assert_value("empty", "");
+	assert_value("inner", "a\rb");
+	/* split at every byte, the end found by the later calls' search */
+	policy_parser_reset(&p);
+	for (size_t n = 1; n < end; n++)
+		ck_assert_int_eq(parse_all(&p, crlf, n, &used, &error), POLICY_INCOMPLETE);
+	ck_assert_int_eq(parse_all(&p, crlf, end, &used, &error), POLICY_REQUEST);
+	ck_assert_uint_eq(used, end);
+	assert_value("size", "1000");
+	ck_assert_int_eq(parse_once("\r\n", 2, &used, &error), POLICY_MALFORMED);
+}
+END_TEST
+
 START_TEST(test_value_may_contain_equals_signs_and_any_bytes)
 {
 	const char *text = "sender=a=b@example.org\nclient_name=\xff\xfe caf\xc3\xa9\n\n";
@@ -439,6 +464,7 @@ static Suite *policy_suite(void)
 	tcase_add_test(tc, test_parser_reads_a_request_in_one_piece);
 	tcase_add_test(tc, test_parser_waits_for_blank_line_when_split_at_every_byte);
 	tcase_add_test(tc, test_parser_splits_pipelined_requests);
+	tcase_add_test(tc, test_crlf_line_ends_are_taken_like_lf);
 	tcase_add_test(tc, test_value_may_contain_equals_signs_and_any_bytes);
 	tcase_add_test(tc, test_line_without_equals_is_malformed);
 	tcase_add_test(tc, test_attribute_with_empty_name_is_malformed);
