@@ -9,8 +9,11 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -647,6 +650,121 @@ static void derive(struct config *config)
 	}
 }
 
+/* ------------------------------------------------------- 64-bit integers */
+
+/* Debian 12's libconfig (1.5) reads an integer without the L suffix as 32
+ * bits, silently wrapped: threshold = 3000000000 became -1294967296.  Every
+ * integer of the text that does not fit 32 bits gets its L before libconfig
+ * reads it; one that does not fit 64 bits is refused at its line.  Strings,
+ * comments, names and floating-point numbers are passed over as libconfig's
+ * scanner reads them. */
+
+/* The end of the token at p that is not a number: a string, a comment, a
+ * name; p itself when there is none. */
+static const char *skip_non_number(const char *p, int *line)
+{
+	if (*p == '"') {
+		for (p++; *p && *p != '"'; p++) {
+			if (*p == '\\' && p[1])
+				p++;
+			*line += *p == '\n';
+		}
+		return *p ? p + 1 : p;
+	}
+	if (*p == '#' || (p[0] == '/' && p[1] == '/'))
+		return p + strcspn(p, "\n");
+	if (p[0] == '/' && p[1] == '*') {
+		const char *end = strstr(p + 2, "*/");
+		for (const char *q = p; q < (end ? end : p + strlen(p)); q++)
+			*line += *q == '\n';
+		return end ? end + 2 : p + strlen(p);
+	}
+	if (isalpha((unsigned char)*p) || *p == '*') {
+		while (isalnum((unsigned char)*p) || strchr("-_*", *p) != NULL)
+			p++;
+	}
+	return p;
+}
+
+/* Copies text to out, an L after each integer beyond 32 bits; false (with
+ * the errors added) when one does not fit 64 bits. */
+static bool widen_integers(const char *text, const char *file, struct buf *out,
+			   struct config_errors *errors)
+{
+	bool ok = true;
+	int line = 1;
+
+	for (const char *p = text; *p;) {
+		const char *end = skip_non_number(p, &line);
+		if (end != p) {
+			buf_append(out, p, (size_t)(end - p));
+			p = end;
+			continue;
+		}
+		bool sign = (*p == '-' || *p == '+') && isdigit((unsigned char)p[1]);
+		if (!sign && !isdigit((unsigned char)*p)) {
+			line += *p == '\n';
+			buf_append(out, p++, 1);
+			continue;
+		}
+		bool hex = p[sign] == '0' && (p[sign + 1] == 'x' || p[sign + 1] == 'X');
+		end = p + sign + (hex ? 2 : 0);
+		while (hex ? isxdigit((unsigned char)*end) : isdigit((unsigned char)*end))
+			end++;
+		bool integer = hex ? *end != 'L' : *end == '\0' || strchr(".eEL", *end) == NULL;
+		buf_append(out, p, (size_t)(end - p));
+		if (integer) {
+			errno = 0;
+			long long value = strtoll(p, NULL, 0);
+			if (errno == ERANGE) {
+				char *message = xasprintf("the number %.*s is out of range: integers "
+							  "are 64-bit (-9223372036854775808.."
+							  "9223372036854775807)", (int)(end - p), p);
+				add_error(errors, file, line, message);
+				free(message);
+				ok = false;
+			} else if (value < INT32_MIN || value > INT32_MAX) {
+				buf_append(out, "L", 1);
+			}
+		}
+		p = end;
+	}
+	return ok;
+}
+
+/* Reads the file into cf; false with the errors added. */
+static bool read_config_file(config_t *cf, const char *file, struct config_errors *errors)
+{
+	struct buf text, widened;
+	char chunk[8192];
+	size_t n;
+	FILE *f = fopen(file, "r");
+
+	if (f == NULL) {
+		add_error(errors, file, 0, "cannot read the file");
+		return false;
+	}
+	buf_init(&text);
+	buf_init(&widened);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		buf_append(&text, chunk, n);
+	bool ok = !ferror(f);
+	fclose(f);
+	if (!ok)
+		add_error(errors, file, 0, "cannot read the file");
+	buf_append(&text, "", 1);                  /* a C string, even when empty */
+	ok = ok && widen_integers(text.data, file, &widened, errors);
+	buf_append(&widened, "", 1);
+	if (ok && !config_read_string(cf, widened.data)) {
+		add_error(errors, config_error_file(cf) ? config_error_file(cf) : file,
+			  config_error_line(cf), config_error_text(cf));
+		ok = false;
+	}
+	buf_free(&text);
+	buf_free(&widened);
+	return ok;
+}
+
 struct config *config_load(const char *file, struct config_errors *errors)
 {
 	config_t cf;
@@ -656,14 +774,8 @@ struct config *config_load(const char *file, struct config_errors *errors)
 	config->file = xstrdup(file);
 	config_default_options(global_options, config);
 	config_init(&cf);
-	if (!config_read_file(&cf, file)) {
-		if (config_error_type(&cf) == CONFIG_ERR_FILE_IO)
-			add_error(errors, file, 0, "cannot read the file");
-		else
-			add_error(errors, config_error_file(&cf) ? config_error_file(&cf) : file,
-				  config_error_line(&cf), config_error_text(&cf));
+	if (!read_config_file(&cf, file, errors))
 		goto fail;
-	}
 
 	const config_setting_t *root = config_root_setting(&cf);
 	config_apply_options(global_options, config, root, NULL, errors);

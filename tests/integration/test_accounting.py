@@ -339,3 +339,13 @@ def test_keys_of_every_length_are_written_exactly(tallyd, store):
         daemon.ctl("flush")
     for n, length in enumerate(lengths):
         assert totals(store, chr(ord("a") + n) * length)[0] == n + 1
+
+
+def test_a_threshold_beyond_32_bits_is_read_as_written(tallyd, store):
+    """threshold = 3000000000 (no L): Debian 12's libconfig alone wraps it to
+    -1294967296, and every message was deferred."""
+    port = free_port()
+    daemon = tallyd(howto_config(port, store.config(), threshold=3000000000), wait_port=port)
+    client = PolicyClient(port=port)
+    for _ in range(3):
+        assert client.ask(client_address="192.0.2.60") == "dunno"

@@ -117,6 +117,14 @@ static const struct broken cases[] = {
 		       " threshold = 1; }"), 3, "field must be an attribute name" },
 	{ LISTEN VHOST("{ name = \"u\"; module = \"SqlUserConfig\"; sql_query = \"SELECT 1\"; }"), 3,
 	  "sql_query must be an SQL query with one ?" },
+	/* integers beyond 32 bits keep their value (libconfig 1.5 wraps them) */
+	{ "workers = 3000000000;\n", 1, "workers must be 1..1024, got 3000000000" },
+	{ "\nmax_connections = 4294967297;\n", 2, "got 4294967297" },
+	{ "workers = 3000000000L;\n", 1, "got 3000000000" },
+	{ "workers = -2147483649;\n", 1, "got -2147483649" },
+	{ "workers = 0x80000000;\n", 1, "got 2147483648" },
+	{ "# 99999999999999999999\nworkers = 99999999999999999999;\n", 2,
+	  "the number 99999999999999999999 is out of range: integers are 64-bit" },
 	{ LISTEN "metrics_listen = \"127.0.0.1:12346\";\n", 2,
 	  "metrics_listen '127.0.0.1:12346': uses a port that listen uses too" },
 };
@@ -243,6 +251,21 @@ START_TEST(test_integer_accepted_where_a_number_is_expected)
 }
 END_TEST
 
+START_TEST(test_numbers_in_strings_comments_and_floats_stay_as_written)
+{
+	struct config_errors errors;
+	struct config *c = load_text("# 3000000000\npid_file = \"/run/3000000000\\\"x\";\n"
+				     "/* 4294967297 */ accounting = { flush_interval = 3000.5; "
+				     "refresh_interval = 5e3; };\nworkers = 8;\n", &errors);
+
+	ck_assert_msg(c != NULL, "%s", errors.count ? errors.lines[0] : "");
+	ck_assert_str_eq(c->pid_file, "/run/3000000000\"x");
+	ck_assert(c->accounting.flush_interval == 3000.5);
+	ck_assert(c->accounting.refresh_interval == 5000.0);
+	config_free(c);
+}
+END_TEST
+
 START_TEST(test_packaged_and_quickstart_configs_load)
 {
 	const char *files[] = { TOP_SRCDIR "/conf/tallyd.conf",
@@ -279,6 +302,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_listen_as_string_or_list_with_ipv6_and_unix);
 	tcase_add_test(tc, test_relative_paths_become_absolute);
 	tcase_add_test(tc, test_integer_accepted_where_a_number_is_expected);
+	tcase_add_test(tc, test_numbers_in_strings_comments_and_floats_stay_as_written);
 	tcase_add_test(tc, test_packaged_and_quickstart_configs_load);
 	suite_add_tcase(s, tc);
 	return s;
