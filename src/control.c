@@ -1,7 +1,8 @@
 /*
  * control.c: the admin thread (see control.h).  It owns the two listening
- * sockets and serves one client at a time: tallyctl's commands, and GET
- * /metrics (what both print comes from report.c).  A flush or a reload
+ * sockets and serves up to 32 clients at once, each within a 10 s deadline:
+ * tallyctl's commands, and GET /metrics (what both print comes from
+ * report.c).  Commands run one at a time.  A flush or a reload
  * waits for the flusher or the main thread, not for a lock; `show` may
  * wait up to database.wait for a total the loader reads.  It reads the
  * config through live.h like a worker.
@@ -15,7 +16,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -220,113 +220,161 @@ static void run_command(struct buf *out, char *line)
 
 /* ------------------------------------------------------------------- thread */
 
-static void write_all(int fd, const struct buf *b)
-{
-	size_t done = 0;
+/* The admin thread serves every admin connection at once with poll():
+ * a client that sends slowly, or not at all, or does not read its answer,
+ * holds back no other and is closed when its deadline passes.  Commands
+ * run one at a time, on this thread. */
+#define ADMIN_CLIENTS 32
+#define ADMIN_DEADLINE_MS 10000          /* to send the request and read the answer */
 
-	while (done < b->len) {
-		ssize_t n = write(fd, b->data + done, b->len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return;
-		done += (size_t)n;
-	}
-}
-
-/* Reads until `end` appears or 8 KiB; false on timeout or EOF before it. */
-static bool read_until(int fd, char *in, size_t size, const char *end)
-{
-	size_t len = 0;
-
-	while (len + 1 < size) {
-		ssize_t n = read(fd, in + len, size - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		in[len] = '\0';
-		if (strstr(in, end))
-			return true;
-	}
-	in[len] = '\0';
-	return len > 0 && strstr(in, end) != NULL;
-}
-
-static void serve_control(int fd)
-{
-	char line[4096];
+struct admin_client {
+	int fd;
+	bool metrics;                   /* GET /metrics, else a tallyctl command */
+	bool answered;                  /* `out` holds the answer: writing it */
+	char in[8192];
+	size_t len;
 	struct buf out;
+	size_t sent;
+	int64_t deadline;               /* clock_ms() */
+};
 
-	buf_init(&out);
-	if (read_until(fd, line, sizeof(line), "\n"))
-		run_command(&out, line);
+static struct admin_client clients[ADMIN_CLIENTS];   /* this thread's alone */
+static int client_count;
+
+static void answer_control(struct buf *out, char *line, bool complete)
+{
+	if (complete)
+		run_command(out, line);
 	else
-		buf_append_str(&out, "error: send one command line\n");
-	write_all(fd, &out);
-	buf_free(&out);
+		buf_append_str(out, "error: send one command line\n");
 }
 
-static void serve_metrics(int fd)
+static void answer_metrics(struct buf *out, const char *request, bool complete)
 {
-	char request[8192];
-	struct buf body, out;
+	struct buf body;
 
-	buf_init(&body);
-	buf_init(&out);
-	if (!read_until(fd, request, sizeof(request), "\n")) {
-		buf_free(&body);
+	if (!complete)
+		return;                         /* not HTTP: closed without a word */
+	if (strncmp(request, "GET /metrics ", 13) != 0 && strncmp(request, "GET / ", 6) != 0) {
+		buf_append_str(out, "HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n"
+			       "Connection: close\r\n\r\nGET /metrics\n");
 		return;
 	}
-	if (strncmp(request, "GET /metrics ", 13) == 0 || strncmp(request, "GET / ", 6) == 0) {
-		report_metrics(&body, live_enter());
-		live_leave();
-		buf_printf(&out, "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-			   "Content-Length: %zu\r\nConnection: close\r\n\r\n", body.len);
-		buf_append(&out, body.data, body.len);
-	} else {
-		buf_append_str(&out, "HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n"
-			       "Connection: close\r\n\r\nGET /metrics\n");
-	}
-	write_all(fd, &out);
+	buf_init(&body);
+	report_metrics(&body, live_enter());
+	live_leave();
+	buf_printf(out, "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+		   "Content-Length: %zu\r\nConnection: close\r\n\r\n", body.len);
+	buf_append(out, body.data, body.len);
 	buf_free(&body);
-	buf_free(&out);
 }
 
-static void accept_one(int listen_fd, void (*serve)(int fd))
+static void drop_client(int i)
 {
-	struct timeval five = { .tv_sec = 5 };
-	int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	close(clients[i].fd);
+	buf_free(&clients[i].out);
+	clients[i] = clients[--client_count];
+}
+
+static void accept_client(int listen_fd, bool metrics)
+{
+	int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 	if (fd < 0)
 		return;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &five, sizeof(five));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &five, sizeof(five));
-	serve(fd);
-	close(fd);
+	struct admin_client *c = &clients[client_count++];
+	c->fd = fd;
+	c->metrics = metrics;
+	c->answered = false;
+	c->len = c->sent = 0;
+	buf_init(&c->out);
+	c->deadline = clock_ms() + ADMIN_DEADLINE_MS;
+}
+
+/* Reads what the client sent; once its request line is in (or it sent 8
+ * KiB without one, or stopped sending), runs it.  False: drop the client. */
+static bool read_request(struct admin_client *c)
+{
+	ssize_t n = read(c->fd, c->in + c->len, sizeof(c->in) - 1 - c->len);
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR;
+	c->len += (size_t)n;
+	c->in[c->len] = '\0';
+	bool complete = strchr(c->in, '\n') != NULL;
+	if (!complete && n > 0 && c->len + 1 < sizeof(c->in))
+		return true;                    /* more to come */
+	if (c->metrics)
+		answer_metrics(&c->out, c->in, complete);
+	else
+		answer_control(&c->out, c->in, complete);
+	c->answered = true;
+	return c->out.len > 0;
+}
+
+/* Writes what it can of the answer.  False: done, or the client is gone. */
+static bool write_answer(struct admin_client *c)
+{
+	ssize_t n = write(c->fd, c->out.data + c->sent, c->out.len - c->sent);
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR;
+	c->sent += (size_t)n;
+	return c->sent < c->out.len;
+}
+
+/* The poll() timeout: until the earliest deadline. */
+static int next_timeout(void)
+{
+	int64_t now = clock_ms(), wait = -1;
+
+	for (int i = 0; i < client_count; i++) {
+		int64_t left = clients[i].deadline > now ? clients[i].deadline - now : 0;
+		wait = wait < 0 || left < wait ? left : wait;
+	}
+	return (int)wait;
 }
 
 static void *control_main(void *unused)
 {
-	struct pollfd fds[3] = {
-		{ .fd = stop_pipe[0], .events = POLLIN },
-		{ .fd = control_fd, .events = POLLIN },
-		{ .fd = metrics_fd, .events = POLLIN },
-	};
+	struct pollfd fds[3 + ADMIN_CLIENTS];
 
 	(void)unused;
 	stats_bind(slot);
 	for (;;) {
-		if (poll(fds, 3, -1) < 0 && errno != EINTR)
+		bool room = client_count < ADMIN_CLIENTS;
+		fds[0] = (struct pollfd){ .fd = stop_pipe[0], .events = POLLIN };
+		fds[1] = (struct pollfd){ .fd = room ? control_fd : -1, .events = POLLIN };
+		fds[2] = (struct pollfd){ .fd = room ? metrics_fd : -1, .events = POLLIN };
+		for (int i = 0; i < client_count; i++)
+			fds[3 + i] = (struct pollfd){ .fd = clients[i].fd,
+						      .events = clients[i].answered ? POLLOUT : POLLIN };
+		int polled = client_count;
+		if (poll(fds, (nfds_t)(3 + polled), next_timeout()) < 0 && errno != EINTR)
 			break;
 		if (fds[0].revents)
 			break;
-		if (fds[1].revents & POLLIN)
-			accept_one(control_fd, serve_control);
-		if (fds[2].revents & POLLIN)
-			accept_one(metrics_fd, serve_metrics);
+		int64_t now = clock_ms();
+		for (int i = polled - 1; i >= 0; i--) {         /* back to front: drops move the last */
+			struct admin_client *c = &clients[i];
+			short ready = fds[3 + i].revents;
+			bool keep = now < c->deadline;
+			if (keep && (ready & POLLIN))
+				keep = read_request(c);
+			if (keep && c->answered && (ready & (POLLOUT | POLLIN)))
+				keep = write_answer(c);
+			else if (keep && (ready & (POLLERR | POLLHUP | POLLNVAL)))
+				keep = false;
+			if (!keep)
+				drop_client(i);
+		}
+		if ((fds[1].revents & POLLIN) && client_count < ADMIN_CLIENTS)
+			accept_client(control_fd, false);
+		if ((fds[2].revents & POLLIN) && client_count < ADMIN_CLIENTS)
+			accept_client(metrics_fd, true);
 	}
+	while (client_count > 0)
+		drop_client(client_count - 1);  /* shutdown waits for no client */
 	return NULL;
 }
 

@@ -354,6 +354,54 @@ def test_prometheus_metrics(tallyd):
     assert 'tallyd_plugin_calls_total{vhost="port %d",plugin="a"} 3' % port in body
 
 
+def test_slow_and_idle_admin_clients_hold_back_no_other(tallyd):
+    """Ten idle connections and one dripping a byte a second, on the metrics
+    port and on the control socket: tallyctl and a scrape are answered at
+    once, the idle ones are closed after their deadline, and SIGTERM does
+    not wait for any of them."""
+    port, metrics = free_port(), free_port()
+    daemon = tallyd(action_config(port, "OK", 'metrics_listen = "127.0.0.1:%d";\n' % metrics),
+                    wait_port=port)
+    idle = [socket.create_connection(("127.0.0.1", metrics)) for _ in range(10)]
+    for _ in range(10):
+        unix = socket.socket(socket.AF_UNIX)
+        unix.connect(daemon.control)
+        idle.append(unix)
+    drippers = [socket.create_connection(("127.0.0.1", metrics)), socket.socket(socket.AF_UNIX)]
+    drippers[1].connect(daemon.control)
+    stop = threading.Event()
+
+    def drip():
+        while not stop.is_set():
+            for s in drippers:
+                try:
+                    s.send(b"G")
+                except OSError:
+                    pass
+            stop.wait(1.0)
+    dripping = threading.Thread(target=drip)
+    dripping.start()
+    try:
+        for _ in range(3):
+            started = time.monotonic()
+            assert "requests" in daemon.ctl("stats").stdout
+            body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics,
+                                          timeout=5).read().decode()
+            assert "tallyd_requests_total" in body
+            assert time.monotonic() - started < 1.0
+        # a connection that never completes its request is closed at its deadline
+        idle[0].settimeout(15)
+        assert idle[0].recv(100) == b""
+        started = time.monotonic()
+        assert daemon.stop() == 0
+        assert time.monotonic() - started < 5
+    finally:
+        stop.set()
+        dripping.join()
+        for s in idle + drippers:
+            s.close()
+
+
 def test_tallyctl_says_when_tallyd_is_not_there(tmp_path):
     ctl = os.path.join(os.path.dirname(TALLYD), "tallyctl")
     result = subprocess.run([ctl, "-s", str(tmp_path / "none.sock"), "stats"],
