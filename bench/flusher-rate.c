@@ -92,7 +92,8 @@ int main(int argc, char **argv)
 	flusher_status(&status);
 
 	char error[512];
-	struct store *s = store_open(&config->database, error, sizeof(error));
+	struct store *s = store_open(&config->database, config->database.statement_timeout, error,
+				     sizeof(error));
 	struct store_row probe = { .key = key, .key_len = strlen(key), .time = month,
 				   .time_len = month_len };
 	bool last_written = s && s->ops->select(s, "acct_flusher_rate", &probe, 1) == STORE_OK &&

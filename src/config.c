@@ -336,6 +336,8 @@ static const struct config_option database_options[] = {
 	  .default_number = 2, .min = 1, .max = 64 },
 	{ .name = "connect_timeout", .type = OPTION_INT, .offset = DATABASE(connect_timeout),
 	  .default_number = 5, .min = 1, .max = 300 },
+	{ .name = "statement_timeout", .type = OPTION_INT,
+	  .offset = DATABASE(statement_timeout), .default_number = 30, .min = 1, .max = 3600 },
 	{ .name = "wait", .type = OPTION_DOUBLE, .offset = DATABASE(wait),
 	  .default_number = 2.0, .min = 0.05, .max = 60 },
 	{ .name = NULL },

@@ -92,7 +92,8 @@ struct database_config {
 	char *name;
 	char *path;                /* sqlite */
 	int pool_size;             /* loader threads, each with a connection */
-	int connect_timeout;       /* seconds; also bounds reads and writes */
+	int connect_timeout;       /* seconds; also bounds the loaders' reads and writes */
+	int statement_timeout;     /* seconds the flusher's statements may take */
 	double wait;               /* seconds a request waits for a value from it */
 };
 

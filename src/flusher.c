@@ -513,6 +513,7 @@ int flusher_start(const struct config *config, struct journal_replay *replay)
 	memset(&shared_status, 0, sizeof(shared_status));
 	flusher.config = config;
 	flusher.link.config = &config->database;
+	flusher.link.statement_timeout = config->database.statement_timeout;
 	if (replay) {            /* a flush of unknown outcome from the last run */
 		flusher.batch = replay->in_flight;
 		flusher.unknown_seq = replay->unknown_seq;

@@ -492,6 +492,7 @@ int loader_start(const struct config *c)
 	threads = xcalloc((size_t)thread_count, sizeof(*threads));
 	for (int i = 0; i < thread_count; i++) {
 		threads[i].link.config = &c->database;
+		threads[i].link.statement_timeout = c->database.connect_timeout;
 		for (int k = 0; k < STORE_BATCH_MAX; k++)
 			buf_init(&threads[i].lookups[k].value);
 		int rc = pthread_create(&threads[i].thread, NULL, loader_main, &threads[i]);

@@ -152,6 +152,8 @@ static void warn_restart_only(const struct config *old, const struct config *nex
 		{ "database.pool_size", old->database.pool_size, next->database.pool_size },
 		{ "database.connect_timeout", old->database.connect_timeout,
 		  next->database.connect_timeout },
+		{ "database.statement_timeout", old->database.statement_timeout,
+		  next->database.statement_timeout },
 		{ "accounting.flush_interval", old->accounting.flush_interval,
 		  next->accounting.flush_interval },
 		{ "accounting.flush_batch", old->accounting.flush_batch,
@@ -342,7 +344,8 @@ static void start_database(const struct config *config)
 	counters_init();
 	usercache_init(config->user_config_ttl);
 	store_outage_init(keys_waiting);
-	struct store *probe = store_open(&config->database, error, sizeof(error));
+	struct store *probe = store_open(&config->database, config->database.connect_timeout, error,
+					 sizeof(error));
 	if (probe == NULL && config->database.driver == DATABASE_SQLITE)
 		fatal("%s", error);
 	if (probe == NULL)

@@ -14,11 +14,12 @@
 #include "log.h"
 #include "store.h"
 
-struct store *store_open(const struct database_config *config, char *error, size_t size)
+struct store *store_open(const struct database_config *config, int statement_timeout,
+			 char *error, size_t size)
 {
 	if (config->driver == DATABASE_MYSQL)
-		return store_mysql_open(config, error, size);
-	return store_sqlite_open(config, error, size);
+		return store_mysql_open(config, statement_timeout, error, size);
+	return store_sqlite_open(config, statement_timeout, error, size);
 }
 
 int store_row_compare(const void *a, const void *b)
@@ -71,7 +72,7 @@ struct store *store_link_open(struct store_link *l)
 	 * thread's connection got through, try at once */
 	if (clock_ms() < l->next_attempt && store_is_down())
 		return NULL;
-	l->store = store_open(l->config, l->error, sizeof(l->error));
+	l->store = store_open(l->config, l->statement_timeout, l->error, sizeof(l->error));
 	if (l->store == NULL) {
 		store_outage_begin(l->error);       /* logs the outage, once */
 		l->backoff = l->backoff ? (l->backoff * 2 > 5000 ? 5000 : l->backoff * 2) : 250;

@@ -104,10 +104,15 @@ struct store {
 	char error[512];               /* the last error, for log lines */
 };
 
-/* Opens a connection with the configured driver; NULL with *error set. */
-struct store *store_open(const struct database_config *config, char *error, size_t size);
-struct store *store_mysql_open(const struct database_config *config, char *error, size_t size);
-struct store *store_sqlite_open(const struct database_config *config, char *error, size_t size);
+/* Opens a connection with the configured driver; NULL with *error set.
+ * A statement may take `statement_timeout` seconds (the time to wait for a
+ * reply, or for SQLite's lock). */
+struct store *store_open(const struct database_config *config, int statement_timeout,
+			 char *error, size_t size);
+struct store *store_mysql_open(const struct database_config *config, int statement_timeout,
+			       char *error, size_t size);
+struct store *store_sqlite_open(const struct database_config *config, int statement_timeout,
+				char *error, size_t size);
 
 /* Orders rows by key bytes (shorter first on a common prefix). */
 int store_row_compare(const void *a, const void *b);
@@ -136,6 +141,7 @@ void store_batch_sql(struct buf *out, const char *sql, size_t count);
  * to 5 s); every attempt is reported to the outage log. */
 struct store_link {
 	const struct database_config *config;
+	int statement_timeout;         /* seconds */
 	struct store *store;           /* NULL while disconnected */
 	int64_t next_attempt;          /* clock_ms() */
 	int64_t backoff;               /* ms */

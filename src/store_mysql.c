@@ -348,9 +348,11 @@ static void library_init(void)
 	mysql_library_init(0, NULL, NULL);
 }
 
-struct store *store_mysql_open(const struct database_config *config, char *error, size_t size)
+struct store *store_mysql_open(const struct database_config *config, int statement_timeout,
+			       char *error, size_t size)
 {
 	unsigned int timeout = (unsigned int)config->connect_timeout;
+	unsigned int replies = (unsigned int)statement_timeout;
 	const char *socket = config->socket[0] ? config->socket : NULL;
 
 	pthread_once(&library_once, library_init);
@@ -360,8 +362,8 @@ struct store *store_mysql_open(const struct database_config *config, char *error
 		return NULL;
 	}
 	mysql_options(mysql, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
-	mysql_options(mysql, MYSQL_OPT_READ_TIMEOUT, &timeout);
-	mysql_options(mysql, MYSQL_OPT_WRITE_TIMEOUT, &timeout);
+	mysql_options(mysql, MYSQL_OPT_READ_TIMEOUT, &replies);
+	mysql_options(mysql, MYSQL_OPT_WRITE_TIMEOUT, &replies);
 	mysql_options(mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	if (mysql_real_connect(mysql, config->host, config->user, config->password, config->name,
 			       (unsigned int)config->port, socket, 0) == NULL) {

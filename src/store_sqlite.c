@@ -2,8 +2,9 @@
  * store_sqlite.c: the store driver for an embedded SQLite file, tallyd's
  * default.  One struct sqlite_store per connection (sqlite3 opened with
  * NOMUTEX), used by one thread at a time: no locking here.  The file is in
- * WAL mode so that the workers' lookups read while the flusher writes;
- * writers wait up to connect_timeout for each other (busy timeout).
+ * WAL mode so that the loaders read while the flusher writes; a
+ * connection waits for another's lock up to its statement timeout (busy
+ * timeout: statement_timeout for the flusher, connect_timeout for loaders).
  *
  * Statements are prepared once per connection and cached like the MySQL
  * driver's: by SQL text, or by a short name for those built per table and
@@ -117,14 +118,15 @@ static enum store_status exec(struct sqlite_store *q, const char *sql, const cha
 	return rc == SQLITE_OK ? STORE_OK : fail(q, rc, doing);
 }
 
-struct store *store_sqlite_open(const struct database_config *config, char *error, size_t size)
+struct store *store_sqlite_open(const struct database_config *config, int statement_timeout,
+				char *error, size_t size)
 {
 	sqlite3 *db = NULL;
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
 	int rc = sqlite3_open_v2(config->path, &db, flags, NULL);
 
 	if (rc == SQLITE_OK) {
-		sqlite3_busy_timeout(db, config->connect_timeout * 1000);
+		sqlite3_busy_timeout(db, statement_timeout * 1000);
 		rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL,
 				  NULL, NULL);
 	}

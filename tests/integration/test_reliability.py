@@ -395,3 +395,46 @@ def test_flusher_starts_a_new_session_after_an_sql_error(tallyd, private_db):
     wait_for(lambda: daemon.ctl("flush", check=False).returncode == 0, 10,
              "a flush on a session with the privileges back")
     assert totals(private_db, "192.0.2.30")[0] == 3
+
+
+@pytest.mark.parametrize("driver", ["mysql", "sqlite"])
+def test_a_flush_waits_for_a_lock_longer_than_connect_timeout(tallyd, request, tmp_path, driver):
+    """Another session holds the row (MariaDB) or the file (SQLite) for 3 s
+    while connect_timeout is 1: the flush waits (statement_timeout) instead
+    of being cut, and nothing fails."""
+    if driver == "mysql":
+        store = request.getfixturevalue("db")
+        database = store.config(connect_timeout="1")
+        locker = store.server.connect(store.name)
+    else:
+        import sqlite3
+        from test_accounting import SQLiteStore
+        store = SQLiteStore(str(tmp_path))
+        database = store.config().replace("};", "connect_timeout = 1; };")
+        locker = sqlite3.connect(store.path, isolation_level=None, timeout=10,
+                                 check_same_thread=False)
+    store.load_howto_tables()
+    port = free_port()
+    daemon = tallyd(howto_config(port, database, threshold=10 ** 6).replace(
+        "flush_interval = 0.2", "flush_interval = 3600"), wait_port=port)
+    client = PolicyClient(port=port)
+    assert client.ask(client_address="192.0.2.40") == "dunno"
+    daemon.ctl("flush")
+    assert client.ask(client_address="192.0.2.40") == "dunno"
+    if driver == "mysql":
+        cursor = locker.cursor()
+        cursor.execute("BEGIN")
+        cursor.execute("SELECT count FROM acct_client_address WHERE `key` = '192.0.2.40' "
+                       "FOR UPDATE")
+    else:
+        locker.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(3.0, lambda: locker.commit() if driver == "mysql"
+                              else locker.execute("COMMIT"))
+    release.start()
+    started = time.monotonic()
+    daemon.ctl("flush")                       # waits for the lock; fails if cut
+    assert time.monotonic() - started >= 2.5
+    release.join()
+    assert totals(store, "192.0.2.40")[0] == 2
+    assert daemon.stats()["flush_failures"] == "0"
+    locker.close()
