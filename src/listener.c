@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -38,7 +39,12 @@ struct listener {
 	int port;                  /* TCP port, 0 for unix */
 	char *path;                /* unix socket path, or NULL */
 	char *spec;
+	int64_t paused_until;      /* clock_ms(); out of the epoll set until then (acceptor's) */
 };
+
+/* Out of file descriptors, a listener leaves the epoll set for a while:
+ * its clients wait in the backlog instead of the acceptor spinning. */
+#define PAUSE_MS 250
 
 static struct listener *listeners;
 static size_t listener_count;
@@ -183,6 +189,40 @@ static void warn_full(int max_connections)
 			    max_connections);
 }
 
+static void pause_listener(struct listener *l, int err)
+{
+	static _Atomic long long last;
+	struct rlimit files = { 0 };
+
+	struct epoll_event ev = { .events = 0, .data.ptr = l };
+	epoll_ctl(epoll_fd, EPOLL_CTL_MOD, l->fd, &ev);
+	l->paused_until = clock_ms() + PAUSE_MS;
+	getrlimit(RLIMIT_NOFILE, &files);
+	if (log_ratelimit(&last, 10))
+		log_warning("cannot accept on %s: %s (open files limit %llu); new connections "
+			    "wait in the backlog until descriptors are free", l->spec,
+			    strerror(err), (unsigned long long)files.rlim_cur);
+}
+
+/* Puts paused listeners whose pause is over back; returns the ms until the
+ * next one is due (at most `wait`). */
+static int resume_listeners(int64_t now, int wait)
+{
+	for (size_t i = 0; i < listener_count; i++) {
+		struct listener *l = &listeners[i];
+		if (l->paused_until == 0)
+			continue;
+		if (now >= l->paused_until) {
+			struct epoll_event ev = { .events = EPOLLIN, .data.ptr = l };
+			epoll_ctl(epoll_fd, EPOLL_CTL_MOD, l->fd, &ev);
+			l->paused_until = 0;
+		} else if (l->paused_until - now < wait) {
+			wait = (int)(l->paused_until - now);
+		}
+	}
+	return wait;
+}
+
 static void accept_all(struct listener *l, const struct config *config)
 {
 	for (;;) {
@@ -192,8 +232,7 @@ static void accept_all(struct listener *l, const struct config *config)
 
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE) {
-				log_warning("cannot accept on %s: %s", l->spec, strerror(errno));
-				nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+				pause_listener(l, errno);
 			} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
 				   errno != ECONNABORTED) {
 				log_error("accept on %s failed: %s", l->spec, strerror(errno));
@@ -232,7 +271,7 @@ static void *acceptor_main(void *arg)
 
 	stats_bind(*(int *)arg);
 	for (;;) {
-		int n = epoll_wait(epoll_fd, events, 16, 1000);
+		int n = epoll_wait(epoll_fd, events, 16, resume_listeners(clock_ms(), 1000));
 		if (n < 0 && errno != EINTR) {
 			log_error("acceptor: epoll_wait failed: %s", strerror(errno));
 			break;
@@ -268,6 +307,7 @@ static int start_acceptor(void)
 		goto fail;
 	for (size_t i = 0; i < listener_count; i++) {
 		ev.data.ptr = &listeners[i];
+		listeners[i].paused_until = 0;
 		if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listeners[i].fd, &ev) < 0)
 			goto fail;
 	}

@@ -402,6 +402,40 @@ def test_slow_and_idle_admin_clients_hold_back_no_other(tallyd):
             s.close()
 
 
+def cpu_seconds(pid):
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_the_acceptor_waits_instead_of_spinning(tallyd):
+    """With its open files limit reached, tallyd neither spins nor floods the
+    log; the clients wait in the backlog and are served once descriptors
+    are free."""
+    port = free_port()
+    daemon = tallyd(action_config(port, "OK"), wait_port=port)
+    pid = daemon.process.pid
+    in_use = len(os.listdir("/proc/%d/fd" % pid))
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 5, in_use + 5))
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+    for s in held:                                 # these five use up the limit
+        s.sendall(encode(postfix_request()))
+        s.recv(100)
+    waiting = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+    before = cpu_seconds(pid)
+    time.sleep(3)                                  # measuring a spin needs a span of time
+    assert cpu_seconds(pid) - before < 0.5
+    assert daemon.log().count("cannot accept on") <= 1
+    for s in held:
+        s.close()
+    client = PolicyClient(port=port)               # queued behind the five waiting
+    for s in waiting:
+        s.sendall(encode(postfix_request()))
+        s.settimeout(10)
+        assert b"action=OK" in s.recv(100)
+        s.close()
+    assert client.ask() == "OK"
+
+
 def test_tallyctl_says_when_tallyd_is_not_there(tmp_path):
     ctl = os.path.join(os.path.dirname(TALLYD), "tallyctl")
     result = subprocess.run([ctl, "-s", str(tmp_path / "none.sock"), "stats"],
