@@ -336,6 +336,7 @@ struct reading {
 	bool has_snapshot;
 	uint64_t intent_seq;        /* the last 'I' marker after it, or 0 */
 	uint32_t intent_take;
+	size_t damaged_bytes;       /* skipped between intact batches */
 	struct snapshot_reader snapshot;
 	char **contents;            /* segment bytes, kept while records point in */
 	size_t content_count;
@@ -396,24 +397,54 @@ static bool parse_payload(struct reading *r, const char *p, const char *end)
 	return true;
 }
 
-/* Reads one segment's batches; stops at a torn or damaged one. */
+/* The batch at p: its end, when its length fits and its checksum holds;
+ * NULL otherwise.  Reads nothing into r. */
+static const char *intact_batch(const char *p, const char *end)
+{
+	uint32_t len, pad;
+	uint64_t hash;
+
+	if ((size_t)(end - p) < BATCH_HEADER)
+		return NULL;
+	memcpy(&len, p, 4);
+	memcpy(&pad, p + 4, 4);
+	memcpy(&hash, p + 8, 8);
+	if (pad != 0 || len == 0 || (size_t)(end - p - BATCH_HEADER) < len ||
+	    hash_bytes(HASH_SEED, p + BATCH_HEADER, len) != hash)
+		return NULL;
+	return p + BATCH_HEADER + len;
+}
+
+/* Reads one segment's batches.  Damaged bytes (a flipped bit, a block of
+ * zeros from a power cut) are skipped up to the next intact batch, and
+ * counted; a batch cut short at the end is a write a crash interrupted,
+ * whose answers were never sent. */
 static void read_segment(struct reading *r, const char *path, const char *data, size_t size)
 {
 	const char *p = data + HEADER_SIZE, *end = data + size;
 
-	while ((size_t)(end - p) >= BATCH_HEADER) {
-		uint32_t len;
-		uint64_t hash;
-		memcpy(&len, p, 4);
-		memcpy(&hash, p + 8, 8);
-		if ((size_t)(end - p - BATCH_HEADER) < len ||
-		    hash_bytes(HASH_SEED, p + BATCH_HEADER, len) != hash ||
-		    !parse_payload(r, p + BATCH_HEADER, p + BATCH_HEADER + len)) {
-			log_warning("journal: %s: damaged or incomplete batch at byte %td ignored "
-				    "(it was never answered)", path, p - data);
+	while (p < end) {
+		const char *next = intact_batch(p, end);
+		if (next != NULL && parse_payload(r, p + BATCH_HEADER, next)) {
+			p = next;
+			continue;
+		}
+		const char *resume = p + 1;
+		while (resume < end && intact_batch(resume, end) == NULL)
+			resume++;
+		uint32_t len = 0;
+		if ((size_t)(end - p) >= 4)
+			memcpy(&len, p, 4);
+		if (resume == end && (size_t)(end - p) < BATCH_HEADER + (size_t)len) {
+			log_warning("journal: %s: the batch at byte %td was cut short by the "
+				    "crash; it was never answered and is ignored", path, p - data);
 			return;
 		}
-		p += BATCH_HEADER + len;
+		log_error("journal: %s: %td damaged bytes at byte %td skipped: the increments in "
+			  "them are lost (they were answered)%s", path, resume - p, p - data,
+			  resume < end ? "; the batches after them are read" : "");
+		r->damaged_bytes += (size_t)(resume - p);
+		p = resume;
 	}
 }
 
@@ -469,35 +500,63 @@ static uint64_t *list_segments(size_t *count)
 	return numbers;
 }
 
-/* Reads every segment from the newest base one on. */
-static int read_all(struct reading *r, uint64_t *numbers, size_t count, char *error,
+/* A file named like a segment that is none (empty, or another program's:
+ * what a power cut without journal_sync can leave) is renamed out of the
+ * way, kept for a look; 0, or -1 when it cannot be. */
+static int set_aside(const char *path)
+{
+	char *aside = xasprintf("%s.damaged", path);
+	int rc = rename(path, aside);
+
+	if (rc == 0)
+		log_error("journal: %s is empty or not a tallyd journal segment; set aside as %s",
+			  path, aside);
+	free(aside);
+	return rc;
+}
+
+/* Reads every segment from the newest base one on; *count drops the
+ * files set aside (numbers[] closes up). */
+static int read_all(struct reading *r, uint64_t *numbers, size_t *count, char *error,
 		    size_t error_size)
 {
-	size_t first = 0;
-	char **datas = xcalloc(count + 1, sizeof(char *));
-	size_t *sizes = xcalloc(count + 1, sizeof(size_t));
+	size_t first = 0, kept = 0;
+	char **datas = xcalloc(*count + 1, sizeof(char *));
+	size_t *sizes = xcalloc(*count + 1, sizeof(size_t));
 
 	r->contents = datas;           /* freed by free_reading(), even on error */
-	r->content_count = count;
-	for (size_t i = 0; i < count; i++) {
+	for (size_t i = 0; i < *count; i++) {
 		char *path = segment_path(numbers[i]);
-		if (load_file(path, &datas[i], &sizes[i]) < 0) {
+		if (load_file(path, &datas[kept], &sizes[kept]) < 0) {
 			snprintf(error, error_size, "cannot read %s: %s", path, strerror(errno));
+			r->content_count = kept;
 			free(path);
 			free(sizes);
 			return -1;
 		}
-		if (sizes[i] < HEADER_SIZE || memcmp(datas[i], MAGIC, 8) != 0) {
-			snprintf(error, error_size, "%s is not a tallyd journal segment", path);
+		if (sizes[kept] < HEADER_SIZE || memcmp(datas[kept], MAGIC, 8) != 0) {
+			free(datas[kept]);
+			datas[kept] = NULL;
+			int rc = set_aside(path);
+			if (rc < 0)
+				snprintf(error, error_size, "%s is not a tallyd journal segment and "
+					 "cannot be set aside: %s", path, strerror(errno));
 			free(path);
-			free(sizes);
-			return -1;
+			if (rc < 0) {
+				r->content_count = kept;
+				free(sizes);
+				return -1;
+			}
+			continue;
 		}
-		if (datas[i][8] & FLAG_BASE)
-			first = i;
+		if (datas[kept][8] & FLAG_BASE)
+			first = kept;
+		numbers[kept++] = numbers[i];
 		free(path);
 	}
-	for (size_t i = first; i < count; i++) {
+	*count = kept;
+	r->content_count = kept;
+	for (size_t i = first; i < kept; i++) {
 		char *path = segment_path(numbers[i]);
 		read_segment(r, path, datas[i], sizes[i]);
 		free(path);
@@ -537,6 +596,7 @@ static void restore(struct reading *r, struct journal_replay *replay, struct buf
 		replay->restored++;
 	}
 	replay->records = r->count;
+	replay->damaged_bytes = r->damaged_bytes;
 	replay->snapshot_keys = r->snapshot.keys;
 	replay->snapshot_configs = r->snapshot.configs;
 	if (r->intent_seq != 0 && replay->in_flight.count > 0) {
@@ -572,7 +632,7 @@ int journal_open(const char *dir, bool sync, struct journal_replay *replay, char
 		return -1;
 	}
 	uint64_t *numbers = list_segments(&count);
-	if (read_all(&r, numbers, count, error, error_size) < 0) {
+	if (read_all(&r, numbers, &count, error, error_size) < 0) {
 		free(numbers);
 		free_reading(&r);
 		return -1;

@@ -38,6 +38,7 @@ struct journal_replay {
 	size_t restored;                  /* of which not known to be in the database */
 	size_t snapshot_keys;             /* keys the snapshot knew */
 	size_t snapshot_configs;          /* user configs it knew */
+	size_t damaged_bytes;             /* skipped: their increments are lost */
 };
 
 /* Opens (creating it) the journal directory and replays it into the

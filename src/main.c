@@ -362,6 +362,9 @@ static void start_database(const struct config *config)
 		if (replay.records > 0)
 			log_notice("journal %s: %zu increments read back, %zu not yet known to be "
 				   "in the database", journal, replay.records, replay.restored);
+		if (replay.damaged_bytes > 0)
+			log_error("journal %s: %zu damaged bytes skipped; the increments in them are "
+				  "lost (see above where)", journal, replay.damaged_bytes);
 		if (replay.snapshot_keys + replay.snapshot_configs > 0)
 			log_notice("journal %s: the snapshot knew the totals of %zu keys and %zu user "
 				   "configs; they are used until the database answers", journal,

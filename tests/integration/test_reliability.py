@@ -2,6 +2,7 @@
 gets through (doc/reliability.md says which promise each test checks)."""
 import os
 import socket
+import struct
 import threading
 import time
 
@@ -438,3 +439,46 @@ def test_a_flush_waits_for_a_lock_longer_than_connect_timeout(tallyd, request, t
     assert totals(store, "192.0.2.40")[0] == 2
     assert daemon.stats()["flush_failures"] == "0"
     locker.close()
+
+
+def journal_batches(data):
+    """(offset, payload length) of each batch of a journal segment."""
+    batches, p = [], 16                        # the segment header
+    while p + 16 <= len(data):
+        length = struct.unpack_from("<I", data, p)[0]
+        batches.append((p, length))
+        p += 16 + length
+    return batches
+
+
+def test_journal_damage_is_skipped_and_a_stray_segment_set_aside(tallyd, db, tmp_path):
+    """Bytes flipped in the middle of a segment lose only their batch (the
+    batches after it are read), and an empty segment file (what a power cut
+    without journal_sync can leave) is set aside: tallyd starts."""
+    db.load_howto_tables()
+    port = free_port()
+    directory = tmp_path / "journal"
+    journal = 'accounting = { flush_interval = 3600; journal = "%s"; };\n' % directory
+    config = howto_config(port, db.config(), threshold=10 ** 6).replace(
+        "accounting = { flush_interval = 0.2; };\n", journal)
+    daemon = tallyd(config, name="first", wait_port=port)
+    client = PolicyClient(port=port)
+    for _ in range(10):                        # one after the other: a batch each
+        assert client.ask(client_address="192.0.2.70") == "dunno"
+    daemon.send_signal(9)
+    daemon.process.wait(10)
+    newest = sorted(p for p in directory.iterdir() if "." not in p.name)[-1]
+    data = bytearray(newest.read_bytes())
+    batches = journal_batches(data)
+    assert len(batches) >= 11                  # the base's snapshot, then ten requests
+    offset, length = batches[-8]
+    data[offset + 16 + length // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    (directory / "segment-9999999999999999").write_bytes(b"")
+    restarted = tallyd(config, name="second", wait_port=port)
+    restarted.ctl("flush")
+    assert totals(db, "192.0.2.70")[0] == 9
+    log = restarted.log()
+    assert "damaged bytes at byte" in log and "the batches after them are read" in log
+    assert "set aside as" in log
+    assert (directory / "segment-9999999999999999.damaged").exists()
