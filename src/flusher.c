@@ -365,7 +365,10 @@ static bool flush(struct flusher *f)
 
 	int64_t started = clock_ms();
 	uint64_t seq = f->last_seq + 1;
-	journal_intent(seq, f->last_take);
+	if (!journal_intent(seq, f->last_take)) {
+		note_failure("writing the flush's intent to the journal", "the disk refused it");
+		return false;
+	}
 	enum outcome outcome = write_batch(f, seq);
 	if (outcome == UNKNOWN) {
 		f->unknown_seq = seq;

@@ -48,6 +48,7 @@
 #define HEADER_SIZE 16
 #define FLAG_BASE 1
 #define BATCH_HEADER 16
+#define FAILED_RANGES 64
 
 static struct {
 	bool enabled;
@@ -58,15 +59,21 @@ static struct {
 	struct buf pending;        /* records not yet written */
 	struct buf writing_buf;    /* the writer's batch */
 	uint64_t appended;         /* payload bytes ever recorded */
-	uint64_t durable;          /* payload bytes ever written */
+	uint64_t settled;          /* payload bytes ever written, or given up */
+	struct { uint64_t from, to; } failed[FAILED_RANGES];  /* the latest batches given up */
+	uint64_t failures;         /* batches given up, ever */
 	bool writing;
 	int fd;
+	off_t good_size;           /* of fd's file: the bytes known written */
+	bool torn;                 /* bytes past good_size could not be cut off yet */
 	uint64_t segment;
 	uint64_t rotated_at;       /* `appended` at the last rotation */
 	bool gap_free;             /* segment - 1 can take a snapshot */
 } j = { .lock = PTHREAD_MUTEX_INITIALIZER, .written = PTHREAD_COND_INITIALIZER, .fd = -1 };
 
-static _Thread_local uint64_t my_end;   /* where this thread's last record ends */
+/* Where this thread's records since its last journal_wait() begin and end
+ * (offsets into all payload bytes ever recorded; 0: none). */
+static _Thread_local uint64_t my_start, my_end;
 
 bool journal_enabled(void)
 {
@@ -132,6 +139,25 @@ static int write_batch(int fd, const struct buf *payload)
 	return j.sync ? fdatasync(fd) : 0;
 }
 
+/* With journal_sync, a rename or an unlink is durable only once the
+ * directory is synced too. */
+static void sync_dir(void)
+{
+	if (!j.sync)
+		return;
+	int fd = open(j.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		log_warning("journal: cannot sync the directory %s: %s", j.dir, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* The file's size: what create_segment() wrote. */
+static off_t segment_size(const struct buf *content)
+{
+	return HEADER_SIZE + (content && content->len ? BATCH_HEADER + (off_t)content->len : 0);
+}
+
 static int create_segment(uint64_t number, bool base, const struct buf *content)
 {
 	char header[HEADER_SIZE] = MAGIC;
@@ -150,8 +176,11 @@ static int create_segment(uint64_t number, bool base, const struct buf *content)
 		fd = -1;
 	} else {
 		close(fd);
+		sync_dir();
 		fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
 	}
+	if (fd < 0)
+		unlink(temporary);
 	free(temporary);
 	free(path);
 	return fd;
@@ -163,6 +192,8 @@ static void delete_segment(uint64_t number)
 
 	if (unlink(path) < 0 && errno != ENOENT)
 		log_warning("journal: cannot remove %s: %s", path, strerror(errno));
+	else
+		sync_dir();
 	free(path);
 }
 
@@ -179,13 +210,26 @@ void journal_record(uint32_t take, int period, const char *key, size_t key_len,
 	const char *time = periods_time(period, &time_len);
 	pthread_mutex_lock(&j.lock);
 	size_t before = j.pending.len;
+	if (my_end == 0)
+		my_start = j.appended;
 	encode_record(&j.pending, take, name, key, key_len, time, time_len, delta);
 	j.appended += j.pending.len - before;
 	my_end = j.appended;
 	pthread_mutex_unlock(&j.lock);
 }
 
-/* Writes what is pending (lock held on entry and exit, not during I/O). */
+/* Cuts the file back to its last whole batch after a failed write, so that
+ * nothing is appended behind a torn one; true when it is whole. */
+static bool cut_back(int fd, off_t good_size)
+{
+	return ftruncate(fd, good_size) == 0;
+}
+
+/* Writes what is pending (lock held on entry and exit, not during I/O).
+ * A batch the disk refuses (ENOSPC, EIO, a short write) is given up: the
+ * file is cut back to its last whole batch before anything else is
+ * written, and the batch's range is remembered, so that journal_wait()
+ * tells its threads. */
 static void lead(void)
 {
 	static _Atomic long long last_complaint;
@@ -196,33 +240,70 @@ static void lead(void)
 	j.pending = j.writing_buf;
 	buf_reset(&j.pending);
 	int fd = j.fd;
+	off_t good = j.good_size;
+	bool torn = j.torn;
 	pthread_mutex_unlock(&j.lock);
 
-	if (write_batch(fd, &batch) < 0 && log_ratelimit(&last_complaint, 10))
-		log_error("journal: write failed: %s; answered increments are not crash-safe "
-			  "until it works again", strerror(errno));
+	bool written = (!torn || cut_back(fd, good)) && write_batch(fd, &batch) == 0;
+	int err = errno;
+	if (!written)
+		torn = !cut_back(fd, good);
+	if (!written && log_ratelimit(&last_complaint, 10))
+		log_error("journal: write failed: %s; the answers go on, but their increments are "
+			  "only in memory (and in the database after a flush) until it works again; "
+			  "flushes wait meanwhile", strerror(err));
 
 	pthread_mutex_lock(&j.lock);
-	j.durable += batch.len;
+	if (written) {
+		j.good_size = good + BATCH_HEADER + (off_t)batch.len;
+		j.torn = false;
+	} else {
+		j.torn = torn;
+		j.failed[j.failures++ % FAILED_RANGES].from = j.settled;
+		j.failed[(j.failures - 1) % FAILED_RANGES].to = j.settled + batch.len;
+	}
+	j.settled += batch.len;
 	buf_reset(&batch);
 	j.writing_buf = batch;
 	j.writing = false;
 	pthread_cond_broadcast(&j.written);
 }
 
-void journal_wait(void)
+/* True when a batch given up overlaps [from, to) (lock held). */
+static bool given_up(uint64_t from, uint64_t to)
+{
+	uint64_t n = j.failures < FAILED_RANGES ? j.failures : FAILED_RANGES;
+
+	for (uint64_t i = 0; i < n; i++) {
+		if (j.failed[i].from < to && from < j.failed[i].to)
+			return true;
+	}
+	return false;
+}
+
+bool journal_wait(void)
 {
 	if (!j.enabled || my_end == 0)
-		return;
+		return true;
 	pthread_mutex_lock(&j.lock);
-	while (j.durable < my_end) {
+	while (j.settled < my_end) {
 		if (j.writing)
 			pthread_cond_wait(&j.written, &j.lock);
 		else
 			lead();
 	}
+	bool durable = !given_up(my_start, my_end);
 	pthread_mutex_unlock(&j.lock);
-	my_end = 0;
+	my_start = my_end = 0;
+	return durable;
+}
+
+uint64_t journal_failures(void)
+{
+	pthread_mutex_lock(&j.lock);
+	uint64_t failures = j.failures;
+	pthread_mutex_unlock(&j.lock);
+	return failures;
 }
 
 void journal_rotate(void)
@@ -247,6 +328,8 @@ void journal_rotate(void)
 		pthread_cond_wait(&j.written, &j.lock);
 	int old_fd = j.fd;
 	j.fd = fd;
+	j.good_size = segment_size(NULL);
+	j.torn = false;
 	j.segment = next;
 	j.rotated_at = j.appended;
 	pthread_mutex_unlock(&j.lock);
@@ -254,21 +337,22 @@ void journal_rotate(void)
 	j.gap_free = true;
 }
 
-static void write_marker(char type, uint64_t seq, uint32_t take)
+static bool write_marker(char type, uint64_t seq, uint32_t take)
 {
 	pthread_mutex_lock(&j.lock);
 	size_t before = j.pending.len;
+	if (my_end == 0)
+		my_start = j.appended;
 	encode_marker(&j.pending, type, seq, take);
 	j.appended += j.pending.len - before;
 	my_end = j.appended;
 	pthread_mutex_unlock(&j.lock);
-	journal_wait();
+	return journal_wait();
 }
 
-void journal_intent(uint64_t seq, uint32_t take)
+bool journal_intent(uint64_t seq, uint32_t take)
 {
-	if (j.enabled)
-		write_marker('I', seq, take);
+	return !j.enabled || write_marker('I', seq, take);
 }
 
 void journal_committed(uint64_t seq, uint32_t take)
@@ -641,6 +725,7 @@ int journal_open(const char *dir, bool sync, struct journal_replay *replay, char
 	restore(&r, replay, &base);
 	j.segment = count ? numbers[count - 1] + 2 : 2;
 	j.fd = create_segment(j.segment, true, &base);
+	j.good_size = segment_size(&base);
 	buf_free(&base);
 	free_reading(&r);
 	if (j.fd < 0) {
@@ -662,7 +747,7 @@ void journal_close(void)
 	pthread_mutex_lock(&j.lock);
 	while (j.writing)
 		pthread_cond_wait(&j.written, &j.lock);
-	if (j.durable < j.appended)
+	if (j.settled < j.appended)
 		lead();
 	pthread_mutex_unlock(&j.lock);
 	close(j.fd);

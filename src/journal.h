@@ -53,15 +53,21 @@ void journal_close(void);
 /* Worker threads: appends an increment (no wait). */
 void journal_record(uint32_t take, int period, const char *key, size_t key_len,
 		    const struct metric_values *delta);
-/* Waits until everything this thread recorded is written. */
-void journal_wait(void);
+/* Waits until everything this thread recorded is written, or given up:
+ * false when the disk refused some of it (ENOSPC, EIO, a short write),
+ * which is then only in memory. */
+bool journal_wait(void);
+/* Batches the disk refused since start-up (stats). */
+uint64_t journal_failures(void);
 
 /* Flusher thread. */
 /* Starts a new segment (when the current one has anything new); call just
  * before counters_take_pending(). */
 void journal_rotate(void);
-/* Flush `seq` will carry every increment of takes <= take. */
-void journal_intent(uint64_t seq, uint32_t take);
+/* Flush `seq` will carry every increment of takes <= take.  False when the
+ * marker is not on disk: the flush must wait, or a crash after its COMMIT
+ * would replay its increments as never written. */
+bool journal_intent(uint64_t seq, uint32_t take);
 /* Flush `seq` (takes <= take) is committed. */
 void journal_committed(uint64_t seq, uint32_t take);
 /* Right after flush `seq` committed takes <= take, with nothing in flight:

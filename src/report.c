@@ -98,6 +98,7 @@ void report_stats(struct buf *out, const struct config *config, time_t started)
 	buf_printf(out, "last_flush_error %s\n", f.last_error[0] ? f.last_error : "-");
 	buf_printf(out, "database %s\n", store_is_down() ? "down" : "up");
 	buf_printf(out, "journal %s\n", journal_enabled() ? "on" : "off");
+	buf_printf(out, "journal_write_failures %llu\n", (unsigned long long)journal_failures());
 }
 
 /* Prometheus label values escape \, " and newlines. */
@@ -204,6 +205,9 @@ void report_metrics(struct buf *out, const struct config *config)
 	       "Unix time of the last committed flush.", (double)f.last_flush);
 	metric(out, "tallyd_last_flush_duration_seconds", "gauge",
 	       "Duration of the last committed flush.", f.last_duration);
+	metric(out, "tallyd_journal_write_failures_total", "counter",
+	       "Journal writes the disk refused: answers whose increments were only in memory.",
+	       (double)journal_failures());
 	metric(out, "tallyd_database_up", "gauge", "1 when the database is reachable.",
 	       store_is_down() ? 0 : 1);
 }

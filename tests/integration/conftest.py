@@ -184,8 +184,8 @@ def tallyd(tmp_path):
     """tallyd(config, **start_args) -> a running Tallyd; stopped at the end."""
     started = []
 
-    def start(config, name=None, **start_args):
-        daemon = Tallyd(str(tmp_path), config, name or "tallyd%d" % len(started))
+    def start(config, name=None, binary=None, **start_args):
+        daemon = Tallyd(str(tmp_path), config, name or "tallyd%d" % len(started), binary)
         started.append(daemon)
         return daemon.start(**start_args)
 

@@ -102,6 +102,28 @@ class PolicyClient:
         self.sock.close()
 
 
+def preloaded(directory, name, library, **env):
+    """A script that runs tallyd with `library` preloaded and `env` set; a
+    sanitized build is told that its runtime is not the first library."""
+    binary = os.path.abspath(TALLYD)
+    script = os.path.join(directory, name)
+    settings = " ".join('%s="%s"' % kv for kv in env.items())
+    with open(script, "w") as f:
+        f.write('#!/bin/sh\nexec env LD_PRELOAD=%s %s '
+                'ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" '
+                '%s "$@"\n' % (library, settings, binary))
+    os.chmod(script, 0o755)
+    return script
+
+
+def build_faultfs(directory):
+    """tests/lib/faultfs.c as a shared library in `directory` (see there)."""
+    source = os.path.join(os.path.dirname(__file__), "..", "lib", "faultfs.c")
+    library = os.path.join(directory, "faultfs.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", library, source, "-ldl"], check=True)
+    return library
+
+
 class Tallyd:
     """A tallyd process started on a config text."""
 

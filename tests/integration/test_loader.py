@@ -11,7 +11,7 @@ import time
 import pytest
 
 from dbproxy import Proxy
-from harness import PolicyClient, encode, free_port, postfix_request, wait_for
+from harness import PolicyClient, Tallyd, encode, free_port, postfix_request, preloaded, wait_for
 from test_accounting import DEFER, HOWTO_QUERY, add_policy, howto_config, store, totals  # noqa: F401 (store is a fixture)
 
 UNAVAILABLE = "defer_if_permit quota service unavailable"
@@ -274,19 +274,12 @@ def test_month_edge_under_faketime(tallyd, db, tmp_path):
     db.load_howto_tables()
     port = free_port()
     config = howto_config(port, db.config(), threshold=10 ** 9)
-    wrapper = tmp_path / "tallyd-faketime"
-    binary = os.environ.get("TALLYD_BIN") or os.path.join(os.path.dirname(__file__), "..", "..",
-                                                          "tallyd")
     # the clock starts four seconds before December; monotonic time is real,
     # and so are timed waits on it (without FAKETIME_FORCE_MONOTONIC_FIX=0,
-    # libfaketime 0.9.10 ends them at once: the threads spin); a sanitized
-    # build must be told that its runtime is not loaded first
-    wrapper.write_text('#!/bin/sh\nexec env LD_PRELOAD=%s FAKETIME="@2026-11-30 23:59:56" '
-                       'FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_FORCE_MONOTONIC_FIX=0 '
-                       'ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" '
-                       '%s "$@"\n' % (FAKETIME_LIBRARY, os.path.abspath(binary)))
-    wrapper.chmod(0o755)
-    from harness import Tallyd
+    # libfaketime 0.9.10 ends them at once: the threads spin)
+    wrapper = preloaded(str(tmp_path), "tallyd-faketime", FAKETIME_LIBRARY,
+                        FAKETIME="@2026-11-30 23:59:56", FAKETIME_DONT_FAKE_MONOTONIC="1",
+                        FAKETIME_FORCE_MONOTONIC_FIX="0")
     daemon = Tallyd(str(tmp_path), config, "edge", binary=str(wrapper)).start(wait_port=port)
     try:
         client = PolicyClient(port=port)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import PolicyClient, encode, free_port, postfix_request, wait_for
+from harness import PolicyClient, build_faultfs, encode, free_port, postfix_request, preloaded, wait_for
 from dbproxy import Proxy
 from test_accounting import howto_config, totals
 from test_core import raise_file_limit
@@ -482,3 +482,37 @@ def test_journal_damage_is_skipped_and_a_stray_segment_set_aside(tallyd, db, tmp
     assert "damaged bytes at byte" in log and "the batches after them are read" in log
     assert "set aside as" in log
     assert (directory / "segment-9999999999999999.damaged").exists()
+
+
+@pytest.mark.parametrize("fault", ["short", "enospc"])
+def test_a_failing_journal_disk_breaks_no_later_record(tallyd, db, tmp_path, fault):
+    """The journal's disk refuses writes for a while (a write cut short, then
+    ENOSPC; or ENOSPC at once): answers go on, the failure is counted,
+    flushes wait (an intent not on disk could let a crash count a batch
+    twice), and the segment is cut back to its last whole batch, so what is
+    journaled after the disk recovers is read back intact after a kill -9."""
+    db.load_howto_tables()
+    port = free_port()
+    control = tmp_path / "fault"
+    binary = preloaded(str(tmp_path), "tallyd-faultfs", build_faultfs(str(tmp_path)),
+                       FAULTFS_MATCH="/journal/segment-", FAULTFS_CONTROL=str(control))
+    journal = 'accounting = { flush_interval = 3600; journal = "%s/journal"; };\n' % tmp_path
+    config = howto_config(port, db.config(), threshold=10 ** 6).replace(
+        "accounting = { flush_interval = 0.2; };\n", journal)
+    daemon = tallyd(config, name="first", binary=binary, wait_port=port)
+    client = PolicyClient(port=port)
+    ask = lambda: client.ask(client_address="192.0.2.80") == "dunno"
+    assert all(ask() for _ in range(3))
+    control.write_text(fault)
+    assert all(ask() for _ in range(3))        # answered, in memory only
+    assert int(daemon.stats()["journal_write_failures"]) >= 1
+    assert daemon.ctl("flush", check=False).returncode != 0
+    assert "journal: write failed" in daemon.log()
+    control.write_text("ok")
+    assert all(ask() for _ in range(3))
+    daemon.send_signal(9)
+    daemon.process.wait(10)
+    restarted = tallyd(config, name="second", wait_port=port)
+    restarted.ctl("flush")
+    assert totals(db, "192.0.2.80")[0] == 6    # the three in memory only died with it
+    assert "damaged bytes" not in restarted.log()
