@@ -348,6 +348,8 @@ static const struct config_option accounting_options[] = {
 	  .default_number = 1.0, .min = 0.01, .max = 3600 },
 	{ .name = "flush_batch", .type = OPTION_INT, .offset = ACCOUNTING(flush_batch),
 	  .default_number = 1000, .min = 1, .max = 10000 },
+	{ .name = "cache_max_keys", .type = OPTION_INT, .offset = ACCOUNTING(cache_max_keys),
+	  .default_number = 10000000, .min = 100, .max = 2000000000 },
 	{ .name = "refresh_interval", .type = OPTION_DOUBLE,
 	  .offset = ACCOUNTING(refresh_interval), .default_number = 10.0,
 	  .min = 0, .max = 86400 },

@@ -100,6 +100,7 @@ struct database_config {
 struct accounting_config {
 	double flush_interval;
 	int flush_batch;
+	int cache_max_keys;        /* counter cache keys before clean ones are evicted */
 	double refresh_interval;
 	char *journal;             /* directory; "" = no journal */
 	bool journal_sync;

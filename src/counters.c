@@ -77,6 +77,7 @@ struct shard {
 } __attribute__((aligned(64)));
 
 static struct shard shards[SHARD_COUNT];
+static _Atomic uint64_t evicted_total;      /* keys let go for cache_max_keys */
 static uint64_t seed;                       /* keyed hashing: set once at init */
 static _Atomic uint32_t flush_epoch;
 static const struct metric_values zero;
@@ -557,6 +558,59 @@ static bool evictable(const struct counter *c)
 	       c->state != LOAD_QUEUED && !periods_is_live(c->period);
 }
 
+/* Nothing to write and no thread holds it (shard locked). */
+static bool clean(const struct counter *c)
+{
+	return c->delta == NULL && c->flags == 0 && c->state != LOAD_QUEUED;
+}
+
+/* Evicts up to `want` clean keys of shard s (locked); returns how many. */
+static size_t evict_clean(struct shard *s, size_t want)
+{
+	size_t evicted = 0;
+
+	for (size_t b = 0; b < s->bucket_count && evicted < want; b++) {
+		for (struct counter **link = &s->buckets[b], *c; (c = *link) != NULL && evicted < want;) {
+			if (clean(c)) {
+				*link = c->next;
+				periods_key_evicted(c->period);
+				periods_key_removed(c->period);
+				free(c);
+				s->count--;
+				evicted++;
+			} else {
+				link = &c->next;
+			}
+		}
+	}
+	return evicted;
+}
+
+size_t counters_evict_over(size_t max)
+{
+	static int hand;                    /* the flusher's: where the last round stopped */
+	size_t total = 0, evicted = 0;
+
+	for (int i = 0; i < SHARD_COUNT; i++) {
+		pthread_mutex_lock(&shards[i].lock);
+		total += shards[i].count;
+		pthread_mutex_unlock(&shards[i].lock);
+	}
+	if (total <= max)
+		return 0;
+	size_t target = max - max / 10;     /* room for a while */
+	for (int n = 0; n < SHARD_COUNT && total - evicted > target; n++) {
+		struct shard *s = &shards[(hand + n) % SHARD_COUNT];
+		size_t want = (total - evicted - target) / (size_t)(SHARD_COUNT - n) + 1;
+		pthread_mutex_lock(&s->lock);
+		evicted += evict_clean(s, want);
+		pthread_mutex_unlock(&s->lock);
+	}
+	hand = (hand + 1) % SHARD_COUNT;
+	atomic_fetch_add(&evicted_total, evicted);
+	return evicted;
+}
+
 size_t counters_evict_stale(void)
 {
 	size_t evicted = 0;
@@ -669,4 +723,5 @@ void counters_stats(struct counters_stats *out)
 		out->queued_keys += s->queued_count;
 		pthread_mutex_unlock(&s->lock);
 	}
+	out->evicted = atomic_load(&evicted_total);
 }

@@ -121,6 +121,12 @@ void counters_committed(struct counter *c, const struct metric_values *total, ui
  * the journal). */
 uint32_t counters_refused(struct counter *c);
 
+/* With more than `max` keys cached, evicts keys that have nothing to
+ * write and that no thread holds, down to 90% of max (their periods are
+ * then no longer known in full: such keys are read again when asked for).
+ * Returns how many. */
+size_t counters_evict_over(size_t max);
+
 /* Drops keys of periods that are no longer live and have nothing left to
  * write; returns how many. */
 size_t counters_evict_stale(void);
@@ -152,6 +158,7 @@ struct counters_stats {
 	size_t keys;
 	size_t dirty_keys;   /* keys with pending increments */
 	size_t queued_keys;  /* keys the loader has been asked for */
+	uint64_t evicted;    /* keys let go for cache_max_keys, ever */
 };
 void counters_stats(struct counters_stats *out);
 

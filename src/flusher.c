@@ -417,12 +417,19 @@ static int reset_row(struct flusher *f, struct admin_request *r)
 
 /* ------------------------------------------------------------------ thread */
 
-static void housekeeping(void)
+static void housekeeping(const struct config *config)
 {
+	static _Atomic long long last_notice;
 	size_t evicted = counters_evict_stale();
 
 	if (evicted)
 		log_info("dropped %zu cached keys of past periods", evicted);
+	size_t max = (size_t)config->accounting.cache_max_keys;
+	evicted = counters_evict_over(max);
+	if (evicted && log_ratelimit(&last_notice, 60))
+		log_notice("cache_max_keys (%zu) reached: %zu keys with nothing to write left the "
+			   "cache; their totals are read from the database when asked for", max,
+			   evicted);
 	periods_retire();
 	usercache_sweep();
 }
@@ -487,7 +494,7 @@ static void *flusher_main(void *arg)
 				next_flush = clock_ms();
 		}
 		if (now >= next_housekeeping) {
-			housekeeping();
+			housekeeping(f->config);
 			next_housekeeping = clock_ms() + HOUSEKEEPING_MS;
 		}
 

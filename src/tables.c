@@ -42,6 +42,8 @@ struct period {
 	int table;
 	atomic_int load;                /* enum period_load: the loader's reading of it */
 	atomic_bool complete;           /* every key's totals are known (or zero) */
+	_Atomic uint32_t evictions;     /* keys of it the cache let go (cache_max_keys) */
+	_Atomic uint32_t evictions_at_claim;   /* ... when its bulk load began */
 	atomic_uint keys;               /* cached keys of this period */
 	_Atomic uint64_t stamp;         /* the last tick that found it current or next */
 	_Atomic int64_t retry_at;       /* clock_ms(): a failed load is tried again then */
@@ -267,8 +269,10 @@ int periods_claim_load(void)
 		struct period *p = slots[id];
 		int unloaded = UNLOADED;
 		if (p && tables[p->table].read && periods_is_live(id) && now >= atomic_load(&p->retry_at) &&
-		    atomic_compare_exchange_strong(&p->load, &unloaded, LOADING))
+		    atomic_compare_exchange_strong(&p->load, &unloaded, LOADING)) {
+			atomic_store(&p->evictions_at_claim, atomic_load(&p->evictions));
 			claimed = id;
+		}
 	}
 	pthread_mutex_unlock(&registry_lock);
 	return claimed;
@@ -276,11 +280,22 @@ int periods_claim_load(void)
 
 void periods_load_done(int period, bool complete)
 {
-	if (complete)
+	struct period *p = slot(period);
+
+	/* a key evicted while the load ran may have been read before it went */
+	if (complete && atomic_load(&p->evictions) == atomic_load(&p->evictions_at_claim))
 		periods_set_complete(period);
 	else
 		atomic_store(&slot(period)->retry_at, clock_ms() + LOAD_RETRY_MS);
 	atomic_store(&slot(period)->load, complete ? LOADED : UNLOADED);
+}
+
+void periods_key_evicted(int period)
+{
+	struct period *p = slot(period);
+
+	atomic_fetch_add(&p->evictions, 1);
+	atomic_store_explicit(&p->complete, false, memory_order_release);
 }
 
 void periods_key_added(int period)

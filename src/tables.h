@@ -72,6 +72,10 @@ void periods_load_done(int period, bool complete);
  * and still read from the database once it answers. */
 void periods_set_complete(int period);
 
+/* A key of the period left the cache under memory pressure: a key that is
+ * not cached is no longer known to be zero (its totals are read). */
+void periods_key_evicted(int period);
+
 /* Keys cached per period (the counter cache reports them). */
 void periods_key_added(int period);
 void periods_key_removed(int period);

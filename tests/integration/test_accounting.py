@@ -349,3 +349,21 @@ def test_a_threshold_beyond_32_bits_is_read_as_written(tallyd, store):
     client = PolicyClient(port=port)
     for _ in range(3):
         assert client.ask(client_address="192.0.2.60") == "dunno"
+
+
+def test_cache_max_keys_bounds_the_cache_and_evicted_keys_keep_their_totals(tallyd, store):
+    """Over cache_max_keys, keys with nothing to write leave the cache; a
+    key that left is read again when a quota asks, never taken for zero."""
+    port = free_port()
+    daemon = tallyd(howto_config(port, store.config(), threshold=1).replace(
+        "accounting = { ", "accounting = { cache_max_keys = 100; "), wait_port=port)
+    client = PolicyClient(port=port)
+    keys = ["198.51.100.%d" % i for i in range(1, 251)] + ["203.0.113.%d" % i for i in range(1, 51)]
+    for key in keys:
+        assert client.ask(client_address=key) == "dunno"
+    daemon.ctl("flush")
+    wait_for(lambda: int(daemon.stats()["cache_evicted"]) > 0, 15, "the housekeeping to evict")
+    assert int(daemon.stats()["cache_keys"]) <= 100 + 10
+    for key in keys:                           # each has sent its one allowed message
+        assert client.ask(client_address=key) == DEFER
+    assert "cache_max_keys (100) reached" in daemon.log()

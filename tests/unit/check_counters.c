@@ -9,6 +9,7 @@
 #include <check.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -343,6 +344,53 @@ START_TEST(test_past_periods_are_evicted_once_written)
 }
 END_TEST
 
+START_TEST(test_over_cache_max_keys_clean_keys_go_and_are_read_again)
+{
+	struct counters_stats stats;
+	struct counter_batch queued;
+	struct metric_values t;
+	char key[32];
+
+	periods_load_done(period, true);
+	for (int i = 0; i < 1000; i++) {
+		snprintf(key, sizeof(key), "10.0.%d.%d", i / 256, i % 256);
+		add(key);
+	}
+	flush(NULL);                                 /* written: clean */
+	add("pending");                              /* not written: stays */
+	ck_assert_uint_eq(counters_evict_over(2000), 0);
+	size_t evicted = counters_evict_over(500);
+	counters_stats(&stats);
+	ck_assert_uint_ge(evicted, 1001 - 450);
+	ck_assert_uint_le(stats.keys, 450);
+	ck_assert_uint_eq(stats.evicted, evicted);
+	ck_assert_int_eq(total("pending", &t), LOOKUP_FOUND);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 1);
+	/* an evicted key is no longer known to be zero: the loader reads it */
+	ck_assert(!periods_is_complete(period));
+	int waiting = 0;
+	for (int i = 0; i < 1000; i++) {
+		snprintf(key, sizeof(key), "10.0.%d.%d", i / 256, i % 256);
+		waiting += total(key, &t) == LOOKUP_WAIT;
+	}
+	ck_assert_int_ge(waiting, (int)evicted);
+	ck_assert_uint_ge(take_queued(&queued), evicted);
+	counter_batch_free(&queued);
+}
+END_TEST
+
+START_TEST(test_a_load_that_raced_an_eviction_does_not_make_its_period_complete)
+{
+	int current = periods_now(table, "%Y-%m");      /* a period the tick makes live */
+
+	periods_tick(time(NULL));
+	ck_assert_int_eq(periods_claim_load(), current);
+	periods_key_evicted(current);
+	periods_load_done(current, true);
+	ck_assert(!periods_is_complete(current));
+}
+END_TEST
+
 static void *add_many(void *key)
 {
 	for (int i = 0; i < 10000; i++)
@@ -432,6 +480,8 @@ static Suite *counters_suite(void)
 	tcase_add_test(tc, test_request_past_its_wait_is_answered_without_waiting);
 	tcase_add_test(tc, test_refresh_replaces_flushed_totals_of_touched_keys);
 	tcase_add_test(tc, test_past_periods_are_evicted_once_written);
+	tcase_add_test(tc, test_over_cache_max_keys_clean_keys_go_and_are_read_again);
+	tcase_add_test(tc, test_a_load_that_raced_an_eviction_does_not_make_its_period_complete);
 	tcase_add_test(tc, test_concurrent_adds_are_all_counted);
 	tcase_add_test(tc, test_increments_are_numbered_with_the_take_that_carries_them);
 	tcase_add_test(tc, test_restored_in_flight_increments_join_the_batch);
