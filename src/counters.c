@@ -7,7 +7,7 @@
  * lock: it is the only thread that changes in_flight, and a delta with
  * anything in flight is never freed.
  *
- * Memory: a key costs its struct (56 bytes and the key's bytes) and a
+ * Memory: a key costs its struct (57 bytes and the key's bytes) and a
  * bucket pointer; increments live in a separate delta only while there are
  * any, so a client that is not sending right now costs no delta.
  */
@@ -16,7 +16,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "counters.h"
@@ -25,7 +24,7 @@
 #include "park.h"
 #include "tables.h"
 
-#define SHARD_COUNT 256
+#define SHARD_COUNT 256             /* struct counter keeps the index in a byte */
 #define INITIAL_BUCKETS 64
 
 enum {
@@ -44,10 +43,10 @@ struct counter_delta {
 	struct metric_values in_flight;
 };
 
-/* 56 bytes and the key: with malloc's 8-byte header, a key of up to 16
+/* 57 bytes and the key: with malloc's 8-byte header, a key of up to 15
  * bytes (any IPv4 address) fits an 80-byte allocation.  The hash is not
- * kept: the threads that need it for a key they hold (the flusher, the
- * loader, a growing table) compute it again. */
+ * kept (a growing table computes it again), only the shard, which the
+ * flusher and the loader need for the keys they hold. */
 struct counter {
 	struct counter *next;           /* hash chain */
 	struct counter_delta *delta;    /* NULL when nothing is unwritten */
@@ -57,9 +56,10 @@ struct counter {
 	uint8_t state : 2;              /* enum load_state */
 	uint8_t flags : 6;
 	uint8_t key_len;
+	uint8_t shard;                  /* its index in shards[] */
 	char key[];                     /* not NUL-terminated */
 };
-_Static_assert(offsetof(struct counter, key) == 56, "a counter with an IPv4 key fits 80 bytes");
+_Static_assert(offsetof(struct counter, key) == 57, "a counter with an IPv4 key fits 80 bytes");
 
 #define SPARE_DELTAS 16             /* kept per shard for keys that send again */
 
@@ -78,14 +78,13 @@ struct shard {
 
 static struct shard shards[SHARD_COUNT];
 static _Atomic uint64_t evicted_total;      /* keys let go for cache_max_keys */
-static uint64_t seed;                       /* keyed hashing: set once at init */
+static uint64_t hash_key[2];                /* hash_keyed()'s: set once at init */
 static _Atomic uint32_t flush_epoch;
 static const struct metric_values zero;
 
 void counters_init(void)
 {
-	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-		seed = (uint64_t)clock() ^ HASH_SEED;
+	hash_random_key(hash_key);
 	for (int i = 0; i < SHARD_COUNT; i++) {
 		struct shard *s = &shards[i];
 		pthread_mutex_init(&s->lock, NULL);
@@ -118,9 +117,28 @@ void counters_free_all(void)
 
 /* -------------------------------------------------------------- hash table */
 
+/* The key this thread hashed last: a request's Quota and Accounting ask
+ * for the same key of the same period, one after the other. */
+static _Thread_local struct {
+	uint64_t hash;
+	int period;
+	size_t len;                     /* SIZE_MAX: none yet */
+	char key[40];
+} last_hashed = { .len = SIZE_MAX };
+
 static uint64_t key_hash(int period, const char *key, size_t key_len)
 {
-	return hash_finish(hash_bytes(seed ^ (uint64_t)period, key, key_len));
+	if (key_len == last_hashed.len && period == last_hashed.period &&
+	    memcmp(key, last_hashed.key, key_len) == 0)
+		return last_hashed.hash;
+	uint64_t hash = hash_keyed(hash_key, (uint64_t)period, key, key_len);
+	if (key_len <= sizeof(last_hashed.key)) {
+		last_hashed.hash = hash;
+		last_hashed.period = period;
+		last_hashed.len = key_len;
+		memcpy(last_hashed.key, key, key_len);
+	}
+	return hash;
 }
 
 /* Bits 24..31 pick the shard, the low bits the bucket: a shard would need
@@ -137,7 +155,7 @@ static uint64_t hash_of(const struct counter *c)
 
 static struct shard *shard_of_key(const struct counter *c)
 {
-	return shard_of(hash_of(c));
+	return &shards[c->shard];
 }
 
 static void grow(struct shard *s)
@@ -180,6 +198,7 @@ static struct counter *create(struct shard *s, uint64_t hash, int period, const 
 
 	c->period = (uint16_t)period;
 	c->key_len = (uint8_t)key_len;
+	c->shard = (uint8_t)(s - shards);
 	c->state = periods_is_complete(period) ? LOAD_DONE : LOAD_NONE;
 	memcpy(c->key, key, key_len);
 	c->next = *head;
