@@ -774,8 +774,11 @@ struct config *config_load(const char *file, struct config_errors *errors)
 	config_t cf;
 	struct config *config = xcalloc(1, sizeof(*config));
 
+	static _Atomic uint64_t loads;
+
 	errors->file = file;
 	config->file = xstrdup(file);
+	config->generation = atomic_fetch_add(&loads, 1) + 1;
 	config_default_options(global_options, config);
 	config_init(&cf);
 	if (!read_config_file(&cf, file, errors))

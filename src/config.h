@@ -118,6 +118,7 @@ struct vhost {
 
 struct config {
 	char *file;
+	uint64_t generation;       /* 1, 2, ... per load: told apart where addresses repeat */
 	atomic_int holds;          /* waiting requests that began with it (live.h) */
 	char *user;
 	char *group;

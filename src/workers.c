@@ -40,6 +40,7 @@ struct worker {
 	int slot;                  /* stats slot, also its live.h use mark */
 	bool draining;             /* shutting down: nothing waits any more */
 	const struct config *config;   /* in force for the current event */
+	uint64_t generation;       /* config's: a later config may reuse its address */
 	struct policy_limits limits;
 	struct request request;    /* attrs: room for attrs_cap attributes */
 	size_t attrs_cap;
@@ -77,8 +78,9 @@ static void worker_enter(struct worker *w)
 {
 	const struct config *config = live_enter();
 
-	if (config != w->config) {
+	if (config != w->config || config->generation != w->generation) {
 		w->config = config;
+		w->generation = config->generation;
 		fit_limits(w, config);
 	}
 }
