@@ -89,7 +89,8 @@ static int open_metrics_socket(const struct listen_address *a)
 
 /* The key's totals, asking the loader and waiting up to database.wait
  * when they are not in memory (this thread may wait: it is no worker). */
-static enum lookup wait_for_total(int period, const char *key, struct metric_values *total)
+static enum lookup wait_for_total(int period, const char *key, size_t key_len,
+				  struct metric_values *total)
 {
 	const struct config *config = live_enter();
 	int64_t give_up = clock_ms() + (int64_t)(config->database.wait * 1000);
@@ -97,23 +98,23 @@ static enum lookup wait_for_total(int period, const char *key, struct metric_val
 	enum lookup found;
 
 	live_leave();
-	while ((found = counters_total(period, key, strlen(key), true, total, &ticket)) ==
+	while ((found = counters_total(period, key, key_len, true, total, &ticket)) ==
 	       LOOKUP_WAIT && clock_ms() < give_up)
 		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000000 }, NULL);
 	return found;
 }
 
-static void show_metrics(struct buf *out, int period, const char *key)
+static void show_metrics(struct buf *out, int period, const char *key, size_t key_len)
 {
 	struct metric_values total, flushed, in_flight, pending;
-	enum lookup found = wait_for_total(period, key, &total);
+	enum lookup found = wait_for_total(period, key, key_len, &total);
 	size_t time_len;
 	bool loaded = false;
 	const char *time = periods_time(period, &time_len);
 
-	counters_peek(period, key, strlen(key), &flushed, &in_flight, &pending, &loaded);
-	buf_printf(out, "ok\ntable %s\nkey %s\ntime %.*s\n", tables_name(periods_table(period)),
-		   key, (int)time_len, time);
+	counters_peek(period, key, key_len, &flushed, &in_flight, &pending, &loaded);
+	buf_printf(out, "ok\ntable %s\nkey %.*s\ntime %.*s\n", tables_name(periods_table(period)),
+		   (int)key_len, key, (int)time_len, time);
 	for (int m = 0; m < METRIC_COUNT_OF; m++)
 		buf_printf(out, "%s %llu (flushed %llu, in flight %llu, pending %llu)\n",
 			   metric_names[m], (unsigned long long)total.v[m],
@@ -144,10 +145,9 @@ static void command_key(struct buf *out, char **args, int count)
 			buf_printf(out, "table %s\n", tables_name(ids[i]));
 		return;
 	}
-	if (strlen(args[2]) > ACCOUNTING_VALUE_MAX) {
-		buf_printf(out, "error: the key is longer than %d bytes\n", ACCOUNTING_VALUE_MAX);
-		return;
-	}
+	char long_form[ACCOUNTING_VALUE_MAX];
+	size_t key_len = strlen(args[2]);
+	const char *key = accounting_key(args[2], &key_len, long_form);
 	const char *time = count == 4 ? args[3] :
 		timekey_now(pattern ? pattern : "%Y-%m", &time_len);
 	int period = periods_get(ids[0], time, strlen(time));
@@ -155,11 +155,11 @@ static void command_key(struct buf *out, char **args, int count)
 		buf_append_str(out, "error: no period can be kept for that time now\n");
 		return;
 	}
-	if (reset && flusher_reset(period, args[2], strlen(args[2])) < 0) {
+	if (reset && flusher_reset(period, key, key_len) < 0) {
 		buf_append_str(out, "error: the database could not be reached; nothing was reset\n");
 		return;
 	}
-	show_metrics(out, period, args[2]);
+	show_metrics(out, period, key, key_len);
 }
 
 /* forget FIELD KEY: SqlUserConfig fetches the key's config afresh. */

@@ -1,7 +1,9 @@
 /*
- * metrics.c: metric names and per-request arithmetic (see metrics.h).
+ * metrics.c: metric names, per-request arithmetic and the key a value is
+ * counted under (see metrics.h).
  * Pure functions; any thread.
  */
+#include <openssl/evp.h>
 #include <string.h>
 
 #include "metrics.h"
@@ -88,4 +90,25 @@ void metrics_add(struct metric_values *a, const struct metric_values *b)
 {
 	for (int i = 0; i < METRIC_COUNT_OF; i++)
 		a->v[i] = add_saturating(a->v[i], b->v[i]);
+}
+
+const char *accounting_key(const char *value, size_t *len, char buf[ACCOUNTING_VALUE_MAX])
+{
+	enum { KEPT = ACCOUNTING_VALUE_MAX - 1 - 32 };
+	static const char hex[] = "0123456789abcdef";
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int digest_len = 0;
+
+	if (*len <= ACCOUNTING_VALUE_MAX)
+		return value;
+	if (!EVP_Digest(value, *len, digest, &digest_len, EVP_sha256(), NULL) || digest_len < 16)
+		memset(digest, 0, sizeof(digest));       /* not reached with a working libcrypto */
+	memcpy(buf, value, KEPT);
+	buf[KEPT] = '\n';
+	for (int i = 0; i < 16; i++) {
+		buf[KEPT + 1 + 2 * i] = hex[digest[i] >> 4];
+		buf[KEPT + 2 + 2 * i] = hex[digest[i] & 15];
+	}
+	*len = ACCOUNTING_VALUE_MAX;
+	return buf;
 }

@@ -20,6 +20,14 @@
 /* Longest key or time key tallyd stores: the columns are VARCHAR(255). */
 #define ACCOUNTING_VALUE_MAX 255
 
+/* The key a value is counted under: the value itself up to 255 bytes; a
+ * longer one as its first 222 bytes, a newline and the first 16 bytes of
+ * its SHA-256 in hex.  No request value holds a newline, so no value reads
+ * as another's long form, and distinct long values stay distinct, the
+ * same on every store and instance.  Returns value, or buf with the long
+ * form; *len is the key's length. */
+const char *accounting_key(const char *value, size_t *len, char buf[ACCOUNTING_VALUE_MAX]);
+
 enum metric { METRIC_COUNT, METRIC_COUNT_RCPT, METRIC_SIZE, METRIC_SIZE_RCPT, METRIC_COUNT_OF };
 
 /* The column names, in enum order. */

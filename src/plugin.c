@@ -36,22 +36,15 @@ int plugin_table(const char *prefix, const char *field, const char *time_pattern
 	return table;
 }
 
-bool plugin_key_is_storable(const struct plugin *plugin, const char *field,
-			    const struct attribute *key, int period)
+bool plugin_has_period(const struct plugin *plugin, int period)
 {
 	static _Atomic long long last;
 
-	if (key->value_len <= ACCOUNTING_VALUE_MAX && period >= 0)
+	if (period >= 0)
 		return true;
-	if (log_ratelimit(&last, 10)) {
-		if (period < 0)
-			log_warning("plugin %s: no period now (time_pattern gives an empty time "
-				    "key); not counted", plugin->name);
-		else
-			log_warning("plugin %s: %s is %zu bytes, longer than the %d tallyd can "
-				    "store; not counted", plugin->name, field, key->value_len,
-				    ACCOUNTING_VALUE_MAX);
-	}
+	if (log_ratelimit(&last, 10))
+		log_warning("plugin %s: no period now (time_pattern gives an empty time key); "
+			    "not counted", plugin->name);
 	return false;
 }
 

@@ -97,10 +97,9 @@ int plugin_table(const char *prefix, const char *field, const char *time_pattern
 void plugin_unavailable(const struct plugin *plugin, const struct plugin_call *call,
 			const char *what, const char *instead);
 
-/* False (logged, rate-limited) when a key is too long to store, or there is
- * no period now (period -1: the time key is empty). */
-bool plugin_key_is_storable(const struct plugin *plugin, const char *field,
-			    const struct attribute *key, int period);
+/* False (logged, rate-limited) when the plugin's time_pattern gives no
+ * period now: nothing is counted or checked then. */
+bool plugin_has_period(const struct plugin *plugin, int period);
 
 extern const struct plugin_module action_module;
 extern const struct plugin_module accounting_module;

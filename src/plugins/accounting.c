@@ -111,10 +111,13 @@ static enum plugin_result accounting_run(const struct plugin *plugin, struct plu
 		if (attribute_is_blank(key))
 			continue;
 		int period = periods_now(f->table, a->time_pattern);
-		if (!plugin_key_is_storable(plugin, f->name, key, period))
+		if (!plugin_has_period(plugin, period))
 			continue;
-		uint32_t take = counters_add(period, key->value, key->value_len, &delta);
-		journal_record(take, period, key->value, key->value_len, &delta);
+		char long_form[ACCOUNTING_VALUE_MAX];
+		size_t stored_len = key->value_len;
+		const char *stored = accounting_key(key->value, &stored_len, long_form);
+		uint32_t take = counters_add(period, stored, stored_len, &delta);
+		journal_record(take, period, stored, stored_len, &delta);
 	}
 	return PLUGIN_NEXT;
 }

@@ -130,11 +130,14 @@ static enum plugin_result quota_run(const struct plugin *plugin, struct plugin_c
 		return PLUGIN_NEXT;
 	int table = table_for(q, field);
 	int period = table < 0 ? -1 : periods_now(table, q->time_pattern);
-	if (table < 0 || !plugin_key_is_storable(plugin, field, key, period))
+	if (table < 0 || !plugin_has_period(plugin, period))
 		return PLUGIN_NEXT;
 
-	enum lookup found = counters_total(period, key->value, key->value_len, call->may_wait,
-					   &total, &call->ticket);
+	char long_form[ACCOUNTING_VALUE_MAX];
+	size_t stored_len = key->value_len;
+	const char *stored = accounting_key(key->value, &stored_len, long_form);
+	enum lookup found = counters_total(period, stored, stored_len, call->may_wait, &total,
+					   &call->ticket);
 	if (found == LOOKUP_WAIT)
 		return PLUGIN_WAIT;
 	if (found == LOOKUP_FAILED) {

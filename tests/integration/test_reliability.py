@@ -1,5 +1,6 @@
 """test_reliability.py: nothing lost, nothing counted twice, no bad input
 gets through (doc/reliability.md says which promise each test checks)."""
+import hashlib
 import os
 import socket
 import struct
@@ -214,8 +215,46 @@ def test_hostile_keys_are_stored_verbatim(tallyd, request, tmp_path, driver):
         rows = sqlite3.connect(path).execute(
             "SELECT CAST(`key` AS BLOB), count FROM acct_sender").fetchall()
     stored = {bytes(k): c for k, c in rows}
-    assert stored == {key: 1 for key in HOSTILE}
-    assert "longer than the 255 tallyd can store; not counted" in daemon.log()
+    assert stored == {**{key: 1 for key in HOSTILE}, long_form(b"y" * 256): 1}
+
+
+def long_form(value):
+    """The key tallyd counts a value over 255 bytes under (metrics.h)."""
+    return value[:222] + b"\n" + hashlib.sha256(value).hexdigest()[:32].encode()
+
+
+@pytest.mark.parametrize("driver", ["mysql", "sqlite"])
+def test_long_keys_are_counted_apart_and_enforced(tallyd, request, tmp_path, driver):
+    """Senders over 255 bytes that share their first 222 are counted apart,
+    under their long form, and a quota on them holds."""
+    if driver == "mysql":
+        store = request.getfixturevalue("db")
+        database = store.config()
+    else:
+        from test_accounting import SQLiteStore
+        store = SQLiteStore(str(tmp_path))
+        database = store.config()
+    port = free_port()
+    daemon = tallyd('listen = "127.0.0.1:%d";\n%saccounting = { flush_interval = 0.2; };\n'
+                    'virtual_hosts = ( { port = %d; plugins = (\n'
+                    '  { name = "q"; module = "Quota"; field = "sender"; metric = "count";\n'
+                    '    threshold = 2; action = "defer over"; },\n'
+                    '  { name = "a"; module = "Accounting"; fields = "sender"; } ); } );\n'
+                    % (port, database, port), wait_port=port)
+    client = PolicyClient(port=port)
+    one, other = b"a" * 300 + b"@example.org", b"a" * 300 + b"@example.net"
+    answers = []
+    for sender in (one, one, one, other):
+        client.send(b"request=smtpd_access_policy\nsender=" + sender + b"\n\n")
+        answers.append(client.read_answer())
+    assert answers == ["dunno", "dunno", "defer over", "dunno"]
+    daemon.ctl("flush")
+    rows = dict((bytes(k), c) for k, c in store.execute(
+        "SELECT %s, count FROM acct_sender" % ("`key`" if driver == "mysql" else
+                                                "CAST(`key` AS BLOB)")))
+    assert rows == {long_form(one): 2, long_form(other): 1}
+    shown = daemon.ctl("show", "sender", one.decode()).stdout
+    assert "\ncount 2 " in shown
 
 
 @pytest.mark.slow

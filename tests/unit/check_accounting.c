@@ -486,18 +486,31 @@ START_TEST(test_uc_metric_and_field_switch_what_is_compared)
 }
 END_TEST
 
-START_TEST(test_overlong_key_is_not_counted)
+START_TEST(test_overlong_keys_are_counted_apart_under_their_long_form)
 {
 	struct session s;
-	char ip[300];
+	char one[300], other[300], buf[ACCOUNTING_VALUE_MAX];
 
-	memset(ip, '1', 299);
-	ip[299] = '\0';
+	memset(one, '1', 299);
+	one[299] = '\0';
+	memcpy(other, one, sizeof(one));
+	other[298] = '2';                              /* the same first 222 bytes */
 	session_init(&s);
-	ck_assert_str_eq(send_as(ip, NULL, NULL, &s), "dunno");
-	struct counters_stats stats;
-	counters_stats(&stats);
-	ck_assert_uint_eq(stats.keys, 0);
+	ck_assert_str_eq(send_as(one, NULL, NULL, &s), "dunno");
+	ck_assert_str_eq(send_as(one, NULL, NULL, &s), "dunno");
+	ck_assert_str_eq(send_as(other, NULL, NULL, &s), "dunno");
+	size_t len = 299;
+	const char *key = accounting_key(one, &len, buf);
+	ck_assert_uint_eq(len, ACCOUNTING_VALUE_MAX);
+	ck_assert_int_eq(key[222], '\n');
+	char stored[ACCOUNTING_VALUE_MAX + 1];
+	memcpy(stored, key, len);
+	stored[len] = '\0';
+	ck_assert_uint_eq(counted("acct_client_address", stored, METRIC_COUNT), 2);
+	len = 299;
+	key = accounting_key(other, &len, buf);
+	memcpy(stored, key, len);
+	ck_assert_uint_eq(counted("acct_client_address", stored, METRIC_COUNT), 1);
 	session_free(&s);
 }
 END_TEST
@@ -535,7 +548,7 @@ static Suite *accounting_suite(void)
 	tcase_add_test(chain, test_uc_action_replaces_action_unless_empty);
 	tcase_add_test(chain, test_uc_enabled_off_switches_plugins_off);
 	tcase_add_test(chain, test_uc_metric_and_field_switch_what_is_compared);
-	tcase_add_test(chain, test_overlong_key_is_not_counted);
+	tcase_add_test(chain, test_overlong_keys_are_counted_apart_under_their_long_form);
 	suite_add_tcase(s, chain);
 	return s;
 }
