@@ -684,7 +684,7 @@ static const char *skip_non_number(const char *p, int *line)
 		return end ? end + 2 : p + strlen(p);
 	}
 	if (isalpha((unsigned char)*p) || *p == '*') {
-		while (isalnum((unsigned char)*p) || strchr("-_*", *p) != NULL)
+		while (isalnum((unsigned char)*p) || (*p != '\0' && strchr("-_*", *p) != NULL))
 			p++;
 	}
 	return p;

@@ -125,6 +125,7 @@ static const struct broken cases[] = {
 	{ "workers = 0x80000000;\n", 1, "got 2147483648" },
 	{ "# 99999999999999999999\nworkers = 99999999999999999999;\n", 2,
 	  "the number 99999999999999999999 is out of range: integers are 64-bit" },
+	{ "workers = 8;\nname_at_the_very_end", 2, "syntax error" },   /* no newline after it */
 	{ LISTEN "metrics_listen = \"127.0.0.1:12346\";\n", 2,
 	  "metrics_listen '127.0.0.1:12346': uses a port that listen uses too" },
 };
