@@ -17,6 +17,12 @@
  * flusher reads the sequence number back with a locking read (which waits
  * for a COMMIT still running on the old connection) and learns whether the
  * batch is in the database.  Only then are new increments added to it.
+ *
+ * A row the database refuses (a data error) is set aside: the chunk is
+ * written row by row in the same transaction, and after the commit the
+ * refused keys' increments are pending (and journaled) again.  An SQL error
+ * that is not about a row closes the connection, so that the next attempt
+ * has a new session.  No flush starts before its intent is in the journal.
  */
 #include <errno.h>
 #include <pthread.h>

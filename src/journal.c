@@ -9,7 +9,14 @@
  * (committed), 'S' seq take (the snapshot before it holds the totals of
  * takes <= take), and the snapshot's own records (snapshot.c).  A torn
  * batch at a segment's end is ignored: whoever recorded it was never
- * answered.
+ * answered.  Damaged bytes elsewhere are skipped up to the next batch whose
+ * length and hash hold, and counted; a file that is no segment is renamed
+ * *.damaged.
+ *
+ * A write the disk refuses (ENOSPC, EIO, cut short) is given up: the file
+ * is cut back to `good_size` before anything else is appended, and the
+ * payload range is kept in `failed`, so that journal_wait() can say which
+ * records are only in memory.
  *
  * Snapshots: segments are numbered with a gap (each rotation skips one
  * number), so that a snapshot taken right after a commit can be written
@@ -19,7 +26,8 @@
  * committed after a snapshot still reach a restart that finds the
  * database away.
  *
- * Locking: `lock` guards `pending`, the byte counters, `writing` and `fd`.
+ * Locking: `lock` guards `pending`, the byte counters (`appended`,
+ * `settled`), the given-up ranges, `writing`, `fd`, `good_size` and `torn`.
  * One thread at a time is the writer (`writing`): it takes the pending
  * records, unlocks, writes them, locks again; threads that wait for their
  * records wait on `written`.  The flusher rotates segments the same way,

@@ -3,8 +3,9 @@
  *
  * Locking: `registry_lock` guards `tables`, `table_count`, the period
  * index (`buckets`, the `bucket_next` links) and the slots array's
- * pointers.  A period's `load`, `keys` and `stamp` are atomics: workers,
- * the loader and the flusher read them without the lock.  A period is
+ * pointers.  A period's `load`, `keys`, `stamp`, `complete` and eviction
+ * counts are atomics: workers, the loader and the flusher (which evicts
+ * keys for cache_max_keys) read and write them without the lock.  A period is
  * freed only when it has no keys and has not been live for two ticks, so
  * no thread can still be about to use its id (the per-thread cache of
  * periods_now() lives for one second).
