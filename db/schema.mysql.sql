@@ -27,11 +27,14 @@ CREATE TABLE IF NOT EXISTS `acct_client_address` (
 ) ENGINE=InnoDB;
 
 -- The flusher's bookkeeping: per tallyd instance, the sequence number of its
--- last committed flush, so a flush cut during COMMIT is never applied twice.
+-- last committed flush, so a flush cut during COMMIT is never applied twice,
+-- and the process that owns the row (identity.h) with when it last showed life.
 CREATE TABLE IF NOT EXISTS `tallyd_flushes` (
   `instance` VARBINARY(255) NOT NULL PRIMARY KEY,
   `seq` BIGINT UNSIGNED NOT NULL,
-  `flushed_at` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP
+  `flushed_at` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+  `owner` VARBINARY(255) NOT NULL DEFAULT '',
+  `alive_at` BIGINT NOT NULL DEFAULT 0
 ) ENGINE=InnoDB;
 
 -- Per-client quotas, as in the mtpolicyd accounting how-to.

@@ -22,7 +22,9 @@ CREATE INDEX IF NOT EXISTS `acct_client_address_time`
 CREATE TABLE IF NOT EXISTS `tallyd_flushes` (
   `instance` TEXT NOT NULL PRIMARY KEY,
   `seq` INTEGER NOT NULL,
-  `flushed_at` TEXT
+  `flushed_at` TEXT,
+  `owner` TEXT NOT NULL DEFAULT '',
+  `alive_at` INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE IF NOT EXISTS `relay_policies` (

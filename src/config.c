@@ -646,12 +646,6 @@ static void derive(struct config *config)
 	make_absolute(&config->accounting.journal);
 	make_absolute(&config->pid_file);
 	make_absolute(&config->control_socket);
-	if (config->instance_id[0] == '\0' && config->listen_count > 0) {
-		char host[256] = "localhost";
-		gethostname(host, sizeof(host) - 1);
-		free(config->instance_id);
-		config->instance_id = xasprintf("%s/%s", host, config->listen[0].spec);
-	}
 }
 
 /* ------------------------------------------------------- 64-bit integers */

@@ -23,6 +23,14 @@
  * refused keys' increments are pending (and journaled) again.  An SQL error
  * that is not about a row closes the connection, so that the next attempt
  * has a new session.  No flush starts before its intent is in the journal.
+ *
+ * One writer per instance id: the flusher claims its row of tallyd_flushes
+ * (identity.h) before its first flush on each connection, and the
+ * sequence number moves only by compare-and-set in a row it owns; a row
+ * another live tallyd owns stops this one's flushes (at start: tallyd
+ * refuses to start), with its increments kept.  The lease is renewed by
+ * every flush and, when idle, by housekeeping; a clean stop gives the row
+ * up.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -33,6 +41,7 @@
 #include "clock.h"
 #include "counters.h"
 #include "flusher.h"
+#include "identity.h"
 #include "journal.h"
 #include "log.h"
 #include "store.h"
@@ -42,6 +51,7 @@
 #include "usercache.h"
 
 enum outcome { WRITTEN, NOT_WRITTEN, UNKNOWN };
+enum claim { CLAIMED, NOT_CLAIMED, CLAIM_REFUSED };   /* refused: another live owner */
 
 #define HOUSEKEEPING_MS 5000     /* evicting past periods, sweeping user configs */
 
@@ -54,7 +64,9 @@ struct flusher {
 	struct rowset written;          /* the batch as rows, sorted */
 	struct rowset read_back;        /* the rows of it whose totals are read back */
 	uint64_t last_seq;              /* last sequence number known committed */
-	bool seq_known;
+	bool seq_known;                 /* ... and the row is this process's */
+	int64_t renewed;                /* ms; when the lease was last renewed */
+	char refusal[600];              /* why the row is not this process's */
 	uint32_t last_take;             /* counters_take_pending() number of the batch */
 	uint64_t unknown_seq;           /* a COMMIT of unknown outcome, or 0 ... */
 	uint32_t unknown_take;          /* ... and the take it carried */
@@ -220,7 +232,8 @@ static enum outcome write_batch(struct flusher *f, uint64_t seq)
 	if (status == STORE_OK)
 		status = each_chunk(f, &f->read_back, s->ops->select);
 	if (status == STORE_OK)
-		status = s->ops->write_sequence(s, f->config->instance_id, seq);
+		status = s->ops->write_sequence(s, identity_instance(), identity_owner(),
+						f->last_seq, seq);
 	if (status == STORE_OK) {
 		status = s->ops->commit(s);
 		if (status == STORE_LOST) {
@@ -230,6 +243,8 @@ static enum outcome write_batch(struct flusher *f, uint64_t seq)
 	}
 	if (status == STORE_OK)
 		return WRITTEN;
+	if (status == STORE_CONFLICT)
+		f->seq_known = false;        /* claimed again before the next try */
 	complain(f, "writing the accounting increments", s->error);
 	if (status == STORE_LOST)
 		lost(f, "flush");
@@ -284,34 +299,87 @@ static void batch_written(struct flusher *f, bool with_totals)
 	park_wake();
 }
 
-/* Reads the instance's sequence number: which flushes are committed. */
-static bool read_sequence(struct flusher *f, uint64_t *seq)
+/* After a failed statement on the sequence row: false. */
+static bool sequence_failed(struct flusher *f, enum store_status status, const char *what)
+{
+	if (status == STORE_LOST) {
+		lost(f, what);
+		return false;
+	}
+	complain(f, what, f->store->error);
+	new_session_next_time(f);
+	return false;
+}
+
+/* Reads the instance's row: which flushes are committed, and its owner.
+ * The transaction stays open (the row locked) when true. */
+static bool read_sequence(struct flusher *f, struct store_sequence *row)
 {
 	struct store *s = f->store;
 	enum store_status status = s->ops->begin(s);
 
 	if (status == STORE_OK)
-		status = s->ops->read_sequence(s, f->config->instance_id, seq);
-	if (status == STORE_LOST) {
-		lost(f, "reading the flush sequence");
-		return false;
+		status = s->ops->read_sequence(s, identity_instance(), row);
+	return status == STORE_OK || sequence_failed(f, status, "reading the flush sequence");
+}
+
+/* Takes the instance's row for this process and learns its sequence
+ * number. */
+static enum claim claim(struct flusher *f)
+{
+	struct store_sequence row;
+	struct store *s = f->store;
+
+	if (!read_sequence(f, &row))
+		return NOT_CLAIMED;
+	if (row.found && !identity_may_take(row.owner, row.age)) {
+		s->ops->rollback(s);
+		snprintf(f->refusal, sizeof(f->refusal), "instance_id \"%s\" is in use by "
+			 "another tallyd (%s, alive %llds ago); every tallyd that shares a database "
+			 "needs its own instance_id", identity_instance(), row.owner,
+			 (long long)row.age);
+		return CLAIM_REFUSED;
 	}
+	enum store_status status = s->ops->set_owner(s, identity_instance(), NULL,
+						     identity_owner());
+	if (status == STORE_OK)
+		status = s->ops->commit(s);
 	if (status != STORE_OK) {
-		complain(f, "reading the flush sequence", s->error);
-		new_session_next_time(f);
-		return false;
+		sequence_failed(f, status, "claiming the instance");
+		return NOT_CLAIMED;
 	}
-	s->ops->rollback(s);
-	return true;
+	f->last_seq = row.seq;
+	f->seq_known = true;
+	f->renewed = clock_ms();
+	return CLAIMED;
+}
+
+/* Hands the row to `next` (this process again: renews the lease; "": gives
+ * it up at a clean stop). */
+static void pass_row(struct flusher *f, const char *next)
+{
+	if (!f->seq_known || f->store == NULL)
+		return;
+	enum store_status status = f->store->ops->set_owner(f->store, identity_instance(),
+							    identity_owner(), next);
+	if (status == STORE_OK) {
+		f->renewed = clock_ms();
+		return;
+	}
+	if (status == STORE_CONFLICT)
+		f->seq_known = false;
+	sequence_failed(f, status, "renewing the instance's lease");
 }
 
 /* After a COMMIT of unknown outcome: was that batch written? */
 static bool resolve_unknown(struct flusher *f)
 {
-	uint64_t seq;
+	struct store_sequence row;
 
-	if (!read_sequence(f, &seq))
+	if (!read_sequence(f, &row))
 		return false;
+	f->store->ops->rollback(f->store);
+	uint64_t seq = row.seq;
 	if (seq >= f->unknown_seq) {
 		log_notice("flush %llu was committed before the connection broke",
 			   (unsigned long long)f->unknown_seq);
@@ -352,11 +420,11 @@ static bool flush(struct flusher *f)
 {
 	if (!connect_store(f))
 		return false;
-	if (!f->seq_known) {
-		if (!read_sequence(f, &f->last_seq))
-			return false;
-		f->seq_known = true;
-	}
+	enum claim claimed = f->seq_known ? CLAIMED : claim(f);
+	if (claimed == CLAIM_REFUSED)
+		complain(f, "claiming the instance", f->refusal);
+	if (claimed != CLAIMED)
+		return false;
 	if (f->unknown_seq && !resolve_unknown(f))
 		return false;
 	journal_rotate();
@@ -396,6 +464,7 @@ static bool flush(struct flusher *f)
 	pthread_mutex_unlock(&control_lock);
 	f->last_seq = seq;
 	f->last_complaint = 0;
+	f->renewed = clock_ms();
 	requeue_refused(f);
 	journal_committed(seq, f->last_take);
 	batch_written(f, true);
@@ -459,8 +528,10 @@ static void final_flush(struct flusher *f)
 		wait_until(clock_ms() + 250);          /* a retry pause, not a handshake */
 		pthread_mutex_unlock(&control_lock);
 	}
-	if (flushed)
+	if (flushed) {
 		snapshot(f, true);              /* the next start knows what this one knew */
+		pass_row(f, "");
+	}
 	counters_stats(&stats);
 	size_t unwritten = f->batch.count + stats.dirty_keys;
 	if (unwritten > 0 && journal_enabled())
@@ -500,6 +571,8 @@ static void *flusher_main(void *arg)
 				next_flush = clock_ms();
 		}
 		if (now >= next_housekeeping) {
+			if (clock_ms() - f->renewed >= IDENTITY_LEASE * 1000 / 4)
+				pass_row(f, identity_owner());
 			housekeeping(f->config);
 			next_housekeeping = clock_ms() + HOUSEKEEPING_MS;
 		}
@@ -536,6 +609,16 @@ int flusher_start(const struct config *config, struct journal_replay *replay)
 		memset(&replay->in_flight, 0, sizeof(replay->in_flight));
 	}
 	stopping = false;
+	/* at start, a row another live tallyd holds stops tallyd now; the
+	 * thread opens its own connection */
+	enum claim claimed = !store_is_down() && connect_store(&flusher) ? claim(&flusher) :
+		NOT_CLAIMED;
+	store_link_close(&flusher.link);
+	flusher.store = NULL;
+	if (claimed == CLAIM_REFUSED) {
+		log_error("refusing to start: %s", flusher.refusal);
+		return -1;
+	}
 	int rc = pthread_create(&thread, NULL, flusher_main, &flusher);
 	if (rc != 0) {
 		log_error("cannot start the flusher thread: %s", strerror(rc));

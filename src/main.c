@@ -37,6 +37,7 @@
 #include "control.h"
 #include "counters.h"
 #include "flusher.h"
+#include "identity.h"
 #include "import_mtpolicyd.h"
 #include "journal.h"
 #include "listener.h"
@@ -370,6 +371,8 @@ static void start_database(const struct config *config)
 				   "configs; they are used until the database answers", journal,
 				   replay.snapshot_keys, replay.snapshot_configs);
 	}
+	if (identity_init(config, replay.unknown_seq, error, sizeof(error)) < 0)
+		fatal("%s", error);
 	periods_tick(time(NULL));          /* the loader reads the current periods at once */
 	if (loader_start(config) < 0 || flusher_start(config, &replay) < 0)
 		fatal("start-up failed");
@@ -380,6 +383,7 @@ static void stop_database(void)
 	loader_stop();
 	flusher_stop();
 	journal_close();
+	identity_free();
 	usercache_free_all();
 	counters_free_all();
 	tables_free_all();

@@ -34,6 +34,7 @@ enum store_status {
 	STORE_REFUSED,    /* upsert: the database refused a row's data (a value out of
 			     range, a key too long for the column...); the statement
 			     wrote nothing and the transaction goes on */
+	STORE_CONFLICT,   /* tallyd_flushes: the row is not this process's */
 };
 
 /* One (key, time) row of a flush or a key lookup. */
@@ -53,6 +54,14 @@ struct store_lookup {
 	size_t key_len;
 	bool found;                    /* a row with a non-NULL value */
 	struct buf value;
+};
+
+/* An instance's row of tallyd_flushes. */
+struct store_sequence {
+	bool found;
+	uint64_t seq;
+	char owner[256];
+	int64_t age;                   /* seconds since its owner showed life */
 };
 
 /* A row of a period (scan) and a row of a preload_query (key, value). */
@@ -85,12 +94,21 @@ struct store_ops {
 	/* Sets the four counters of one row to zero (tallyctl reset). */
 	enum store_status (*reset_row)(struct store *s, const char *table, const struct store_row *row);
 	/* The flusher's bookkeeping table, tallyd_flushes: per instance, the
-	 * sequence number of its last committed flush (0 when none).  Reading
+	 * sequence number of its last committed flush (0 when none), its
+	 * owner (identity.h) and when the owner last showed life.  Reading
 	 * locks the row until the transaction ends, so a COMMIT still running
-	 * on a dead connection is waited for. */
+	 * on a dead connection is waited for.  Writing the sequence is a
+	 * compare-and-set: it moves from `prev` only in a row `owner` holds,
+	 * else STORE_CONFLICT.  set_owner() hands the row to `owner`: from
+	 * anyone, creating it (expected NULL), or only from `expected`
+	 * (STORE_CONFLICT otherwise); it renews the owner's lease. */
 	enum store_status (*ensure_sequence_table)(struct store *s);
-	enum store_status (*read_sequence)(struct store *s, const char *instance, uint64_t *seq);
-	enum store_status (*write_sequence)(struct store *s, const char *instance, uint64_t seq);
+	enum store_status (*read_sequence)(struct store *s, const char *instance,
+					   struct store_sequence *out);
+	enum store_status (*write_sequence)(struct store *s, const char *instance,
+					    const char *owner, uint64_t prev, uint64_t seq);
+	enum store_status (*set_owner)(struct store *s, const char *instance,
+				       const char *expected, const char *owner);
 	/* Runs an SqlUserConfig query (one ?) for each lookup: several in one
 	 * statement (store_batch_sql) when count > 1. */
 	enum store_status (*user_configs)(struct store *s, const char *sql,

@@ -366,7 +366,7 @@ struct store *store_mysql_open(const struct database_config *config, int stateme
 	mysql_options(mysql, MYSQL_OPT_WRITE_TIMEOUT, &replies);
 	mysql_options(mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	if (mysql_real_connect(mysql, config->host, config->user, config->password, config->name,
-			       (unsigned int)config->port, socket, 0) == NULL) {
+			       (unsigned int)config->port, socket, CLIENT_FOUND_ROWS) == NULL) {
 		snprintf(error, size, "cannot connect to MySQL/MariaDB at %s: %s",
 			 socket ? socket : config->host, mysql_error(mysql));
 		mysql_close(mysql);
@@ -599,27 +599,41 @@ static enum store_status mysql_reset_row(struct store *s, const char *table,
 
 /* --------------------------------------------------------------- sequences */
 
+#define OWNER_COLUMNS "`owner` VARBINARY(255) NOT NULL DEFAULT '', " \
+	"`alive_at` BIGINT NOT NULL DEFAULT 0"
+
 static enum store_status mysql_ensure_sequence_table(struct store *s)
 {
-	return query((struct mysql_store *)s,
-		     "CREATE TABLE IF NOT EXISTS `tallyd_flushes` ("
-		     "`instance` VARBINARY(255) NOT NULL PRIMARY KEY, "
-		     "`seq` BIGINT UNSIGNED NOT NULL, "
-		     "`flushed_at` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP "
-		     "ON UPDATE CURRENT_TIMESTAMP) ENGINE=InnoDB",
-		     "creating tallyd_flushes");
+	struct mysql_store *m = (struct mysql_store *)s;
+	enum store_status status = query(m,
+		"CREATE TABLE IF NOT EXISTS `tallyd_flushes` ("
+		"`instance` VARBINARY(255) NOT NULL PRIMARY KEY, "
+		"`seq` BIGINT UNSIGNED NOT NULL, "
+		"`flushed_at` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP "
+		"ON UPDATE CURRENT_TIMESTAMP, " OWNER_COLUMNS ") ENGINE=InnoDB",
+		"creating tallyd_flushes");
+
+	if (status != STORE_OK ||
+	    query(m, "SELECT `owner`, `alive_at` FROM `tallyd_flushes` LIMIT 0",
+		  "reading tallyd_flushes") == STORE_OK)
+		return status;
+	/* made by a tallyd that kept no owner */
+	return query(m, "ALTER TABLE `tallyd_flushes` ADD COLUMN IF NOT EXISTS `owner` "
+		     "VARBINARY(255) NOT NULL DEFAULT '', ADD COLUMN IF NOT EXISTS `alive_at` "
+		     "BIGINT NOT NULL DEFAULT 0", "adding the owner to tallyd_flushes");
 }
 
 static enum store_status mysql_read_sequence(struct store *s, const char *instance,
-					     uint64_t *seq)
+					     struct store_sequence *out)
 {
 	struct mysql_store *m = (struct mysql_store *)s;
 	unsigned int err;
-	MYSQL_BIND param, result;
+	MYSQL_BIND param, result[3];
+	unsigned long owner_len = 0;
 	int rc;
 
-	MYSQL_STMT *stmt = prepare(m, "SELECT `seq` FROM `tallyd_flushes` WHERE `instance`=? "
-				   "FOR UPDATE", &err);
+	MYSQL_STMT *stmt = prepare(m, "SELECT `seq`, `owner`, CAST(UNIX_TIMESTAMP() AS SIGNED) - `alive_at` FROM "
+				   "`tallyd_flushes` WHERE `instance`=? FOR UPDATE", &err);
 	if (stmt == NULL)
 		return classify(err);
 	memset(&param, 0, sizeof(param));
@@ -627,33 +641,81 @@ static enum store_status mysql_read_sequence(struct store *s, const char *instan
 	enum store_status status = execute(m, stmt, &param, "reading the flush sequence");
 	if (status != STORE_OK)
 		return status;
-	*seq = 0;
-	memset(&result, 0, sizeof(result));
-	bind_u64(&result, seq);
-	if (mysql_stmt_bind_result(stmt, &result) != 0)
+	memset(out, 0, sizeof(*out));
+	memset(result, 0, sizeof(result));
+	bind_u64(&result[0], &out->seq);
+	bind_bytes(&result[1], out->owner, sizeof(out->owner) - 1, MYSQL_TYPE_BLOB);
+	result[1].length = &owner_len;
+	bind_u64(&result[2], (uint64_t *)&out->age);
+	result[2].is_unsigned = 0;
+	if (mysql_stmt_bind_result(stmt, result) != 0)
 		return fail_statement(m, stmt, "reading the flush sequence");
 	rc = mysql_stmt_fetch(stmt);
-	if (rc != 0 && rc != MYSQL_NO_DATA)
+	if (rc == 0 || rc == MYSQL_DATA_TRUNCATED) {
+		out->found = true;
+		out->owner[owner_len < sizeof(out->owner) ? owner_len : sizeof(out->owner) - 1] = 0;
+	} else if (rc != MYSQL_NO_DATA) {
 		status = fail_statement(m, stmt, "reading the flush sequence");
+	}
 	mysql_stmt_free_result(stmt);
 	return status;
 }
 
+/* STORE_CONFLICT when the statement found no row to change. */
+static enum store_status changed_one(struct mysql_store *m, MYSQL_STMT *stmt,
+				     enum store_status status, const char *instance)
+{
+	if (status == STORE_OK && mysql_stmt_affected_rows(stmt) == 0) {
+		snprintf(m->base.error, sizeof(m->base.error), "the row of instance \"%s\" in "
+			 "tallyd_flushes has another owner: another tallyd writes as it", instance);
+		return STORE_CONFLICT;
+	}
+	return status;
+}
+
 static enum store_status mysql_write_sequence(struct store *s, const char *instance,
-					      uint64_t seq)
+					      const char *owner, uint64_t prev, uint64_t seq)
 {
 	struct mysql_store *m = (struct mysql_store *)s;
 	unsigned int err;
-	MYSQL_BIND params[2];
+	MYSQL_BIND params[4];
 
-	MYSQL_STMT *stmt = prepare(m, "INSERT INTO `tallyd_flushes` (`instance`,`seq`) VALUES "
-				   "(?,?) ON DUPLICATE KEY UPDATE `seq`=VALUES(`seq`)", &err);
+	MYSQL_STMT *stmt = prepare(m, "UPDATE `tallyd_flushes` SET `seq`=?, "
+				   "`alive_at`=UNIX_TIMESTAMP() WHERE `instance`=? AND `owner`=? "
+				   "AND `seq`=?", &err);
 	if (stmt == NULL)
 		return classify(err);
 	memset(params, 0, sizeof(params));
-	bind_bytes(&params[0], instance, strlen(instance), MYSQL_TYPE_BLOB);
-	bind_u64(&params[1], &seq);
-	return execute(m, stmt, params, "writing the flush sequence");
+	bind_u64(&params[0], &seq);
+	bind_bytes(&params[1], instance, strlen(instance), MYSQL_TYPE_BLOB);
+	bind_bytes(&params[2], owner, strlen(owner), MYSQL_TYPE_BLOB);
+	bind_u64(&params[3], &prev);
+	return changed_one(m, stmt, execute(m, stmt, params, "writing the flush sequence"),
+			   instance);
+}
+
+static enum store_status mysql_set_owner(struct store *s, const char *instance,
+					 const char *expected, const char *owner)
+{
+	struct mysql_store *m = (struct mysql_store *)s;
+	unsigned int err;
+	MYSQL_BIND params[3];
+
+	MYSQL_STMT *stmt = prepare(m, expected ?
+		"UPDATE `tallyd_flushes` SET `owner`=?, `alive_at`=UNIX_TIMESTAMP() "
+		"WHERE `instance`=? AND `owner`=?" :
+		"INSERT INTO `tallyd_flushes` (`owner`,`instance`,`seq`,`alive_at`) VALUES "
+		"(?,?,0,UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE `owner`=VALUES(`owner`), "
+		"`alive_at`=VALUES(`alive_at`)", &err);
+	if (stmt == NULL)
+		return classify(err);
+	memset(params, 0, sizeof(params));
+	bind_bytes(&params[0], owner, strlen(owner), MYSQL_TYPE_BLOB);
+	bind_bytes(&params[1], instance, strlen(instance), MYSQL_TYPE_BLOB);
+	if (expected)
+		bind_bytes(&params[2], expected, strlen(expected), MYSQL_TYPE_BLOB);
+	enum store_status status = execute(m, stmt, params, "claiming the instance");
+	return expected ? changed_one(m, stmt, status, instance) : status;
 }
 
 /* ------------------------------------------------------------- user config */
@@ -831,6 +893,7 @@ static const struct store_ops mysql_ops = {
 	.ensure_sequence_table = mysql_ensure_sequence_table,
 	.read_sequence = mysql_read_sequence,
 	.write_sequence = mysql_write_sequence,
+	.set_owner = mysql_set_owner,
 	.scan = mysql_scan,
 	.user_configs = mysql_user_configs,
 	.preload = mysql_preload,

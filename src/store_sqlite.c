@@ -369,46 +369,101 @@ static enum store_status sqlite_reset_row(struct store *s, const char *table,
 
 static enum store_status sqlite_ensure_sequence_table(struct store *s)
 {
-	return exec((struct sqlite_store *)s,
-		    "CREATE TABLE IF NOT EXISTS `tallyd_flushes` (`instance` TEXT NOT NULL "
-		    "PRIMARY KEY, `seq` INTEGER NOT NULL, `flushed_at` TEXT)",
-		    "creating tallyd_flushes");
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	enum store_status status = exec(q,
+		"CREATE TABLE IF NOT EXISTS `tallyd_flushes` (`instance` TEXT NOT NULL "
+		"PRIMARY KEY, `seq` INTEGER NOT NULL, `flushed_at` TEXT, "
+		"`owner` TEXT NOT NULL DEFAULT '', `alive_at` INTEGER NOT NULL DEFAULT 0)",
+		"creating tallyd_flushes");
+
+	if (status != STORE_OK ||
+	    exec(q, "SELECT `owner`, `alive_at` FROM `tallyd_flushes` LIMIT 0",
+		 "reading tallyd_flushes") == STORE_OK)
+		return status;
+	/* made by a tallyd that kept no owner */
+	return exec(q, "ALTER TABLE `tallyd_flushes` ADD COLUMN `owner` TEXT NOT NULL "
+		    "DEFAULT ''; ALTER TABLE `tallyd_flushes` ADD COLUMN `alive_at` INTEGER "
+		    "NOT NULL DEFAULT 0", "adding the owner to tallyd_flushes");
 }
+
+#define SQLITE_NOW "CAST(strftime('%s','now') AS INTEGER)"
 
 /* Inside the flusher's BEGIN IMMEDIATE the database is already locked. */
 static enum store_status sqlite_read_sequence(struct store *s, const char *instance,
-					      uint64_t *seq)
+					      struct store_sequence *out)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
 	int rc;
-	sqlite3_stmt *stmt = prepare(q, "SELECT `seq` FROM `tallyd_flushes` WHERE `instance`=?",
-				     &rc);
+	sqlite3_stmt *stmt = prepare(q, "SELECT `seq`, `owner`, " SQLITE_NOW " - `alive_at` "
+				     "FROM `tallyd_flushes` WHERE `instance`=?", &rc);
 
 	if (stmt == NULL)
 		return fail(q, rc, "reading the flush sequence");
+	memset(out, 0, sizeof(*out));
 	sqlite3_bind_text(stmt, 1, instance, -1, SQLITE_STATIC);
 	rc = sqlite3_step(stmt);
-	*seq = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(stmt, 0) : 0;
+	if (rc == SQLITE_ROW) {
+		const unsigned char *owner = sqlite3_column_text(stmt, 1);
+		out->found = true;
+		out->seq = (uint64_t)sqlite3_column_int64(stmt, 0);
+		snprintf(out->owner, sizeof(out->owner), "%s", owner ? (const char *)owner : "");
+		out->age = sqlite3_column_int64(stmt, 2);
+	}
 	sqlite3_reset(stmt);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK :
 		fail(q, rc, "reading the flush sequence");
 }
 
+/* STORE_CONFLICT when the last statement changed no row. */
+static enum store_status changed_one(struct sqlite_store *q, enum store_status status,
+				     const char *instance)
+{
+	if (status == STORE_OK && sqlite3_changes(q->db) == 0) {
+		snprintf(q->base.error, sizeof(q->base.error), "the row of instance \"%s\" in "
+			 "tallyd_flushes has another owner: another tallyd writes as it", instance);
+		return STORE_CONFLICT;
+	}
+	return status;
+}
+
 static enum store_status sqlite_write_sequence(struct store *s, const char *instance,
-					       uint64_t seq)
+					       const char *owner, uint64_t prev, uint64_t seq)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
 	int rc;
-	sqlite3_stmt *stmt = prepare(q, "INSERT INTO `tallyd_flushes` (`instance`,`seq`,"
-				     "`flushed_at`) VALUES (?,?,datetime('now')) ON CONFLICT"
-				     "(`instance`) DO UPDATE SET `seq`=excluded.`seq`,"
-				     "`flushed_at`=excluded.`flushed_at`", &rc);
+	sqlite3_stmt *stmt = prepare(q, "UPDATE `tallyd_flushes` SET `seq`=?, `flushed_at`="
+				     "datetime('now'), `alive_at`=" SQLITE_NOW " WHERE "
+				     "`instance`=? AND `owner`=? AND `seq`=?", &rc);
 
 	if (stmt == NULL)
 		return fail(q, rc, "writing the flush sequence");
-	sqlite3_bind_text(stmt, 1, instance, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(stmt, 2, clamp(seq));
-	return run(q, stmt, "writing the flush sequence");
+	sqlite3_bind_int64(stmt, 1, clamp(seq));
+	sqlite3_bind_text(stmt, 2, instance, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, owner, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 4, clamp(prev));
+	return changed_one(q, run(q, stmt, "writing the flush sequence"), instance);
+}
+
+static enum store_status sqlite_set_owner(struct store *s, const char *instance,
+					  const char *expected, const char *owner)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	int rc;
+	sqlite3_stmt *stmt = prepare(q, expected ?
+		"UPDATE `tallyd_flushes` SET `owner`=?1, `alive_at`=" SQLITE_NOW
+		" WHERE `instance`=?2 AND `owner`=?3" :
+		"INSERT INTO `tallyd_flushes` (`owner`,`instance`,`seq`,`alive_at`) VALUES "
+		"(?1,?2,0," SQLITE_NOW ") ON CONFLICT(`instance`) DO UPDATE SET "
+		"`owner`=excluded.`owner`, `alive_at`=excluded.`alive_at`", &rc);
+
+	if (stmt == NULL)
+		return fail(q, rc, "claiming the instance");
+	sqlite3_bind_text(stmt, 1, owner, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, instance, -1, SQLITE_STATIC);
+	if (expected)
+		sqlite3_bind_text(stmt, 3, expected, -1, SQLITE_STATIC);
+	enum store_status status = run(q, stmt, "claiming the instance");
+	return expected ? changed_one(q, status, instance) : status;
 }
 
 /* Appends column `column` of the current row to out; false for NULL. */
@@ -498,6 +553,7 @@ static const struct store_ops sqlite_ops = {
 	.ensure_sequence_table = sqlite_ensure_sequence_table,
 	.read_sequence = sqlite_read_sequence,
 	.write_sequence = sqlite_write_sequence,
+	.set_owner = sqlite_set_owner,
 	.scan = sqlite_scan,
 	.user_configs = sqlite_user_configs,
 	.preload = sqlite_preload,

@@ -10,7 +10,9 @@ Modes (Proxy.mode, or a control file from the command line):
   "commit"        forward COMMIT to the server, then cut at once: the server
                   commits, the client never learns it (the unknown outcome)
   "commit-reply"  cut when the server's reply to COMMIT comes back
-The cut modes cut every `every`-th time they match; `cuts` counts them.
+The cut modes cut every `every`-th time they match; `cuts` counts them; a
+cut switches to mode `then` when set (e.g. "hang": the client's next
+connection hears nothing).
 Leaving "hang" lets new traffic through again; connections that hung stay
 silent until the client gives up on them, as after a real partition.
 
@@ -26,9 +28,9 @@ import time
 
 
 class Proxy:
-    def __init__(self, target_port, mode=None, every=1, port=0):
+    def __init__(self, target_port, mode=None, every=1, port=0, then=None):
         self.target_port = target_port
-        self.mode = mode
+        self.mode, self.then = mode, then
         self.every = every
         self.matches = 0
         self.cuts = 0
@@ -47,6 +49,8 @@ class Proxy:
             if self.matches % self.every:
                 return False
             self.cuts += 1
+            if self.then:
+                self.mode = self.then
             return True
 
     def _accept(self):
