@@ -20,6 +20,7 @@
 
 #include "counters.h"
 #include "hash.h"
+#include "keyfold.h"
 #include "log.h"
 #include "park.h"
 #include "tables.h"
@@ -131,7 +132,7 @@ static uint64_t key_hash(int period, const char *key, size_t key_len)
 	if (key_len == last_hashed.len && period == last_hashed.period &&
 	    memcmp(key, last_hashed.key, key_len) == 0)
 		return last_hashed.hash;
-	uint64_t hash = hash_keyed(hash_key, (uint64_t)period, key, key_len);
+	uint64_t hash = key_hash_folded(hash_key, (uint64_t)period, key, key_len);
 	if (key_len <= sizeof(last_hashed.key)) {
 		last_hashed.hash = hash;
 		last_hashed.period = period;
@@ -182,8 +183,7 @@ static struct counter *find(struct shard *s, uint64_t hash, int period, const ch
 {
 	struct counter *c = s->buckets[hash & (s->bucket_count - 1)];
 
-	while (c && !(c->period == period && c->key_len == key_len &&
-		      memcmp(c->key, key, key_len) == 0))
+	while (c && !(c->period == period && key_fold_equal(c->key, c->key_len, key, key_len)))
 		c = c->next;
 	return c;
 }

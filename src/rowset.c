@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "keyfold.h"
 #include "log.h"
 #include "rowset.h"
 #include "tables.h"
@@ -41,14 +42,16 @@ struct sort_entry {
 	int rank;                   /* the period's, once ranked */
 };
 
-/* Big-endian and zero-padded, which keeps memcmp's order (a shorter key
- * sorts first on a tie, as the full comparison then decides). */
+/* The folded key's first bytes, big-endian and zero-padded, which keeps
+ * key_fold_compare()'s order (a shorter key sorts first on a tie, as the
+ * full comparison then decides). */
 static uint64_t prefix_of(const char *key, size_t key_len)
 {
 	uint64_t prefix = 0;
 
+	key_len = key_trimmed_length(key, key_len);
 	for (size_t i = 0; i < 8; i++)
-		prefix = prefix << 8 | (i < key_len ? (unsigned char)key[i] : 0);
+		prefix = prefix << 8 | (i < key_len ? key_folded_byte(key[i]) : 0);
 	return prefix;
 }
 
@@ -59,9 +62,7 @@ static bool before(const struct sort_entry *x, const struct sort_entry *y)
 		return x->rank < y->rank;
 	if (x->prefix != y->prefix)
 		return x->prefix < y->prefix;
-	size_t common = x->key_len < y->key_len ? x->key_len : y->key_len;
-	int c = memcmp(x->key, y->key, common);
-	return c ? c < 0 : x->key_len < y->key_len;
+	return key_fold_compare(x->key, x->key_len, y->key, y->key_len) < 0;
 }
 
 static void swap(struct sort_entry *a, struct sort_entry *b)

@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "keyfold.h"
 #include "store.h"
 
 struct store *store_open(const struct database_config *config, int statement_timeout,
@@ -25,12 +26,8 @@ struct store *store_open(const struct database_config *config, int statement_tim
 int store_row_compare(const void *a, const void *b)
 {
 	const struct store_row *x = a, *y = b;
-	size_t common = x->key_len < y->key_len ? x->key_len : y->key_len;
-	int c = memcmp(x->key, y->key, common);
 
-	if (c != 0)
-		return c;
-	return (x->key_len > y->key_len) - (x->key_len < y->key_len);
+	return key_fold_compare(x->key, x->key_len, y->key, y->key_len);
 }
 
 void store_found_row(const char *key, size_t key_len, const struct metric_values *total,

@@ -132,12 +132,13 @@ struct store *store_mysql_open(const struct database_config *config, int stateme
 struct store *store_sqlite_open(const struct database_config *config, int statement_timeout,
 				char *error, size_t size);
 
-/* Orders rows by key bytes (shorter first on a common prefix). */
+/* Orders rows by their folded keys (keyfold.h): rows of one client
+ * compare equal, whatever their spelling. */
 int store_row_compare(const void *a, const void *b);
 
 /* What a driver's select hands its rows to (a store_total_fn): marks the
  * row with `key` among rows sorted by store_row_compare() found, with its
- * totals; other keys (a case variant in a _ci column) are passed over. */
+ * totals, whichever spelling of the key the database holds. */
 struct store_sorted_rows {
 	struct store_row *rows;
 	size_t count;

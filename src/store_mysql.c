@@ -50,10 +50,12 @@ struct upsert_area {
 /* The largest value each metric column of a table holds: BIGINT UNSIGNED
  * in tables tallyd creates, often INT UNSIGNED in mtpolicyd's.  Totals
  * stop at it instead of making the database refuse the row. */
+/* What the catalog says about an accounting table's columns. */
 #define TABLE_LIMITS 16
 struct table_limits {
 	char *table;
-	uint64_t max[METRIC_COUNT_OF];
+	uint64_t max[METRIC_COUNT_OF];  /* of each metric's column */
+	char key_charset[33];           /* of `key`; "" when binary */
 };
 
 struct mysql_store {
@@ -271,6 +273,10 @@ static void upsert_area_fill(struct upsert_area *a, const struct store_row *rows
 
 /* ----------------------------------------------------------- column limits */
 
+/* The key as stored: a character column's bytes are not converted to the
+ * connection's character set on the way out. */
+#define KEY_BYTES "CAST(`key` AS BINARY)"
+
 /* The largest value of an integer column type (information_schema's
  * DATA_TYPE and COLUMN_TYPE); BIGINT UNSIGNED's for any other type. */
 static uint64_t type_max(const char *type, bool is_unsigned)
@@ -288,13 +294,16 @@ static uint64_t type_max(const char *type, bool is_unsigned)
 }
 
 /* Reads the limits of `table`'s metric columns (BIGINT UNSIGNED's where
- * the catalog does not say). */
-static void read_limits(struct mysql_store *m, const char *table, uint64_t max[METRIC_COUNT_OF])
+ * the catalog does not say) and the character set of its key. */
+static void read_limits(struct mysql_store *m, const char *table, struct table_limits *l)
 {
+	uint64_t *max = l->max;
+
 	for (int v = 0; v < METRIC_COUNT_OF; v++)
 		max[v] = UINT64_MAX;
+	l->key_charset[0] = '\0';
 	buf_reset(&m->sql);
-	buf_printf(&m->sql, "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM "
+	buf_printf(&m->sql, "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME FROM "
 		   "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND "
 		   "TABLE_NAME = '%s'", table);                /* a checked identifier */
 	if (mysql_query(m->mysql, m->sql.data) != 0)
@@ -304,30 +313,46 @@ static void read_limits(struct mysql_store *m, const char *table, uint64_t max[M
 		int v = row[0] && row[1] && row[2] ? metric_parse(row[0]) : -1;
 		if (v >= 0)
 			max[v] = type_max(row[1], strstr(row[2], "unsigned") != NULL);
+		if (row[0] && strcmp(row[0], "key") == 0 && row[3] && config_is_identifier(row[3]))
+			snprintf(l->key_charset, sizeof(l->key_charset), "%s", row[3]);
 	}
 	if (res)
 		mysql_free_result(res);
 }
 
 /* The limits of `table`, read once per connection. */
-static const uint64_t *limits_of(struct mysql_store *m, const char *table)
+static const struct table_limits *limits_of(struct mysql_store *m, const char *table)
 {
 	unsigned n = m->limit_count < TABLE_LIMITS ? m->limit_count : TABLE_LIMITS;
 
 	for (unsigned i = 0; i < n; i++) {
 		if (strcmp(m->limits[i].table, table) == 0)
-			return m->limits[i].max;
+			return &m->limits[i];
 	}
 	struct table_limits *l = &m->limits[m->limit_count++ % TABLE_LIMITS];
 	free(l->table);
 	l->table = xstrdup(table);
-	read_limits(m, table, l->max);
+	read_limits(m, table, l);
 	for (int v = 0; v < METRIC_COUNT_OF; v++) {
 		if (l->max[v] != UINT64_MAX)
 			log_info("%s.%s holds at most %llu: totals stop there", table, metric_names[v],
 				 (unsigned long long)l->max[v]);
 	}
-	return l->max;
+	return l;
+}
+
+/* A key as an SQL parameter.  Against a character column (mtpolicyd's,
+ * latin1 and case-insensitive) it is cast to the column's character set,
+ * so that the column's collation compares (a binary string would be
+ * compared byte for byte in an IN list); its bytes are kept as they are. */
+static void append_key_param(struct mysql_store *m, const char *table)
+{
+	const char *charset = limits_of(m, table)->key_charset;
+
+	if (charset[0])
+		buf_printf(&m->sql, "CAST(? AS CHAR CHARACTER SET %s)", charset);
+	else
+		buf_append_str(&m->sql, "?");
 }
 
 /* Runs a prepared statement with its parameters bound. */
@@ -456,7 +481,7 @@ static enum store_status mysql_upsert(struct store *s, const char *table,
 	char name[128];
 
 	snprintf(name, sizeof(name), "upsert %s %zu", table, count);
-	const uint64_t *max = limits_of(m, table);
+	const uint64_t *max = limits_of(m, table)->max;
 	MYSQL_STMT *stmt = cached(m, name);
 	if (stmt == NULL) {
 		buf_reset(&m->sql);
@@ -536,11 +561,14 @@ static enum store_status mysql_select(struct store *s, const char *table, struct
 	snprintf(name, sizeof(name), "select %s %zu", table, count);
 	MYSQL_STMT *stmt = cached(m, name);
 	if (stmt == NULL) {
+		limits_of(m, table);         /* before the text is built in m->sql */
 		buf_reset(&m->sql);
-		buf_printf(&m->sql, "SELECT `key`,`count`,`count_rcpt`,`size`,`size_rcpt` FROM "
-			   "`%s` WHERE `time`=? AND `key` IN (", table);
-		for (size_t i = 0; i < count; i++)
-			buf_append_str(&m->sql, i ? ",?" : "?");
+		buf_printf(&m->sql, "SELECT " KEY_BYTES ",`count`,`count_rcpt`,`size`,`size_rcpt` "
+			   "FROM `%s` WHERE `time`=? AND `key` IN (", table);
+		for (size_t i = 0; i < count; i++) {
+			buf_append_str(&m->sql, i ? "," : "");
+			append_key_param(m, table);
+		}
 		buf_append_str(&m->sql, ")");
 		stmt = prepare_as(m, name, m->sql.data, &err);
 	}
@@ -565,8 +593,8 @@ static enum store_status mysql_scan(struct store *s, const char *table, const ch
 	MYSQL_BIND param;
 
 	buf_reset(&m->sql);
-	buf_printf(&m->sql, "SELECT `key`,`count`,`count_rcpt`,`size`,`size_rcpt` FROM `%s` "
-		   "WHERE `time`=?", table);
+	buf_printf(&m->sql, "SELECT " KEY_BYTES ",`count`,`count_rcpt`,`size`,`size_rcpt` "
+		   "FROM `%s` WHERE `time`=?", table);
 	MYSQL_STMT *stmt = prepare(m, m->sql.data, &err);
 	if (stmt == NULL)
 		return err == ER_NO_SUCH_TABLE ? STORE_OK : classify(err);
@@ -585,15 +613,17 @@ static enum store_status mysql_reset_row(struct store *s, const char *table,
 	unsigned int err;
 	MYSQL_BIND params[2];
 
+	limits_of(m, table);                 /* before the text is built in m->sql */
 	buf_reset(&m->sql);
 	buf_printf(&m->sql, "UPDATE `%s` SET `count`=0,`count_rcpt`=0,`size`=0,`size_rcpt`=0 "
-		   "WHERE `key`=? AND `time`=?", table);
+		   "WHERE `time`=? AND `key`=", table);
+	append_key_param(m, table);
 	MYSQL_STMT *stmt = prepare(m, m->sql.data, &err);
 	if (stmt == NULL)
 		return err == ER_NO_SUCH_TABLE ? STORE_OK : classify(err);
 	memset(params, 0, sizeof(params));
-	bind_bytes(&params[0], row->key, row->key_len, MYSQL_TYPE_BLOB);
-	bind_bytes(&params[1], row->time, row->time_len, MYSQL_TYPE_BLOB);
+	bind_bytes(&params[0], row->time, row->time_len, MYSQL_TYPE_BLOB);
+	bind_bytes(&params[1], row->key, row->key_len, MYSQL_TYPE_BLOB);
 	return execute(m, stmt, params, "resetting a row");
 }
 

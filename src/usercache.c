@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "hash.h"
 #include "json.h"
+#include "keyfold.h"
 #include "log.h"
 #include "park.h"
 #include "usercache.h"
@@ -163,46 +164,11 @@ static bool is_mapped(int query)
 
 /* ------------------------------------------------------------- hash table */
 
-/* Keys fold ASCII case and trailing spaces, as the case-insensitive
- * columns of mtpolicyd's tables compare them. */
-static size_t trimmed_length(const char *key, size_t len)
-{
-	while (len > 0 && key[len - 1] == ' ')
-		len--;
-	return len;
-}
-
-/* Eight bytes of a key, ASCII upper case made lower (all eight at once:
- * a byte gets 0x20 added when it is 'A'..'Z'). */
-static uint64_t folded_word(const char *key, size_t len, size_t at)
-{
-	uint64_t x = 0;
-
-	if (len - at >= 8)
-		memcpy(&x, key + at, 8);
-	else
-		for (size_t k = 0; at + k < len; k++)
-			x |= (uint64_t)(unsigned char)key[at + k] << (8 * k);
-	uint64_t low7 = x & 0x7f7f7f7f7f7f7f7fULL;
-	uint64_t above_z = low7 + 0x2525252525252525ULL;   /* high bit set when > 'Z' */
-	uint64_t from_a = low7 + 0x3f3f3f3f3f3f3f3fULL;    /* high bit set when >= 'A' */
-	uint64_t upper = ~x & (from_a ^ above_z) & 0x8080808080808080ULL;
-	return x | (upper >> 2);
-}
-
-/* hash_keyed() of the query and the folded key, folding as it goes. */
+/* hash_keyed() of the query and the folded key (keyfold.h): spellings
+ * mtpolicyd's tables take for one key are one key here too. */
 static uint64_t key_hash(int query, const char *key, size_t len)
 {
-	const uint64_t tweaked[2] = { hash_key[0] ^ (uint64_t)query, hash_key[1] };
-	struct sip s;
-
-	len = trimmed_length(key, len);
-	size_t full = len / 8 * 8;
-	sip_init(&s, tweaked);
-	for (size_t at = 0; at < full; at += 8)
-		sip_word(&s, folded_word(key, len, at), 1);
-	uint64_t last = len > full ? folded_word(key, len, full) : 0;
-	return sip_final(&s, last | (uint64_t)len << 56, 1, 3);
+	return key_hash_folded(hash_key, (uint64_t)query, key, len);
 }
 
 /* Keys are told apart by their folded spelling's 64-bit keyed hash alone,

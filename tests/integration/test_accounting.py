@@ -273,7 +273,9 @@ def test_quota_sees_what_another_instance_counted(tallyd, db):
              "B to see A's counts after refresh_interval")
 
 
-def test_existing_mtpolicyd_table_is_used_as_it_is(tallyd, db):
+def mtpolicyd_table(db, engine="InnoDB"):
+    """The how-to's tables, with acct_client_address as mtpolicyd creates
+    it: INT counters, latin1 keys compared without regard to case."""
     db.load_howto_tables()
     db.execute("DROP TABLE acct_client_address")
     db.execute("""CREATE TABLE acct_client_address (
@@ -282,7 +284,11 @@ def test_existing_mtpolicyd_table_is_used_as_it_is(tallyd, db):
         `count_rcpt` INT UNSIGNED NOT NULL, `size` INT UNSIGNED NOT NULL,
         `size_rcpt` INT UNSIGNED NOT NULL, PRIMARY KEY (`id`),
         UNIQUE KEY `time_key` (`key`, `time`), KEY(`key`), KEY(`time`)
-      ) ENGINE=MyISAM DEFAULT CHARSET=latin1""")
+      ) ENGINE=%s DEFAULT CHARSET=latin1""" % engine)
+
+
+def test_existing_mtpolicyd_table_is_used_as_it_is(tallyd, db):
+    mtpolicyd_table(db, engine="MyISAM")
     port = free_port()
     daemon = tallyd(howto_config(port, db.config()), wait_port=port)
     client = PolicyClient(port=port)
@@ -292,6 +298,67 @@ def test_existing_mtpolicyd_table_is_used_as_it_is(tallyd, db):
     assert totals(db, "192.0.2.90") == (3, 6, 21, 42)
     assert db.value("SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_NAME = "
                     "'acct_client_address' AND TABLE_SCHEMA = %s", db.name) == "MyISAM"
+
+
+def test_a_key_spelled_another_way_is_the_same_client_on_mtpolicyd_tables(tallyd, db):
+    """mtpolicyd's row for `relay-a.example` is the quota of `Relay-A.Example `
+    too (ASCII case and trailing spaces folded), here and in the database."""
+    mtpolicyd_table(db)
+    month = time.strftime("%Y-%m")
+    db.execute("INSERT INTO acct_client_address (`key`, time, count, count_rcpt, size, "
+               "size_rcpt) VALUES ('relay-a.example', %s, 5, 5, 50, 50)", month)
+    port = free_port()
+    daemon = tallyd(howto_config(port, db.config(), threshold=7), wait_port=port)
+    client = PolicyClient(port=port)
+    assert client.ask(client_address="Relay-A.Example ") == "dunno"
+    assert client.ask(client_address="RELAY-A.EXAMPLE") == "dunno"
+    assert client.ask(client_address="relay-a.example") == DEFER
+    assert client.ask(client_address="Relay-B.Example") == "dunno"
+    assert client.ask(client_address="relay-b.example  ") == "dunno"
+    daemon.ctl("flush")
+    assert sorted(db.execute("SELECT `key`, count FROM acct_client_address")) == \
+        [("Relay-B.Example", 2), ("relay-a.example", 7)]
+    assert "\ncount 2 (" in daemon.ctl("show", "client_address", "RELAY-B.example").stdout
+
+
+def test_instances_see_each_others_counts_under_another_spelling(tallyd, db):
+    """On mtpolicyd's tables two instances share a client's row whatever
+    spelling each saw first; each one's refresh reads the other's counts."""
+    mtpolicyd_table(db)
+    ports = free_port(), free_port()
+    a, b = [tallyd(howto_config(p, db.config(), threshold=6).replace(
+        "flush_interval = 0.2;", "flush_interval = 0.2; refresh_interval = 0.5;") +
+        'instance_id = "i%d";\n' % p, wait_port=p) for p in ports]
+    relay_a, relay_b = PolicyClient(port=ports[0]), PolicyClient(port=ports[1])
+    for _ in range(3):
+        assert relay_a.ask(client_address="Carol.Example") == "dunno"
+        assert relay_b.ask(client_address="carol.example ") == "dunno"
+    a.ctl("flush")
+    b.ctl("flush")
+    assert db.execute("SELECT `key`, count FROM acct_client_address") in \
+        ((("Carol.Example", 6),), (("carol.example ", 6),))
+    for daemon, relay in ((a, relay_a), (b, relay_b)):
+        wait_for(lambda: "\ncount 6 " in daemon.ctl("show", "client_address",
+                                                     "CAROL.EXAMPLE").stdout, 5,
+                 "each to see the other's counts after refresh_interval")
+        assert relay.ask(client_address="carol.EXAMPLE") == DEFER
+
+
+def test_a_key_spelled_two_ways_is_counted_once_on_every_store(tallyd, store):
+    """On tallyd's own tables too: one client, one row, with the spelling
+    that created it."""
+    store.load_howto_tables()
+    port = free_port()
+    daemon = tallyd(howto_config(port, store.config(), threshold=3), wait_port=port)
+    client = PolicyClient(port=port)
+    assert client.ask(client_address="Mixed.Case") == "dunno"
+    assert client.ask(client_address="mixed.case ") == "dunno"
+    assert client.ask(client_address="MIXED.CASE") == "dunno"
+    assert client.ask(client_address="mixed.case") == DEFER
+    daemon.ctl("flush")
+    rows = [(bytes(k).decode() if isinstance(k, (bytes, bytearray)) else k, int(c))
+            for k, c in store.execute("SELECT `key`, count FROM acct_client_address")]
+    assert rows == [("Mixed.Case", 3)]
 
 
 def test_created_tables_have_bigint_counters_and_innodb(tallyd, db):

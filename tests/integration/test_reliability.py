@@ -11,7 +11,7 @@ import pytest
 
 from harness import PolicyClient, build_faultfs, encode, free_port, postfix_request, preloaded, wait_for
 from dbproxy import Proxy
-from test_accounting import howto_config, totals
+from test_accounting import howto_config, mtpolicyd_table, totals
 from test_core import raise_file_limit
 
 
@@ -388,14 +388,7 @@ def test_a_saturated_metric_stops_at_its_column_and_blocks_nothing(tallyd, reque
 def test_mtpolicyd_int_columns_stop_at_their_limit(tallyd, db):
     """mtpolicyd's INT UNSIGNED columns: a total that would pass 2^32 - 1
     stops there, and the other rows are written."""
-    db.load_howto_tables()
-    db.execute("DROP TABLE acct_client_address")
-    db.execute("""CREATE TABLE acct_client_address (
-        `id` int(11) NOT NULL AUTO_INCREMENT, `key` VARCHAR(255) NOT NULL,
-        `time` VARCHAR(255) NOT NULL, `count` INT UNSIGNED NOT NULL,
-        `count_rcpt` INT UNSIGNED NOT NULL, `size` INT UNSIGNED NOT NULL,
-        `size_rcpt` INT UNSIGNED NOT NULL, PRIMARY KEY (`id`),
-        UNIQUE KEY `time_key` (`key`, `time`)) ENGINE=InnoDB DEFAULT CHARSET=latin1""")
+    mtpolicyd_table(db)
     port = free_port()
     daemon = tallyd(howto_config(port, db.config(), threshold=10 ** 6), wait_port=port)
     client = PolicyClient(port=port)

@@ -161,6 +161,30 @@ START_TEST(test_keys_differ_by_period_and_key_bytes)
 }
 END_TEST
 
+START_TEST(test_a_key_spelled_two_ways_is_one_key_with_its_first_spelling)
+{
+	struct metric_values t;
+	struct counter_batch batch = { 0 };
+	struct counter_view v;
+
+	counters_bulk_row(period, "alice@example.org", 17, &stored, counters_epoch());
+	periods_load_done(period, true);
+	add("Alice@Example.org ");
+	ck_assert_int_eq(total("ALICE@EXAMPLE.ORG", &t), LOOKUP_FOUND);
+	ck_assert_uint_eq(t.v[METRIC_COUNT], 11);
+	add("Bob ");
+	add("bob");
+	counters_take_pending(&batch);
+	ck_assert_uint_eq(batch.count, 2);
+	for (size_t i = 0; i < batch.count; i++) {
+		counter_view(batch.keys[i], &v);
+		ck_assert(v.key_len == 17 ? memcmp(v.key, "alice@example.org", 17) == 0 :
+			  v.key_len == 4 && memcmp(v.key, "Bob ", 4) == 0);
+	}
+	counter_batch_free(&batch);
+}
+END_TEST
+
 START_TEST(test_in_flight_increments_count_until_committed)
 {
 	struct counter_batch batch = { 0 };
@@ -470,6 +494,7 @@ static Suite *counters_suite(void)
 	tcase_add_test(tc, test_key_without_row_loads_as_zero);
 	tcase_add_test(tc, test_key_of_a_period_read_in_full_is_known_without_a_query);
 	tcase_add_test(tc, test_keys_differ_by_period_and_key_bytes);
+	tcase_add_test(tc, test_a_key_spelled_two_ways_is_one_key_with_its_first_spelling);
 	tcase_add_test(tc, test_in_flight_increments_count_until_committed);
 	tcase_add_test(tc, test_commit_without_totals_adds_in_flight_to_flushed);
 	tcase_add_test(tc, test_failed_flush_keeps_increments_in_flight_and_merges_new_ones);

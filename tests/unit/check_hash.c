@@ -1,13 +1,15 @@
 /*
  * check_hash.c: the caches' hash is SipHash (the reference vectors), keyed
  * per process, and keys built to collide under the multiply-and-shift hash
- * it replaced (whatever its seed) do not collide under it.
+ * it replaced (whatever its seed) do not collide under it.  Keys fold as
+ * mtpolicyd's tables compare them (keyfold.h).
  */
 #include <check.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "hash.h"
+#include "keyfold.h"
 #include "unit.h"
 
 static uint64_t reference_key[2];
@@ -62,6 +64,34 @@ START_TEST(test_the_key_and_the_tweak_change_the_hash)
 }
 END_TEST
 
+START_TEST(test_keys_fold_ascii_case_and_trailing_spaces_only)
+{
+	static const char *same[] = { "Alice@Example.ORG", "alice@example.org ",
+				      "ALICE@EXAMPLE.ORG   ", "alice@example.org" };
+	uint64_t key[2];
+
+	hash_random_key(key);
+	for (int i = 1; i < 4; i++) {
+		ck_assert(key_fold_equal(same[0], strlen(same[0]), same[i], strlen(same[i])));
+		ck_assert_int_eq(key_fold_compare(same[0], strlen(same[0]), same[i],
+						  strlen(same[i])), 0);
+		ck_assert_uint_eq(key_hash_folded(key, 7, same[0], strlen(same[0])),
+				  key_hash_folded(key, 7, same[i], strlen(same[i])));
+	}
+	/* leading spaces, inner spaces, tabs and non-ASCII bytes are themselves */
+	ck_assert(!key_fold_equal(" alice", 6, "alice", 5));
+	ck_assert(!key_fold_equal("alice\t", 6, "alice", 5));
+	ck_assert(!key_fold_equal("caf\xc3\xa9", 5, "CAF\xc3\x89", 5));
+	ck_assert(key_fold_equal("caf\xc3\xa9", 5, "CAF\xc3\xa9", 5));
+	ck_assert(!key_fold_equal("@", 1, "`", 1));         /* 0x40, 0x60: not letters */
+	ck_assert(!key_fold_equal("[", 1, "{", 1));
+	ck_assert_uint_ne(key_hash_folded(key, 7, "[", 1), key_hash_folded(key, 7, "{", 1));
+	ck_assert_int_lt(key_fold_compare("Abc", 3, "abd", 3), 0);
+	ck_assert_int_lt(key_fold_compare("ab  ", 4, "ABC", 3), 0);
+	ck_assert_int_gt(key_fold_compare("b", 1, "A", 1), 0);
+}
+END_TEST
+
 static Suite *hash_suite(void)
 {
 	Suite *s = suite_create("hash");
@@ -71,6 +101,7 @@ static Suite *hash_suite(void)
 	tcase_add_test(tc, test_siphash_2_4_gives_the_reference_vectors);
 	tcase_add_test(tc, test_keys_made_to_collide_under_the_old_hash_do_not_collide);
 	tcase_add_test(tc, test_the_key_and_the_tweak_change_the_hash);
+	tcase_add_test(tc, test_keys_fold_ascii_case_and_trailing_spaces_only);
 	suite_add_tcase(s, tc);
 	return s;
 }
