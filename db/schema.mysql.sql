@@ -9,13 +9,15 @@
 
 -- One table per accounted field: table_prefix + field (here acct_client_address).
 -- Counters are BIGINT UNSIGNED (mtpolicyd's INT overflows at 4 GiB of mail);
--- key and time are compared byte for byte.  The index on time lets tallyd
+-- keys are compared as mtpolicyd's are, without regard to ASCII case and
+-- trailing spaces (one client: Alice@Example.org, "alice@example.org "); the
+-- row keeps the spelling that created it, every byte as it came (latin1).  The index on time lets tallyd
 -- read a whole period at once (at start and before each period begins)
 -- without scanning the past ones; an mtpolicyd table without it works, with
 -- a full scan each time: ALTER TABLE ... ADD KEY `time` (`time`) adds it.
 CREATE TABLE IF NOT EXISTS `acct_client_address` (
   `id` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
-  `key` VARBINARY(255) NOT NULL,
+  `key` VARCHAR(255) CHARACTER SET latin1 COLLATE latin1_general_ci NOT NULL,
   `time` VARBINARY(255) NOT NULL,
   `count` BIGINT UNSIGNED NOT NULL DEFAULT 0,
   `count_rcpt` BIGINT UNSIGNED NOT NULL DEFAULT 0,

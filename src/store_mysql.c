@@ -56,6 +56,7 @@ struct table_limits {
 	char *table;
 	uint64_t max[METRIC_COUNT_OF];  /* of each metric's column */
 	char key_charset[33];           /* of `key`; "" when binary */
+	char key_collation[65];
 };
 
 struct mysql_store {
@@ -277,6 +278,11 @@ static void upsert_area_fill(struct upsert_area *a, const struct store_row *rows
  * connection's character set on the way out. */
 #define KEY_BYTES "CAST(`key` AS BINARY)"
 
+/* The key column of the tables tallyd creates: compared as mtpolicyd's
+ * are (ASCII case and trailing spaces folded, keyfold.h), every byte
+ * stored as it is (latin1 takes them all). */
+#define KEY_COLUMN "VARCHAR(255) CHARACTER SET latin1 COLLATE latin1_general_ci"
+
 /* The largest value of an integer column type (information_schema's
  * DATA_TYPE and COLUMN_TYPE); BIGINT UNSIGNED's for any other type. */
 static uint64_t type_max(const char *type, bool is_unsigned)
@@ -294,33 +300,40 @@ static uint64_t type_max(const char *type, bool is_unsigned)
 }
 
 /* Reads the limits of `table`'s metric columns (BIGINT UNSIGNED's where
- * the catalog does not say) and the character set of its key. */
-static void read_limits(struct mysql_store *m, const char *table, struct table_limits *l)
+ * the catalog does not say) and the character set of its key; false when
+ * the catalog knows no such table (yet). */
+static bool read_limits(struct mysql_store *m, const char *table, struct table_limits *l)
 {
+	bool found = false;
 	uint64_t *max = l->max;
 
 	for (int v = 0; v < METRIC_COUNT_OF; v++)
 		max[v] = UINT64_MAX;
-	l->key_charset[0] = '\0';
+	l->key_charset[0] = l->key_collation[0] = '\0';
 	buf_reset(&m->sql);
-	buf_printf(&m->sql, "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME FROM "
+	buf_printf(&m->sql, "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, "
+		   "COLLATION_NAME FROM "
 		   "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND "
 		   "TABLE_NAME = '%s'", table);                /* a checked identifier */
 	if (mysql_query(m->mysql, m->sql.data) != 0)
-		return;
+		return false;
 	MYSQL_RES *res = mysql_store_result(m->mysql);
-	for (MYSQL_ROW row; res && (row = mysql_fetch_row(res)) != NULL;) {
+	for (MYSQL_ROW row; res && (row = mysql_fetch_row(res)) != NULL; found = true) {
 		int v = row[0] && row[1] && row[2] ? metric_parse(row[0]) : -1;
 		if (v >= 0)
 			max[v] = type_max(row[1], strstr(row[2], "unsigned") != NULL);
-		if (row[0] && strcmp(row[0], "key") == 0 && row[3] && config_is_identifier(row[3]))
+		if (row[0] && strcmp(row[0], "key") == 0 && row[3] && row[4] &&
+		    config_is_identifier(row[3]) && config_is_identifier(row[4])) {
 			snprintf(l->key_charset, sizeof(l->key_charset), "%s", row[3]);
+			snprintf(l->key_collation, sizeof(l->key_collation), "%s", row[4]);
+		}
 	}
 	if (res)
 		mysql_free_result(res);
+	return found;
 }
 
-/* The limits of `table`, read once per connection. */
+/* The limits of `table`, read once per connection once it exists. */
 static const struct table_limits *limits_of(struct mysql_store *m, const char *table)
 {
 	unsigned n = m->limit_count < TABLE_LIMITS ? m->limit_count : TABLE_LIMITS;
@@ -329,10 +342,14 @@ static const struct table_limits *limits_of(struct mysql_store *m, const char *t
 		if (strcmp(m->limits[i].table, table) == 0)
 			return &m->limits[i];
 	}
-	struct table_limits *l = &m->limits[m->limit_count++ % TABLE_LIMITS];
+	struct table_limits *l = &m->limits[m->limit_count % TABLE_LIMITS];
 	free(l->table);
+	if (!read_limits(m, table, l)) {
+		l->table = xstrdup("");          /* asked again: the flusher may create it */
+		return l;
+	}
 	l->table = xstrdup(table);
-	read_limits(m, table, l);
+	m->limit_count++;
 	for (int v = 0; v < METRIC_COUNT_OF; v++) {
 		if (l->max[v] != UINT64_MAX)
 			log_info("%s.%s holds at most %llu: totals stop there", table, metric_names[v],
@@ -342,15 +359,16 @@ static const struct table_limits *limits_of(struct mysql_store *m, const char *t
 }
 
 /* A key as an SQL parameter.  Against a character column (mtpolicyd's,
- * latin1 and case-insensitive) it is cast to the column's character set,
- * so that the column's collation compares (a binary string would be
- * compared byte for byte in an IN list); its bytes are kept as they are. */
+ * latin1 and case-insensitive) it is cast to the column's character set
+ * and collation, so that the column's collation compares (a binary string
+ * would be compared byte for byte in an IN list); its bytes are kept. */
 static void append_key_param(struct mysql_store *m, const char *table)
 {
-	const char *charset = limits_of(m, table)->key_charset;
+	const struct table_limits *l = limits_of(m, table);
 
-	if (charset[0])
-		buf_printf(&m->sql, "CAST(? AS CHAR CHARACTER SET %s)", charset);
+	if (l->key_charset[0])
+		buf_printf(&m->sql, "CAST(? AS CHAR CHARACTER SET %s) COLLATE %s", l->key_charset,
+			   l->key_collation);
 	else
 		buf_append_str(&m->sql, "?");
 }
@@ -461,7 +479,7 @@ static enum store_status mysql_ensure_table(struct store *s, const char *table)
 	buf_printf(&m->sql,
 		   "CREATE TABLE IF NOT EXISTS `%s` ("
 		   "`id` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, "
-		   "`key` VARBINARY(255) NOT NULL, "
+		   "`key` " KEY_COLUMN " NOT NULL, "
 		   "`time` VARBINARY(255) NOT NULL, "
 		   "`count` BIGINT UNSIGNED NOT NULL DEFAULT 0, "
 		   "`count_rcpt` BIGINT UNSIGNED NOT NULL DEFAULT 0, "

@@ -210,7 +210,7 @@ def test_hostile_keys_are_stored_verbatim(tallyd, request, tmp_path, driver):
         assert client.read_answer() == "dunno"
     daemon.ctl("flush")
     if driver == "mysql":
-        rows = store.execute("SELECT `key`, count FROM acct_sender")
+        rows = store.execute("SELECT CAST(`key` AS BINARY), count FROM acct_sender")
     else:
         rows = sqlite3.connect(path).execute(
             "SELECT CAST(`key` AS BLOB), count FROM acct_sender").fetchall()
@@ -250,7 +250,7 @@ def test_long_keys_are_counted_apart_and_enforced(tallyd, request, tmp_path, dri
     assert answers == ["dunno", "dunno", "defer over", "dunno"]
     daemon.ctl("flush")
     rows = dict((bytes(k), c) for k, c in store.execute(
-        "SELECT %s, count FROM acct_sender" % ("`key`" if driver == "mysql" else
+        "SELECT %s, count FROM acct_sender" % ("CAST(`key` AS BINARY)" if driver == "mysql" else
                                                 "CAST(`key` AS BLOB)")))
     assert rows == {long_form(one): 2, long_form(other): 1}
     shown = daemon.ctl("show", "sender", one.decode()).stdout
