@@ -32,9 +32,13 @@ int admin_split_command(char *line, char **args)
 {
 	char *save = NULL;
 	int count = 0;
+	size_t len = strcspn(line, "\n");
 
+	/* the line alone picks the separators, not what a client sent after it */
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	line[len] = '\0';
 	const char *separators = strchr(line, '\t') ? "\t" : " ";
-	line[strcspn(line, "\r\n")] = '\0';
 	for (char *a = strtok_r(line, separators, &save); a && count < ADMIN_ARGS_MAX;
 	     a = strtok_r(NULL, separators, &save))
 		args[count++] = a;

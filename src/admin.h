@@ -39,10 +39,11 @@ enum admin_input_state admin_input_add(struct admin_input *in, size_t n);
 
 /* Splits a command line in place into at most ADMIN_ARGS_MAX arguments,
  * stored in args; returns their count (0: an empty line).  The line ends
- * at its first CR or newline.  When the text holds a tab, tabs separate the
- * arguments (tallyctl sends so, and a key may hold spaces), else spaces (a
- * line typed by hand).  Runs of separators count as one; arguments past the
- * eighth are dropped. */
+ * at its first newline, without a CR just before it (a CR elsewhere is
+ * part of an argument, as in a request value).  When the line holds a tab,
+ * tabs separate the arguments (tallyctl sends so, and a key may hold
+ * spaces), else spaces (a line typed by hand).  Runs of separators count
+ * as one; arguments past the eighth are dropped. */
 int admin_split_command(char *line, char **args);
 
 /* Whether the request line of an HTTP request asks for the metrics:
