@@ -35,7 +35,8 @@ static const char admin_fuzz_config[] =
 	"  { name = \"Acct\"; module = \"Accounting\"; fields = \"client_address, sasl_username\"; }\n"
 	"); } );\n";
 
-static void admin_fuzz_check(bool ok)
+/* Fails the run, as a broken invariant should. */
+static void check(bool ok)
 {
 	if (!ok)
 		abort();
@@ -50,7 +51,7 @@ static void admin_fuzz_start(void)
 
 	snprintf(path, sizeof(path), "/tmp/fuzz_admin_%d.conf", (int)getpid());
 	FILE *f = fopen(path, "w");
-	admin_fuzz_check(f != NULL);
+	check(f != NULL);
 	fputs(admin_fuzz_config, f);
 	fclose(f);
 	counters_init();
@@ -58,7 +59,7 @@ static void admin_fuzz_start(void)
 	unlink(path);
 	for (size_t i = 0; i < errors.count; i++)
 		fprintf(stderr, "%s\n", errors.lines[i]);
-	admin_fuzz_check(config != NULL);
+	check(config != NULL);
 	usercache_init(config->user_config_ttl);
 	stats_init(1);
 	chain_enable_stats(config);
@@ -78,12 +79,12 @@ static enum admin_input_state admin_fuzz_deliver(struct admin_input *in, const c
 	do {
 		size_t room, n = step && step < len - at ? step : len - at;
 		char *space = admin_input_space(in, &room);
-		admin_fuzz_check(room > 0 && space == in->text + in->len);
+		check(room > 0 && space == in->text + in->len);
 		n = n < room ? n : room;
 		memcpy(space, data + at, n);
 		at += n;
 		state = admin_input_add(in, n);
-		admin_fuzz_check(in->len == at && in->text[in->len] == '\0');
+		check(in->len == at && in->text[in->len] == '\0');
 	} while (state == ADMIN_INPUT_MORE);
 	return state;
 }
@@ -101,11 +102,11 @@ static enum admin_input_state admin_fuzz_deliver_both(struct admin_input *whole,
 	size_t end = strnlen(data, fits);
 	const char *newline = memchr(data, '\n', end);
 
-	admin_fuzz_check(state == (newline ? ADMIN_INPUT_LINE : ADMIN_INPUT_NO_LINE));
-	admin_fuzz_check(admin_fuzz_deliver(pieces, data, len, step) == state);
+	check(state == (newline ? ADMIN_INPUT_LINE : ADMIN_INPUT_NO_LINE));
+	check(admin_fuzz_deliver(pieces, data, len, step) == state);
 	size_t same = newline ? (size_t)(newline - data) + 1 : whole->len;
-	admin_fuzz_check(pieces->len >= same && whole->len == fits);
-	admin_fuzz_check(memcmp(whole->text, pieces->text, same) == 0);
+	check(pieces->len >= same && whole->len == fits);
+	check(memcmp(whole->text, pieces->text, same) == 0);
 	return state;
 }
 

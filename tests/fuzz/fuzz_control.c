@@ -25,11 +25,6 @@
 #include "tables.h"
 #include "timekey.h"
 
-static void check(bool ok)
-{
-	admin_fuzz_check(ok);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	admin_fuzz_start();

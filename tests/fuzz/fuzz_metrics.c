@@ -21,11 +21,6 @@
 #define NOT_FOUND "HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n" \
 	"Connection: close\r\n\r\nGET /metrics\n"
 
-static void check(bool ok)
-{
-	admin_fuzz_check(ok);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	admin_fuzz_start();
