@@ -2,7 +2,7 @@
  * control.c: the admin thread (see control.h).  It owns the two listening
  * sockets and serves up to 32 clients at once, each within a 10 s deadline:
  * tallyctl's commands, and GET /metrics (what both print comes from
- * report.c).  Commands run one at a time.  A flush or a reload
+ * report.c; admin.c reads the requests).  Commands run one at a time.  A flush or a reload
  * waits for the flusher or the main thread, not for a lock; `show` may
  * wait up to database.wait for a total the loader reads.  It reads the
  * config through live.h like a worker.
@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "clock.h"
 #include "control.h"
 #include "counters.h"
@@ -82,8 +83,6 @@ static int open_metrics_socket(const struct listen_address *a)
 	}
 	return fd;
 }
-
-/* ------------------------------------------------------------------ report */
 
 /* ---------------------------------------------------------------- commands */
 
@@ -179,16 +178,9 @@ static void command_forget(struct buf *out, char **args, int count)
 
 static void run_command(struct buf *out, char *line)
 {
-	char *args[8], *save = NULL;
-	int count = 0;
+	char *args[ADMIN_ARGS_MAX];
+	int count = admin_split_command(line, args);
 
-	/* tallyctl separates arguments with tabs, so that a key may hold
-	 * spaces; a line typed by hand has spaces */
-	const char *separators = strchr(line, '\t') ? "\t" : " ";
-	line[strcspn(line, "\r\n")] = '\0';
-	for (char *a = strtok_r(line, separators, &save); a && count < 8;
-	     a = strtok_r(NULL, separators, &save))
-		args[count++] = a;
 	if (count == 0) {
 		buf_append_str(out, "error: no command\n");
 	} else if (strcmp(args[0], "stats") == 0) {
@@ -231,8 +223,7 @@ struct admin_client {
 	int fd;
 	bool metrics;                   /* GET /metrics, else a tallyctl command */
 	bool answered;                  /* `out` holds the answer: writing it */
-	char in[8192];
-	size_t len;
+	struct admin_input in;
 	struct buf out;
 	size_t sent;
 	int64_t deadline;               /* clock_ms() */
@@ -241,7 +232,7 @@ struct admin_client {
 static struct admin_client clients[ADMIN_CLIENTS];   /* this thread's alone */
 static int client_count;
 
-static void answer_control(struct buf *out, char *line, bool complete)
+void control_answer_command(struct buf *out, char *line, bool complete)
 {
 	if (complete)
 		run_command(out, line);
@@ -249,13 +240,13 @@ static void answer_control(struct buf *out, char *line, bool complete)
 		buf_append_str(out, "error: send one command line\n");
 }
 
-static void answer_metrics(struct buf *out, const char *request, bool complete)
+void control_answer_metrics(struct buf *out, const char *request, bool complete)
 {
 	struct buf body;
 
 	if (!complete)
 		return;                         /* not HTTP: closed without a word */
-	if (strncmp(request, "GET /metrics ", 13) != 0 && strncmp(request, "GET / ", 6) != 0) {
+	if (!admin_asks_for_metrics(request)) {
 		buf_append_str(out, "HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n"
 			       "Connection: close\r\n\r\nGET /metrics\n");
 		return;
@@ -286,7 +277,8 @@ static void accept_client(int listen_fd, bool metrics)
 	c->fd = fd;
 	c->metrics = metrics;
 	c->answered = false;
-	c->len = c->sent = 0;
+	c->sent = 0;
+	admin_input_init(&c->in);
 	buf_init(&c->out);
 	c->deadline = clock_ms() + ADMIN_DEADLINE_MS;
 }
@@ -295,19 +287,19 @@ static void accept_client(int listen_fd, bool metrics)
  * KiB without one, or stopped sending), runs it.  False: drop the client. */
 static bool read_request(struct admin_client *c)
 {
-	ssize_t n = read(c->fd, c->in + c->len, sizeof(c->in) - 1 - c->len);
+	size_t room;
+	char *space = admin_input_space(&c->in, &room);
+	ssize_t n = read(c->fd, space, room);
 
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR;
-	c->len += (size_t)n;
-	c->in[c->len] = '\0';
-	bool complete = strchr(c->in, '\n') != NULL;
-	if (!complete && n > 0 && c->len + 1 < sizeof(c->in))
-		return true;                    /* more to come */
+	enum admin_input_state state = admin_input_add(&c->in, (size_t)n);
+	if (state == ADMIN_INPUT_MORE)
+		return true;
 	if (c->metrics)
-		answer_metrics(&c->out, c->in, complete);
+		control_answer_metrics(&c->out, c->in.text, state == ADMIN_INPUT_LINE);
 	else
-		answer_control(&c->out, c->in, complete);
+		control_answer_command(&c->out, c->in.text, state == ADMIN_INPUT_LINE);
 	c->answered = true;
 	return c->out.len > 0;
 }

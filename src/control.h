@@ -21,4 +21,13 @@ typedef int (*control_reload_fn)(struct buf *why);
 void control_start(const struct config *config, int slot, control_reload_fn reload);
 void control_stop(void);
 
+/* The admin thread's answers to what a client sent (`text`, NUL-terminated;
+ * `complete`: its line is in, see admin.h), appended to `out`: a tallyctl
+ * command's, and an HTTP request's (nothing when incomplete: the client is
+ * closed without a word).  The fuzzers call them too; `reload` calls the
+ * function control_start() was given, and `flush` and `reset` wait for the
+ * flusher thread. */
+void control_answer_command(struct buf *out, char *text, bool complete);
+void control_answer_metrics(struct buf *out, const char *text, bool complete);
+
 #endif
