@@ -349,13 +349,17 @@ int listener_start(int stats_slot)
 	return start_acceptor();
 }
 
+/* The acceptor is stopped first: bind_all() moves listeners (and clears
+ * their spec) that it reads. */
 int listener_reload(const struct config *config)
 {
+	stop_acceptor();               /* new connections wait in the backlog */
 	struct listener *next = bind_all(config, listeners, listener_count);
 
-	if (next == NULL)
+	if (next == NULL) {
+		start_acceptor();          /* on the listeners it had */
 		return -1;
-	stop_acceptor();               /* new connections wait in the backlog */
+	}
 	for (size_t i = 0; i < listener_count; i++) {
 		if (listeners[i].spec != NULL) {
 			log_notice("no longer listening on %s", listeners[i].spec);
