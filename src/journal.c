@@ -8,8 +8,9 @@
  * 'I' seq take (intent: flush seq carries takes <= take), 'C' seq take
  * (committed), 'S' seq take (the snapshot before it holds the totals of
  * takes <= take), and the snapshot's own records (snapshot.c).  A torn
- * batch at a segment's end is ignored: whoever recorded it was never
- * answered.  Damaged bytes elsewhere are skipped up to the next batch whose
+ * batch at a segment's end is ignored: a write the crash cut off, so its
+ * requests had no answer yet (unless a power cut without journal_sync
+ * lost what the kernel had taken).  Damaged bytes elsewhere are skipped up to the next batch whose
  * length and hash hold, and counted; a file that is no segment is renamed
  * *.damaged.
  *
@@ -528,12 +529,15 @@ static void read_segment(struct reading *r, const char *path, const char *data, 
 		if ((size_t)(end - p) >= 4)
 			memcpy(&len, p, 4);
 		if (resume == end && (size_t)(end - p) < BATCH_HEADER + (size_t)len) {
-			log_warning("journal: %s: the batch at byte %td was cut short by the "
-				    "crash; it was never answered and is ignored", path, p - data);
+			log_warning("journal: %s: the last batch, at byte %td, is incomplete and "
+				    "ignored: a write cut off by the crash, whose requests had no "
+				    "answer yet (after a power cut without journal_sync, some may "
+				    "have had one)", path, p - data);
 			return;
 		}
 		log_error("journal: %s: %td damaged bytes at byte %td skipped: the increments in "
-			  "them are lost (they were answered)%s", path, resume - p, p - data,
+			  "them are lost (written before later batches, so most likely "
+			  "answered)%s", path, resume - p, p - data,
 			  resume < end ? "; the batches after them are read" : "");
 		r->damaged_bytes += (size_t)(resume - p);
 		p = resume;
