@@ -79,13 +79,15 @@ struct shard {
 
 static struct shard shards[SHARD_COUNT];
 static _Atomic uint64_t evicted_total;      /* keys let go for cache_max_keys */
-static uint64_t hash_key[2];                /* hash_keyed()'s: set once at init */
+static uint64_t hash_key[2];                /* the hash's: set once per process, so
+					       that threads' last_hashed stay right */
 static _Atomic uint32_t flush_epoch;
 static const struct metric_values zero;
 
 void counters_init(void)
 {
-	hash_random_key(hash_key);
+	if (hash_key[0] == 0 && hash_key[1] == 0)
+		hash_random_key(hash_key);
 	for (int i = 0; i < SHARD_COUNT; i++) {
 		struct shard *s = &shards[i];
 		pthread_mutex_init(&s->lock, NULL);
@@ -618,12 +620,16 @@ size_t counters_evict_over(size_t max)
 	if (total <= max)
 		return 0;
 	size_t target = max - max / 10;     /* room for a while */
-	for (int n = 0; n < SHARD_COUNT && total - evicted > target; n++) {
-		struct shard *s = &shards[(hand + n) % SHARD_COUNT];
-		size_t want = (total - evicted - target) / (size_t)(SHARD_COUNT - n) + 1;
-		pthread_mutex_lock(&s->lock);
-		evicted += evict_clean(s, want);
-		pthread_mutex_unlock(&s->lock);
+	/* a share from each shard, then from whichever has clean keys left */
+	for (int pass = 0; pass < 2; pass++) {
+		for (int n = 0; n < SHARD_COUNT && total - evicted > target; n++) {
+			struct shard *s = &shards[(hand + n) % SHARD_COUNT];
+			size_t over = total - evicted - target;
+			size_t want = pass ? over : over / (size_t)(SHARD_COUNT - n) + 1;
+			pthread_mutex_lock(&s->lock);
+			evicted += evict_clean(s, want);
+			pthread_mutex_unlock(&s->lock);
+		}
 	}
 	hand = (hand + 1) % SHARD_COUNT;
 	atomic_fetch_add(&evicted_total, evicted);
