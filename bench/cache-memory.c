@@ -54,7 +54,7 @@ int main(int argc, char **argv)
 
 	counters_init();
 	int table = tables_register("acct_client_address");
-	tables_add_pattern(table, "%Y-%m");
+	tables_add_pattern(table, "%Y-%m", 1);
 	int period = periods_now(table, "%Y-%m");
 	periods_set_complete(period);
 	long before = rss_kib();

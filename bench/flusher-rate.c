@@ -60,7 +60,7 @@ int main(int argc, char **argv)
 	}
 	counters_init();
 	int table = tables_register("acct_flusher_rate");
-	tables_add_pattern(table, "%Y-%m");
+	tables_add_pattern(table, "%Y-%m", 1);
 	int period = periods_now(table, "%Y-%m");
 	size_t month_len;
 	const char *month = periods_time(period, &month_len);

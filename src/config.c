@@ -763,12 +763,17 @@ static bool read_config_file(config_t *cf, const char *file, struct config_error
 	return ok;
 }
 
+static _Atomic uint64_t loads;
+
+uint64_t config_loading(void)
+{
+	return atomic_load(&loads);
+}
+
 struct config *config_load(const char *file, struct config_errors *errors)
 {
 	config_t cf;
 	struct config *config = xcalloc(1, sizeof(*config));
-
-	static _Atomic uint64_t loads;
 
 	errors->file = file;
 	config->file = xstrdup(file);

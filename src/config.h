@@ -154,6 +154,9 @@ struct config {
 /* Reads and validates `file`.  On any problem returns NULL and fills
  * `errors` (the caller frees them either way). */
 struct config *config_load(const char *file, struct config_errors *errors);
+/* The generation of the config loaded last (or being loaded): registries
+ * mark what it uses with it. */
+uint64_t config_loading(void);
 void config_free(struct config *config);
 
 /* The virtual host serving TCP port `port` or unix socket `path`, or NULL. */

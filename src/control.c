@@ -129,14 +129,14 @@ static void command_key(struct buf *out, char **args, int count)
 {
 	bool reset = strcmp(args[0], "reset") == 0;
 	int ids[8];
-	const char *pattern;
+	char pattern[TABLES_PATTERN_MAX];
 	size_t time_len;
 
 	if (count < 3 || count > 4) {
 		buf_printf(out, "error: usage: %s FIELD KEY [TIME]\n", args[0]);
 		return;
 	}
-	int found = tables_for(args[1], ids, 8, &pattern);
+	int found = tables_for(args[1], ids, 8, pattern);
 	if (found != 1) {
 		buf_printf(out, "error: %s %s\n", found ? "several tables keep" :
 			   "no accounting table keeps", args[1]);
@@ -148,7 +148,7 @@ static void command_key(struct buf *out, char **args, int count)
 	size_t key_len = strlen(args[2]);
 	const char *key = accounting_key(args[2], &key_len, long_form);
 	const char *time = count == 4 ? args[3] :
-		timekey_now(pattern ? pattern : "%Y-%m", &time_len);
+		timekey_now(pattern[0] ? pattern : "%Y-%m", &time_len);
 	int period = periods_get(ids[0], time, strlen(time));
 	if (period < 0) {
 		buf_append_str(out, "error: no period can be kept for that time now\n");

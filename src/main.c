@@ -210,6 +210,8 @@ static int reload(struct buf *why)
 	if (old != startup_config)
 		config_free((struct config *)old);
 	usercache_forget_all();              /* a changed relay policy applies at once */
+	tables_retire_patterns(next->generation);
+	usercache_retire_queries(next->generation);
 	log_notice("configuration %s reloaded", options.config_file);
 	pthread_mutex_unlock(&reload_lock);
 	return 0;

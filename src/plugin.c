@@ -29,11 +29,26 @@ int plugin_table(const char *prefix, const char *field, const char *time_pattern
 	    !config_is_identifier(name))
 		return -1;
 	int table = tables_register(name);
-	if (table >= 0) {
-		tables_add_pattern(table, time_pattern);
-		tables_set_field(table, field);
-	}
+	if (table < 0)
+		return -1;
+	if (tables_add_pattern(table, time_pattern, config_loading()) < 0)
+		return -2;
+	tables_set_field(table, field);
 	return table;
+}
+
+void plugin_table_error(struct config_errors *errors, const config_setting_t *where,
+			const char *plugin, const char *prefix, const char *field,
+			const char *time_pattern, int rc)
+{
+	if (rc == -1)
+		config_error(errors, where, "plugin '%s': table_prefix + field ('%s%s') must be a "
+			     "plain identifier of 64 characters at most", plugin, prefix, field);
+	else
+		config_error(errors, where, "plugin '%s': time_pattern \"%s\" cannot be kept for "
+			     "table %s%s: a pattern has at most %d characters, and a table at most "
+			     "8 patterns in the running config and the new one together", plugin,
+			     time_pattern, prefix, field, TABLES_PATTERN_MAX - 1);
 }
 
 bool plugin_has_period(const struct plugin *plugin, int period)

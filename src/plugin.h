@@ -89,8 +89,12 @@ const char *plugin_uc(const char *uc_option);
 
 /* Registers table prefix + field (tables.h) for a time pattern and the
  * field; -1 when prefix + field is not a plain identifier of 64 characters
- * at most. */
+ * at most, -2 when the time pattern cannot be kept. */
 int plugin_table(const char *prefix, const char *field, const char *time_pattern);
+/* Says why plugin_table() returned `rc`. */
+void plugin_table_error(struct config_errors *errors, const config_setting_t *where,
+			const char *plugin, const char *prefix, const char *field,
+			const char *time_pattern, int rc);
 
 /* Logs (rate-limited) that a value from the database is not available for
  * this request, and what happens instead. */

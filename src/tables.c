@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +24,7 @@
 #include "tables.h"
 #include "timekey.h"
 
-#define MAX_PATTERNS 4
+#define MAX_PATTERNS 8
 #define PERIODS_MAX 65535          /* ids fit the counter cache's 16 bits */
 #define BUCKETS 4096
 #define LOAD_RETRY_MS 5000          /* after a failed bulk load */
@@ -31,7 +32,8 @@
 struct table {
 	char *name;
 	char *field;                    /* NULL for tables only the journal named */
-	char *patterns[MAX_PATTERNS];
+	char patterns[MAX_PATTERNS][TABLES_PATTERN_MAX];   /* copied out under the lock */
+	uint64_t pattern_used[MAX_PATTERNS];   /* the last config generation using it */
 	int pattern_count;
 	bool read;
 };
@@ -82,16 +84,39 @@ int tables_register(const char *name)
 	return id;
 }
 
-void tables_add_pattern(int table, const char *pattern)
+int tables_add_pattern(int table, const char *pattern, uint64_t generation)
 {
 	struct table *t = &tables[table];
+	int i, rc = 0;
 
+	if (strlen(pattern) >= TABLES_PATTERN_MAX)
+		return -1;
 	pthread_mutex_lock(&registry_lock);
-	bool known = false;
-	for (int i = 0; i < t->pattern_count; i++)
-		known = known || strcmp(t->patterns[i], pattern) == 0;
-	if (!known && t->pattern_count < MAX_PATTERNS)
-		t->patterns[t->pattern_count++] = xstrdup(pattern);
+	for (i = 0; i < t->pattern_count && strcmp(t->patterns[i], pattern) != 0; i++)
+		;
+	if (i == t->pattern_count && i < MAX_PATTERNS)
+		snprintf(t->patterns[t->pattern_count++], TABLES_PATTERN_MAX, "%s", pattern);
+	if (i < t->pattern_count && t->pattern_used[i] < generation)
+		t->pattern_used[i] = generation;
+	rc = i < t->pattern_count ? 0 : -1;
+	pthread_mutex_unlock(&registry_lock);
+	return rc;
+}
+
+void tables_retire_patterns(uint64_t generation)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (int n = 0; n < table_count; n++) {
+		struct table *t = &tables[n];
+		int kept = 0;
+		for (int i = 0; i < t->pattern_count; i++) {
+			if (t->pattern_used[i] < generation)
+				continue;
+			memmove(t->patterns[kept], t->patterns[i], TABLES_PATTERN_MAX);
+			t->pattern_used[kept++] = t->pattern_used[i];
+		}
+		t->pattern_count = kept;
+	}
 	pthread_mutex_unlock(&registry_lock);
 }
 
@@ -134,18 +159,18 @@ int tables_count(void)
 	return n;
 }
 
-int tables_for(const char *field, int *ids, int max, const char **pattern)
+int tables_for(const char *field, int *ids, int max, char pattern[TABLES_PATTERN_MAX])
 {
 	int found = 0;
 
-	*pattern = NULL;
+	pattern[0] = '\0';
 	pthread_mutex_lock(&registry_lock);
 	for (int i = 0; i < table_count; i++) {
 		struct table *t = &tables[i];
 		if (strcmp(t->name, field) != 0 && (t->field == NULL || strcmp(t->field, field) != 0))
 			continue;
 		if (found == 0 && t->pattern_count > 0)
-			*pattern = t->patterns[0];
+			memcpy(pattern, t->patterns[0], TABLES_PATTERN_MAX);
 		if (found < max)
 			ids[found] = i;
 		found++;
@@ -316,11 +341,14 @@ void periods_tick(time_t now)
 
 	for (int t = 0; t < count; t++) {
 		for (int i = 0; i < MAX_PATTERNS; i++) {
+			char pattern[TABLES_PATTERN_MAX];
 			pthread_mutex_lock(&registry_lock);
-			const char *pattern = i < tables[t].pattern_count ? tables[t].patterns[i] : NULL;
+			bool more = i < tables[t].pattern_count;
+			if (more)
+				memcpy(pattern, tables[t].patterns[i], TABLES_PATTERN_MAX);
 			pthread_mutex_unlock(&registry_lock);
-			if (pattern == NULL)
-				break;                    /* patterns are only ever added */
+			if (!more)
+				break;      /* one retired meanwhile may skip another for a tick */
 			for (time_t at = now; at <= now + PERIODS_LOOKAHEAD; at++) {
 				size_t len;
 				const char *key = timekey_format(pattern, at, &len);
@@ -375,8 +403,6 @@ void tables_free_all(void)
 	for (int i = 0; i < table_count; i++) {
 		free(tables[i].name);
 		free(tables[i].field);
-		for (int p = 0; p < tables[i].pattern_count; p++)
-			free(tables[i].patterns[p]);
 	}
 	memset(tables, 0, sizeof(tables));
 	table_count = 0;

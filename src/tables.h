@@ -28,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #define TABLES_MAX 256
@@ -38,7 +39,13 @@
 /* The id of table `name`, registered on first use; -1 when TABLES_MAX
  * tables exist. */
 int tables_register(const char *name);
-void tables_add_pattern(int table, const char *pattern);
+/* Adds a time pattern whose periods are loaded ahead, used by the config
+ * of load `generation`; -1 when it is longer than TABLES_PATTERN_MAX - 1
+ * or the table has as many patterns as it can keep (8). */
+#define TABLES_PATTERN_MAX 64
+int tables_add_pattern(int table, const char *pattern, uint64_t generation);
+/* After a reload: drops the patterns no config since `generation` used. */
+void tables_retire_patterns(uint64_t generation);
 /* The request field a plugin keeps in the table (the first one given). */
 void tables_set_field(int table, const char *field);
 /* A Quota reads the table's totals: its periods are loaded. */
@@ -47,8 +54,9 @@ bool tables_is_read(int table);
 const char *tables_name(int table);
 int tables_count(void);
 /* Tables kept for `field`, or named `field`: up to `max` ids; returns how
- * many there are.  *pattern gets the first one's first time pattern. */
-int tables_for(const char *field, int *ids, int max, const char **pattern);
+ * many there are.  pattern gets the first one's first time pattern ("" for
+ * none). */
+int tables_for(const char *field, int *ids, int max, char pattern[TABLES_PATTERN_MAX]);
 
 /* ---- periods ---- */
 

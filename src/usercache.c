@@ -2,9 +2,13 @@
  * usercache.c: the SqlUserConfig cache (see usercache.h).
  *
  * Locking: each shard's mutex guards its buckets, its nones and every
- * field of its entries.  `queries_lock` guards the query registry (its
- * array only grows; a query's texts never change once registered) and each
- * query's preload schedule.  An entry that is queued or being refreshed is
+ * field of its entries.  `queries_lock` guards the query registry and each
+ * query's preload schedule; it is never taken with a shard's lock held.  A
+ * query no config in force uses is retired after a reload (its entries
+ * dropped, no more preloads); its slot is given to another text only once
+ * no entry names it and no preload runs, so that no other thread holds
+ * its texts.  Keys hash under the slot's `tweak`, new at each use of the
+ * slot, so that an old none never answers for the new query.  An entry that is queued or being refreshed is
  * in the loader's queue and is freed only by the loader's answer (when it
  * is "none") or after it.
  *
@@ -72,6 +76,9 @@ struct query {
 	char *sql;
 	char *preload_sql;              /* "" for none */
 	char *field;
+	uint64_t tweak;                 /* of its keys' hashes: unique to this text */
+	uint64_t used_in;               /* the last config generation that uses it */
+	bool retired;
 	atomic_bool mapped;             /* a whole preload is in memory */
 	bool preloading;                /* guarded by queries_lock, like the next two */
 	uint32_t generation;            /* of the last preload claimed */
@@ -85,6 +92,7 @@ static uint64_t hash_key[2];          /* hash_keyed()'s: set once at init */
 static pthread_mutex_t queries_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct query queries[MAX_QUERIES];
 static int query_count;
+static uint64_t tweaks;                 /* tweaks handed out */
 
 /* The cache's clock: monotonic seconds, a day ahead so that a time a
  * little in the past never goes below zero. */
@@ -136,9 +144,39 @@ void usercache_free_all(void)
 		memset(&queries[i], 0, sizeof(queries[i]));
 	}
 	query_count = 0;
+	tweaks = 0;
 }
 
-int usercache_query(const char *sql, const char *preload_sql, const char *field)
+static bool names_query(const struct user_config *e, int query, uint32_t unused)
+{
+	(void)unused;
+	return e->query == query;
+}
+
+static bool any_entry(bool (*match)(const struct user_config *e, int query, uint32_t arg),
+		      int query, uint32_t arg);
+
+/* A slot for a new text (queries_lock held): a new one, or a retired one
+ * that nothing uses any more; -1 when there is none. */
+static int free_slot(void)
+{
+	if (query_count < MAX_QUERIES)
+		return query_count++;
+	for (int i = 0; i < MAX_QUERIES; i++) {
+		struct query *q = &queries[i];
+		if (q->retired && !q->preloading && !any_entry(names_query, i, 0)) {
+			free(q->sql);
+			free(q->preload_sql);
+			free(q->field);
+			memset(q, 0, sizeof(*q));
+			return i;
+		}
+	}
+	return -1;
+}
+
+int usercache_query(const char *sql, const char *preload_sql, const char *field,
+		    uint64_t generation)
 {
 	int id = -1;
 
@@ -147,12 +185,18 @@ int usercache_query(const char *sql, const char *preload_sql, const char *field)
 		if (strcmp(queries[i].sql, sql) == 0 && strcmp(queries[i].preload_sql, preload_sql) == 0)
 			id = i;
 	}
-	if (id < 0 && query_count < MAX_QUERIES) {
-		id = query_count++;
+	if (id < 0 && (id = free_slot()) >= 0) {
 		queries[id].sql = xstrdup(sql);
 		queries[id].preload_sql = xstrdup(preload_sql);
 		queries[id].field = xstrdup(field);
+		queries[id].tweak = ++tweaks;
 	}
+	if (id >= 0 && queries[id].retired) {     /* back in use: preloaded again */
+		queries[id].retired = false;
+		queries[id].next_preload = 0;
+	}
+	if (id >= 0 && queries[id].used_in < generation)
+		queries[id].used_in = generation;
 	pthread_mutex_unlock(&queries_lock);
 	return id;
 }
@@ -168,7 +212,7 @@ static bool is_mapped(int query)
  * mtpolicyd's tables take for one key are one key here too. */
 static uint64_t key_hash(int query, const char *key, size_t len)
 {
-	return key_hash_folded(hash_key, (uint64_t)query, key, len);
+	return key_hash_folded(hash_key, queries[query].tweak, key, len);
 }
 
 /* Keys are told apart by their folded spelling's 64-bit keyed hash alone,
@@ -522,7 +566,8 @@ int usercache_claim_preload(const char **sql)
 	pthread_mutex_lock(&queries_lock);
 	for (int i = 0; i < query_count && claimed < 0; i++) {
 		struct query *q = &queries[i];
-		if (q->preload_sql[0] != '\0' && !q->preloading && now >= q->next_preload) {
+		if (q->preload_sql[0] != '\0' && !q->preloading && !q->retired &&
+		    now >= q->next_preload) {
 			q->preloading = true;
 			q->generation++;
 			*sql = q->preload_sql;
@@ -580,6 +625,51 @@ static void drop_where(bool (*drop)(const struct user_config *e, int query, uint
 			}
 		}
 		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+/* True when some entry matches (takes each shard's lock in turn). */
+static bool any_entry(bool (*match)(const struct user_config *e, int query, uint32_t arg),
+		      int query, uint32_t arg)
+{
+	bool found = false;
+
+	for (int i = 0; shards && i < SHARD_COUNT && !found; i++) {
+		struct shard *s = &shards[i];
+		pthread_mutex_lock(&s->lock);
+		for (size_t b = 0; b < s->bucket_count && !found; b++) {
+			for (struct user_config *e = s->buckets[b]; e && !found; e = e->next)
+				found = match(e, query, arg);
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	return found;
+}
+
+/* An entry of a retired query that no load holds. */
+static bool idle_of(const struct user_config *e, int query, uint32_t unused)
+{
+	(void)unused;
+	return e->query == query && e->state != LOAD_QUEUED && !(e->flags & REFRESHING);
+}
+
+void usercache_retire_queries(uint64_t generation)
+{
+	bool retired[MAX_QUERIES] = { false };
+
+	pthread_mutex_lock(&queries_lock);
+	int count = query_count;
+	for (int q = 0; q < count; q++) {
+		if (queries[q].used_in >= generation || queries[q].retired)
+			continue;
+		queries[q].retired = retired[q] = true;
+		queries[q].next_preload = INT64_MAX;
+		atomic_store(&queries[q].mapped, false);
+	}
+	pthread_mutex_unlock(&queries_lock);
+	for (int q = 0; q < count; q++) {
+		if (retired[q] && shards)
+			drop_where(idle_of, q, 0);
 	}
 }
 
@@ -644,11 +734,14 @@ int usercache_forget(const char *field, const char *key, size_t key_len)
 
 	if (key_len > USERCACHE_KEY_MAX)
 		return 0;
-	pthread_mutex_lock(&queries_lock);
+	bool of_field[MAX_QUERIES] = { false };
+	pthread_mutex_lock(&queries_lock);           /* a slot may be given away */
 	int count = query_count;
+	for (int q = 0; q < count; q++)
+		of_field[q] = !queries[q].retired && strcmp(queries[q].field, field) == 0;
 	pthread_mutex_unlock(&queries_lock);
 	for (int q = 0; q < count; q++) {
-		if (strcmp(queries[q].field, field) != 0)
+		if (!of_field[q])
 			continue;
 		known++;
 		uint64_t hash = key_hash(q, key, key_len);
@@ -670,7 +763,8 @@ void usercache_forget_all(void)
 	pthread_mutex_lock(&queries_lock);
 	for (int q = 0; q < query_count; q++) {
 		atomic_store(&queries[q].mapped, false);
-		queries[q].next_preload = 0;
+		if (!queries[q].retired)
+			queries[q].next_preload = 0;
 	}
 	pthread_mutex_unlock(&queries_lock);
 	for (int i = 0; shards && i < SHARD_COUNT; i++) {
@@ -724,11 +818,12 @@ void usercache_for_each_known(void (*fn)(const char *sql, const char *key, size_
 
 void usercache_for_each_query(void (*fn)(const char *sql, bool mapped, void *arg), void *arg)
 {
-	pthread_mutex_lock(&queries_lock);
-	int count = query_count;
+	pthread_mutex_lock(&queries_lock);           /* a slot may be given away */
+	for (int q = 0; q < query_count; q++) {
+		if (!queries[q].retired)
+			fn(queries[q].sql, is_mapped(q), arg);
+	}
 	pthread_mutex_unlock(&queries_lock);
-	for (int q = 0; q < count; q++)
-		fn(queries[q].sql, is_mapped(q), arg);
 }
 
 /* The query with this sql_query text, or -1 (start-up: one thread). */

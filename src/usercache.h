@@ -35,8 +35,14 @@ void usercache_init(int ttl_seconds);
 void usercache_free_all(void);
 
 /* The id of an SqlUserConfig query: sql_query, preload_query ("" for
- * none) and the request field it is for; -1 when 64 exist already. */
-int usercache_query(const char *sql, const char *preload_sql, const char *field);
+ * none) and the request field it is for, used by the config of load
+ * `generation`; -1 when 64 are in use by the running config and the new
+ * one together. */
+int usercache_query(const char *sql, const char *preload_sql, const char *field,
+		    uint64_t generation);
+/* After a reload: retires the queries no config since `generation` uses
+ * (their entries go, their slots can take other texts). */
+void usercache_retire_queries(uint64_t generation);
 
 /* Merges the config of `key` into `into`; *found says whether there was
  * one.  LOOKUP_WAIT: park on *ticket.  LOOKUP_FAILED: not known now. */

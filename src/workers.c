@@ -260,18 +260,26 @@ static enum serve_result serve(struct worker *w, struct connection *c)
 	return buf_size(&c->out) > 0 ? KEEP_WRITING : KEEP_READING;
 }
 
+/* The sweep's deadline for `seconds` from `since`: both are whole seconds
+ * of the coarse clock, so one more keeps a connection from getting less
+ * than its timeout (it gets at most a second more). */
+static int64_t deadline_after(int64_t since, int seconds)
+{
+	return since + seconds + 1;
+}
+
 static void set_deadline(const struct worker *w, struct connection *c)
 {
 	int64_t now = clock_seconds();
 
 	if (buf_size(&c->in) == 0) {
 		c->request_started = 0;
-		atomic_store(&c->deadline, now + w->config->keepalive_timeout);
+		atomic_store(&c->deadline, deadline_after(now, w->config->keepalive_timeout));
 		return;
 	}
 	if (c->request_started == 0)
 		c->request_started = now;
-	atomic_store(&c->deadline, c->request_started + w->config->request_timeout);
+	atomic_store(&c->deadline, deadline_after(c->request_started, w->config->request_timeout));
 }
 
 /* Gives the connection back to epoll: from here on another worker may own it. */
@@ -301,7 +309,7 @@ static void close_connection(struct connection *c)
 
 void workers_add(struct connection *c, int keepalive_timeout)
 {
-	atomic_store(&c->deadline, clock_seconds() + keepalive_timeout);
+	atomic_store(&c->deadline, deadline_after(clock_seconds(), keepalive_timeout));
 	if (arm(c, EPOLL_CTL_ADD, EPOLLIN) < 0) {
 		log_error("%s: cannot add the connection to the worker pool: %s", c->peer,
 			  strerror(errno));

@@ -57,9 +57,8 @@ static int add_field(struct accounting_settings *a, const char *name, const char
 	int table = plugin_table(a->table_prefix, name, a->time_pattern);
 
 	if (table < 0) {
-		config_error(errors, where, "plugin '%s': field '%s' does not make a table name "
-			     "(table_prefix + field must be a plain identifier of 64 characters "
-			     "at most)", plugin, name);
+		plugin_table_error(errors, where, plugin, a->table_prefix, name, a->time_pattern,
+				   table);
 		return 1;
 	}
 	a->list = xrealloc(a->list, (a->count + 1) * sizeof(*a->list));

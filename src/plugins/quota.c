@@ -85,9 +85,8 @@ static int quota_setup(struct plugin *plugin, const config_setting_t *where,
 
 	q->table = plugin_table(q->table_prefix, q->field, q->time_pattern);
 	if (q->table < 0) {
-		config_error(errors, where, "plugin '%s': table_prefix + field ('%s%s') must be a "
-			     "plain identifier of 64 characters at most", plugin->name,
-			     q->table_prefix, q->field);
+		plugin_table_error(errors, where, plugin->name, q->table_prefix, q->field,
+				   q->time_pattern, q->table);
 		return 1;
 	}
 	tables_set_read(q->table);

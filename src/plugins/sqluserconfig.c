@@ -61,10 +61,10 @@ static int sqluserconfig_setup(struct plugin *plugin, const config_setting_t *wh
 	struct sqluserconfig_settings *u = plugin->settings;
 
 	u->field_len = strlen(u->field);
-	u->query = usercache_query(u->sql_query, u->preload_query, u->field);
+	u->query = usercache_query(u->sql_query, u->preload_query, u->field, config_loading());
 	if (u->query < 0) {
-		config_error(errors, where, "plugin '%s': too many different sql_query texts",
-			     plugin->name);
+		config_error(errors, where, "plugin '%s': too many different sql_query texts "
+			     "(64, in the running config and the new one together)", plugin->name);
 		return 1;
 	}
 	return 0;

@@ -53,13 +53,14 @@ static int split(const struct admin_input *in, char *line, char **args)
 static void mark_period_read(char **args, int count)
 {
 	int ids[8];
-	const char *pattern, *time;
+	char pattern[TABLES_PATTERN_MAX];
+	const char *time;
 	size_t time_len;
 
 	if (count < 3 || count > 4 || strcmp(args[0], "show") != 0 ||
-	    tables_for(args[1], ids, 8, &pattern) != 1)
+	    tables_for(args[1], ids, 8, pattern) != 1)
 		return;
-	time = count == 4 ? args[3] : timekey_now(pattern ? pattern : "%Y-%m", &time_len);
+	time = count == 4 ? args[3] : timekey_now(pattern[0] ? pattern : "%Y-%m", &time_len);
 	int period = periods_get(ids[0], time, strlen(time));
 	if (period >= 0)
 		periods_set_complete(period);

@@ -162,7 +162,7 @@ def test_idle_connection_closed_after_keepalive_timeout(tallyd):
     assert client.ask() == "OK"
     started = time.monotonic()
     assert client.closed_by_server(timeout=10)
-    assert 1.5 <= time.monotonic() - started < 6
+    assert 1.9 <= time.monotonic() - started < 6     # never less than keepalive_timeout
     assert daemon.stats()["timeouts"] == "1"
 
 

@@ -362,6 +362,32 @@ def test_reload_reads_user_configs_afresh(tallyd, store):
     assert client.ask(client_address="192.0.2.51") == "dunno"
 
 
+def test_reloads_with_new_queries_and_time_patterns_never_run_out(tallyd, store):
+    """Each reload brings a new sql_query text and a new time_pattern: the
+    registries drop what no config in force uses, so the 70th reload works
+    like the first, and its pattern's period is read in bulk."""
+    add_policy(store, "192.0.2.53", '{"quota_count":"1"}', 1)
+    port = free_port()
+
+    def config(n):
+        pattern = 'time_pattern = "%%Y-%%m-r%d"; ' % n
+        return howto_config(port, store.config(), threshold=100).replace(
+            "WHERE h.client_address=?", "WHERE %d = %d AND h.client_address=?" % (n, n)).replace(
+            'module = "Quota"; ', 'module = "Quota"; ' + pattern).replace(
+            'module = "Accounting"; ', 'module = "Accounting"; ' + pattern)
+
+    daemon = tallyd(config(0), wait_port=port)
+    for n in range(1, 70):
+        daemon.write_config(config(n))
+        result = daemon.ctl("reload", check=False)
+        assert result.returncode == 0, "reload %d: %s" % (n, result.stdout + result.stderr)
+    wait_for(lambda: "rows of acct_client_address for %s-r69 " % time.strftime("%Y-%m")
+             in daemon.log(), 10, "the last pattern's period read in bulk")
+    client = PolicyClient(port=port)
+    assert client.ask(client_address="192.0.2.53") == "dunno"
+    assert client.ask(client_address="192.0.2.53") == DEFER
+
+
 def test_stale_user_config_is_used_while_the_database_is_away(tallyd, private_db):
     private_db.load_howto_tables()
     add_policy(private_db, "192.0.2.52", '{"quota_count":"3"}', 1)

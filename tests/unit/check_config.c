@@ -40,6 +40,8 @@ struct broken {
 #define VHOST(plugins) "virtual_hosts = ( { port = 12346;\n plugins = ( " plugins " ); } );\n"
 #define ACTION "{ name = \"a\"; module = \"Action\"; action = \"dunno\"; }"
 
+#define LONG_PATTERN "%Y-%m-%d %H:%M:%S, then text enough to pass sixty-three bytes in all"
+
 static const struct broken cases[] = {
 	{ "workers = ;\n", 1, "syntax error" },
 	{ "workers = 8;\nwrokers = 8;\n", 2, "unknown setting 'wrokers'" },
@@ -100,7 +102,10 @@ static const struct broken cases[] = {
 		       " enabled = \"maybe\"; }"), 3,
 	  "plugin 'acct': enabled must be true or false" },
 	{ LISTEN VHOST("{ name = \"acct\"; module = \"Accounting\"; fields = \"client-address\"; }"), 3,
-	  "field 'client-address' does not make a table name" },
+	  "table_prefix + field ('acct_client-address') must be a plain identifier" },
+	{ LISTEN VHOST("{ name = \"acct\"; module = \"Accounting\"; fields = \"client_address\";"
+		       " time_pattern = \"" LONG_PATTERN "\"; }"), 3,
+	  "time_pattern \"" LONG_PATTERN "\" cannot be kept for table acct_client_address" },
 	{ LISTEN VHOST("{ name = \"acct\"; module = \"Accounting\"; fields = \"client_address\";"
 		       " table_prefix = \"acct-\"; }"), 3,
 	  "table_prefix must be empty or a plain identifier" },

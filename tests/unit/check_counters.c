@@ -24,7 +24,7 @@ static void setup(void)
 {
 	counters_init();
 	table = tables_register("acct_client_address");
-	tables_add_pattern(table, "%Y-%m");
+	tables_add_pattern(table, "%Y-%m", 1);
 	tables_set_read(table);
 	period = periods_get(table, "2026-11", 7);
 }
@@ -482,6 +482,27 @@ START_TEST(test_registries_reuse_ids_by_name)
 }
 END_TEST
 
+START_TEST(test_time_patterns_no_config_uses_are_retired_at_reload)
+{
+	char pattern[TABLES_PATTERN_MAX];
+
+	/* the setup's "%Y-%m" is generation 1's; 7 more fill the table */
+	for (int i = 0; i < 7; i++) {
+		snprintf(pattern, sizeof(pattern), "%%Y-%%m %d", i);
+		ck_assert_int_eq(tables_add_pattern(table, pattern, 1), 0);
+	}
+	ck_assert_int_eq(tables_add_pattern(table, "%Y", 2), -1);     /* refused, not lost */
+	ck_assert_int_eq(tables_add_pattern(table, "%Y-%m 6", 2), 0);  /* known: kept */
+	tables_retire_patterns(2);                                     /* generation 2 in force */
+	tables_for("acct_client_address", (int[1]){ 0 }, 1, pattern);
+	ck_assert_str_eq(pattern, "%Y-%m 6");
+	for (int i = 0; i < 7; i++) {
+		snprintf(pattern, sizeof(pattern), "%%d %d", i);
+		ck_assert_int_eq(tables_add_pattern(table, pattern, 3), 0);
+	}
+}
+END_TEST
+
 static Suite *counters_suite(void)
 {
 	Suite *s = suite_create("counters");
@@ -511,6 +532,7 @@ static Suite *counters_suite(void)
 	tcase_add_test(tc, test_increments_are_numbered_with_the_take_that_carries_them);
 	tcase_add_test(tc, test_restored_in_flight_increments_join_the_batch);
 	tcase_add_test(tc, test_registries_reuse_ids_by_name);
+	tcase_add_test(tc, test_time_patterns_no_config_uses_are_retired_at_reload);
 	suite_add_tcase(s, tc);
 	return s;
 }

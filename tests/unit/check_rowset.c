@@ -19,7 +19,7 @@ static void setup(void)
 {
 	counters_init();
 	table = tables_register("acct_client_address");
-	tables_add_pattern(table, "%Y-%m");
+	tables_add_pattern(table, "%Y-%m", 1);
 	tables_set_read(table);
 }
 

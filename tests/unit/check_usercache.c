@@ -3,7 +3,8 @@
  * playing the loader: a miss is queued once and waited for; a stale config
  * is served while one refresh runs; a preloaded mapping answers every key
  * without a query or an entry per absent key; forget makes a key be read
- * afresh; keys compare as mtpolicyd's case-insensitive columns do.
+ * afresh; keys compare as mtpolicyd's case-insensitive columns do; a
+ * query no config uses gives its slot up, but only once nothing holds it.
  */
 #include <check.h>
 #include <stdio.h>
@@ -23,7 +24,7 @@ static struct session session;
 static void setup(void)
 {
 	usercache_init(60);
-	query = usercache_query(SQL, "", "sender");
+	query = usercache_query(SQL, "", "sender", 1);
 	session_init(&session);
 }
 
@@ -117,7 +118,7 @@ START_TEST(test_stale_config_is_served_while_one_refresh_runs)
 
 	usercache_free_all();
 	usercache_init(1);
-	query = usercache_query(SQL, "", "sender");
+	query = usercache_query(SQL, "", "sender", 1);
 	lookup(query, "k", &found);
 	take_queued(&work);
 	usercache_loaded(work.configs[0], true, "{\"quota_count\":\"1\"}", 19);
@@ -145,7 +146,7 @@ START_TEST(test_stale_none_is_served_while_one_refresh_runs)
 
 	usercache_free_all();
 	usercache_init(1);
-	query = usercache_query(SQL, "", "sender");
+	query = usercache_query(SQL, "", "sender", 1);
 	lookup(query, "k", &found);
 	take_queued(&work);
 	usercache_loaded(work.configs[0], false, "", 0);
@@ -207,7 +208,7 @@ START_TEST(test_preloaded_mapping_answers_absent_keys_without_entries)
 	struct loader_work work = { 0 };
 	const char *sql;
 	bool found;
-	int q = usercache_query(SQL, PRELOAD, "sender");
+	int q = usercache_query(SQL, PRELOAD, "sender", 1);
 
 	ck_assert_int_eq(usercache_claim_preload(&sql), q);
 	ck_assert_str_eq(sql, PRELOAD);
@@ -234,7 +235,7 @@ START_TEST(test_a_new_preload_drops_keys_no_longer_in_the_mapping)
 {
 	const char *sql;
 	bool found;
-	int q = usercache_query(SQL, PRELOAD, "sender");
+	int q = usercache_query(SQL, PRELOAD, "sender", 1);
 
 	usercache_claim_preload(&sql);
 	usercache_preload_row(q, "gone", 4, "{\"quota_count\":3}", 17);
@@ -282,6 +283,36 @@ START_TEST(test_keys_ignore_ascii_case_and_trailing_spaces)
 }
 END_TEST
 
+START_TEST(test_queries_no_config_uses_give_their_slots_up)
+{
+	struct loader_work work = { 0 };
+	char sql[80];
+	bool found;
+	int kept = -1;
+
+	for (int i = 1; i < 64; i++) {          /* the setup's query is the first */
+		snprintf(sql, sizeof(sql), "SELECT config FROM t%d WHERE k=?", i);
+		kept = usercache_query(sql, "", "sender", 1);
+		ck_assert_int_ge(kept, 0);
+	}
+	ck_assert_int_eq(usercache_query("SELECT 65", "", "sender", 2), -1);
+	/* the setup's query has a key on its way from the loader: held */
+	ck_assert_int_eq(lookup(query, "held", &found), LOOKUP_WAIT);
+	ck_assert_uint_eq(take_queued(&work), 1);
+	ck_assert_int_eq(usercache_query(sql, "", "sender", 3), kept);
+	usercache_retire_queries(3);            /* only the last text is in force */
+	int given = usercache_query("SELECT 66", "", "sender", 3);
+	ck_assert_int_ge(given, 0);
+	ck_assert_int_ne(given, query);         /* still named by the queued entry */
+	ck_assert_int_ne(given, kept);
+	ck_assert_int_eq(usercache_forget("sender", "x", 1), 2);   /* in force: kept and given */
+	/* a new query's keys are not the old one's, whatever the slot */
+	ck_assert_int_eq(lookup(given, "held", &found), LOOKUP_WAIT);
+	usercache_loaded(work.configs[0], true, "{\"quota_count\":\"1\"}", 19);
+	loader_work_free(&work);
+}
+END_TEST
+
 static Suite *usercache_suite(void)
 {
 	Suite *s = suite_create("usercache");
@@ -299,6 +330,7 @@ static Suite *usercache_suite(void)
 	tcase_add_test(tc, test_a_new_preload_drops_keys_no_longer_in_the_mapping);
 	tcase_add_test(tc, test_forget_makes_the_next_lookup_read_afresh);
 	tcase_add_test(tc, test_keys_ignore_ascii_case_and_trailing_spaces);
+	tcase_add_test(tc, test_queries_no_config_uses_give_their_slots_up);
 	suite_add_tcase(s, tc);
 	return s;
 }
