@@ -516,10 +516,10 @@ def test_journal_damage_is_skipped_and_a_stray_segment_set_aside(tallyd, db, tmp
     assert (directory / "segment-9999999999999999.damaged").exists()
 
 
-@pytest.mark.parametrize("fault", ["short", "enospc"])
+@pytest.mark.parametrize("fault", ["short", "enospc", "eio"])
 def test_a_failing_journal_disk_breaks_no_later_record(tallyd, db, tmp_path, fault):
     """The journal's disk refuses writes for a while (a write cut short, then
-    ENOSPC; or ENOSPC at once): answers go on, the failure is counted,
+    ENOSPC; or ENOSPC, or EIO, at once): answers go on, the failure is counted,
     flushes wait (an intent not on disk could let a crash count a batch
     twice), and the segment is cut back to its last whole batch, so what is
     journaled after the disk recovers is read back intact after a kill -9."""
@@ -548,3 +548,28 @@ def test_a_failing_journal_disk_breaks_no_later_record(tallyd, db, tmp_path, fau
     restarted.ctl("flush")
     assert totals(db, "192.0.2.80")[0] == 6    # the three in memory only died with it
     assert "damaged bytes" not in restarted.log()
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_journal_sync_syncs_the_directory_after_renames_and_unlinks(tallyd, db, tmp_path, sync):
+    """With journal_sync a segment created or deleted is durable only once
+    its directory is fsynced too; without it nothing is synced."""
+    db.load_howto_tables()
+    port = free_port()
+    synced = tmp_path / "fsynced"
+    binary = preloaded(str(tmp_path), "tallyd-faultfs", build_faultfs(str(tmp_path)),
+                       FAULTFS_FSYNC_LOG=str(synced))
+    journal = ('accounting = { flush_interval = 3600; journal = "%s/journal"; '
+               'journal_sync = %s; };\n' % (tmp_path, "true" if sync else "false"))
+    config = howto_config(port, db.config(), threshold=10 ** 6).replace(
+        "accounting = { flush_interval = 0.2; };\n", journal)
+    daemon = tallyd(config, binary=binary, wait_port=port)
+    client = PolicyClient(port=port)
+    for _ in range(3):
+        assert client.ask(client_address="192.0.2.81") == "dunno"
+        daemon.ctl("flush")                     # rotates: a new segment, old ones go
+    lines = synced.read_text().splitlines() if synced.exists() else []
+    if sync:
+        assert lines.count("%s/journal" % tmp_path) >= 3, lines
+    else:
+        assert lines == []

@@ -2,13 +2,16 @@
  * faultfs.c: an LD_PRELOAD library that makes write() fail on demand, for
  * the tests of what tallyd does when its disk fails (a full disk, an I/O
  * error, a write cut short) -- failures a test cannot produce for real on
- * demand.  Built by the tests (cc -shared -fPIC faultfs.c -ldl).
+ * demand -- and that tells which directories were fsynced.  Built by the
+ * tests (cc -shared -fPIC faultfs.c -ldl).
  *
  *   FAULTFS_MATCH    only writes to files whose path holds this fail
  *   FAULTFS_CONTROL  a file whose first word says what such writes do now:
  *                    ok (or no file), enospc, eio, or short (half the
  *                    bytes asked, down to the last one, which fails with
  *                    ENOSPC)
+ *   FAULTFS_FSYNC_LOG  a file that gets a line (the path) for every fsync()
+ *                    of a directory
  *
  * The control file is read at every matching write, so a test switches the
  * fault on and off while tallyd runs.  Any thread.
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static ssize_t (*real_write)(int fd, const void *data, size_t count);
@@ -46,16 +50,43 @@ static enum mode mode_now(void)
 	       strcmp(word, "short") == 0 ? SHORT : OK;
 }
 
-static bool matches(int fd, const char *match)
+/* The path fd is open on, into path[4096]; false when unknown. */
+static bool path_of(int fd, char *path)
 {
-	char link[64], path[4096];
+	char link[64];
 
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-	ssize_t n = readlink(link, path, sizeof(path) - 1);
+	ssize_t n = readlink(link, path, 4095);
 	if (n <= 0)
 		return false;
 	path[n] = '\0';
-	return strstr(path, match) != NULL;
+	return true;
+}
+
+static bool matches(int fd, const char *match)
+{
+	char path[4096];
+
+	return path_of(fd, path) && strstr(path, match) != NULL;
+}
+
+int fsync(int fd)
+{
+	static int (*real_fsync)(int fd);
+	const char *log = getenv("FAULTFS_FSYNC_LOG");
+	struct stat st;
+	char path[4096];
+
+	if (real_fsync == NULL)
+		real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+	if (log != NULL && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) && path_of(fd, path)) {
+		FILE *f = fopen(log, "a");
+		if (f != NULL) {
+			fprintf(f, "%s\n", path);
+			fclose(f);
+		}
+	}
+	return real_fsync(fd);
 }
 
 ssize_t write(int fd, const void *data, size_t count)
