@@ -76,6 +76,10 @@ struct flusher {
 
 static struct flusher flusher;
 static pthread_t thread;
+/* Held while the flusher opens or closes its connection, and while
+ * flusher_stop() cuts off a statement the database does not answer, so
+ * that it never touches a connection being freed. */
+static pthread_mutex_t link_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* A flush (and reset) asked for by tallyctl. */
 struct admin_request {
@@ -89,6 +93,7 @@ struct admin_request {
 static pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t control_changed;          /* guarded by control_lock: */
 static bool stopping;
+static int64_t give_up_at;                      /* ms: the stop's last flush attempt */
 static struct admin_request *request;           /* waiting or being served */
 static struct flusher_status shared_status;
 
@@ -156,7 +161,9 @@ static void ensure_tables(struct flusher *f)
  * is away. */
 static bool connect_store(struct flusher *f)
 {
+	pthread_mutex_lock(&link_lock);
 	f->store = store_link_open(&f->link);
+	pthread_mutex_unlock(&link_lock);
 	if (f->link.just_failed)
 		note_failure("connecting to the database", f->link.error);
 	if (f->store == NULL || !f->link.just_opened)
@@ -172,7 +179,9 @@ static bool connect_store(struct flusher *f)
  * outage: which one, the next connection attempt tells). */
 static void lost(struct flusher *f, const char *what)
 {
+	pthread_mutex_lock(&link_lock);
 	store_link_lost(&f->link, "flusher", what);
+	pthread_mutex_unlock(&link_lock);
 	f->store = NULL;
 }
 
@@ -183,7 +192,9 @@ static void lost(struct flusher *f, const char *what)
 static void new_session_next_time(struct flusher *f)
 {
 	f->store->ops->rollback(f->store);
+	pthread_mutex_lock(&link_lock);
 	store_link_close(&f->link);
+	pthread_mutex_unlock(&link_lock);
 	f->store = NULL;
 }
 
@@ -519,10 +530,12 @@ static void wait_until(int64_t until)
 
 static void final_flush(struct flusher *f)
 {
-	int64_t give_up = clock_ms() + 2000LL * f->config->database.connect_timeout;
 	struct counters_stats stats;
 	bool flushed;
 
+	pthread_mutex_lock(&control_lock);
+	int64_t give_up = give_up_at;
+	pthread_mutex_unlock(&control_lock);
 	while (!(flushed = flush(f)) && clock_ms() < give_up) {
 		pthread_mutex_lock(&control_lock);
 		wait_until(clock_ms() + 250);          /* a retry pause, not a handshake */
@@ -669,13 +682,41 @@ void flusher_status(struct flusher_status *out)
 	pthread_mutex_unlock(&control_lock);
 }
 
+/* Joins the thread; past `give_up` (ms), cuts off the statement it waits
+ * for, which a hung database would hold for statement_timeout. */
+static void join_by(int64_t give_up)
+{
+	struct timespec by;
+
+	clock_gettime(CLOCK_REALTIME, &by);
+	int64_t left = give_up - clock_ms() + 1000;
+	by.tv_sec += left / 1000;
+	by.tv_nsec += (left % 1000) * 1000000;
+	if (by.tv_nsec >= 1000000000) {
+		by.tv_sec++;
+		by.tv_nsec -= 1000000000;
+	}
+	if (left > 0 && pthread_timedjoin_np(thread, NULL, &by) == 0)
+		return;
+	pthread_mutex_lock(&link_lock);
+	if (flusher.link.store) {
+		log_warning("stopping: the database has not answered the flusher for %d s; "
+			    "cutting its statement off", 2 * flusher.config->database.connect_timeout);
+		flusher.link.store->ops->interrupt(flusher.link.store);
+	}
+	pthread_mutex_unlock(&link_lock);
+	pthread_join(thread, NULL);
+}
+
 void flusher_stop(void)
 {
 	pthread_mutex_lock(&control_lock);
 	stopping = true;
+	give_up_at = clock_ms() + 2000LL * flusher.config->database.connect_timeout;
+	int64_t give_up = give_up_at;
 	pthread_cond_broadcast(&control_changed);
 	pthread_mutex_unlock(&control_lock);
-	pthread_join(thread, NULL);
+	join_by(give_up);
 	store_link_close(&flusher.link);
 	counter_batch_free(&flusher.batch);
 	rowset_free(&flusher.written);

@@ -49,7 +49,8 @@ struct flusher_status {
 void flusher_status(struct flusher_status *out);
 
 /* Writes what is pending and ends the thread.  When the database stays
- * unreachable for 2 × connect_timeout it gives up and logs what is lost. */
+ * unreachable for 2 × connect_timeout it gives up and logs what is lost;
+ * a statement the database has not answered by then is cut off. */
 void flusher_stop(void);
 
 #endif

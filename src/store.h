@@ -74,6 +74,9 @@ struct store;
 
 struct store_ops {
 	void (*close)(struct store *s);
+	/* From another thread: makes the statement running on s fail at once
+	 * (the connection is lost then). */
+	void (*interrupt)(struct store *s);
 	enum store_status (*begin)(struct store *s);
 	enum store_status (*commit)(struct store *s);
 	void (*rollback)(struct store *s);

@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "log.h"
 #include "store.h"
@@ -438,6 +439,11 @@ static void mysql_store_close(struct store *s)
 		free(m->limits[i].table);
 	buf_free(&m->sql);
 	free(m);
+}
+
+static void mysql_interrupt(struct store *s)
+{
+	shutdown((int)mysql_get_socket(((struct mysql_store *)s)->mysql), SHUT_RDWR);
 }
 
 static enum store_status query(struct mysql_store *m, const char *sql, const char *doing)
@@ -931,6 +937,7 @@ static enum store_status mysql_preload(struct store *s, const char *sql, store_p
 
 static const struct store_ops mysql_ops = {
 	.close = mysql_store_close,
+	.interrupt = mysql_interrupt,
 	.begin = mysql_begin,
 	.commit = mysql_commit_transaction,
 	.rollback = mysql_rollback_transaction,

@@ -111,6 +111,11 @@ static enum store_status run(struct sqlite_store *q, sqlite3_stmt *stmt, const c
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? STORE_OK : fail(q, rc, doing);
 }
 
+static void sqlite_interrupt(struct store *s)
+{
+	sqlite3_interrupt(((struct sqlite_store *)s)->db);
+}
+
 static enum store_status exec(struct sqlite_store *q, const char *sql, const char *doing)
 {
 	int rc = sqlite3_exec(q->db, sql, NULL, NULL, NULL);
@@ -543,6 +548,7 @@ static enum store_status sqlite_preload(struct store *s, const char *sql, store_
 
 static const struct store_ops sqlite_ops = {
 	.close = sqlite_store_close,
+	.interrupt = sqlite_interrupt,
 	.begin = sqlite_begin,
 	.commit = sqlite_commit,
 	.rollback = sqlite_rollback,

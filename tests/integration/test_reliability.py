@@ -573,3 +573,33 @@ def test_journal_sync_syncs_the_directory_after_renames_and_unlinks(tallyd, db, 
         assert lines.count("%s/journal" % tmp_path) >= 3, lines
     else:
         assert lines == []
+
+
+def test_stopping_with_a_hung_database_takes_twice_connect_timeout(tallyd, db, tmp_path):
+    """The flusher's statements may take statement_timeout (60 s here); a
+    stop gives up on a database that answers nothing after 2 ×
+    connect_timeout, and the increments stay in the journal."""
+    db.load_howto_tables()
+    proxy = Proxy(db.server.port)
+    port = free_port()
+    journal = 'accounting = { flush_interval = 0.2; journal = "%s/journal"; };\n' % tmp_path
+    database = db.config(port=str(proxy.port), connect_timeout=1, statement_timeout=60)
+    config = howto_config(port, database, threshold=10 ** 6).replace(
+        "accounting = { flush_interval = 0.2; };\n", journal)
+    daemon = tallyd(config, name="first", wait_port=port)
+    client = PolicyClient(port=port)
+    assert client.ask(client_address="192.0.2.82") == "dunno"
+    wait_for(lambda: daemon.stats()["flushes"] != "0", 5, "a flush: the connection is open")
+    proxy.mode = "hang"
+    assert client.ask(client_address="192.0.2.82") == "dunno"
+    wait_for(lambda: daemon.stats()["pending_keys"] == "0", 5, "the flusher to take it")
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 2 * 1 + 3
+    assert "cutting its statement off" in daemon.log()
+    assert "stay in the journal for the next start" in daemon.log()
+    restarted = tallyd(config.replace(str(proxy.port), str(db.server.port)), name="second",
+                       wait_port=port)
+    restarted.ctl("flush")
+    assert totals(db, "192.0.2.82")[0] == 2
+    proxy.close()
