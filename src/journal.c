@@ -132,17 +132,32 @@ static int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-static int write_batch(int fd, const struct buf *payload)
+/* A batch is built in one buffer that begins with room for its header, so
+ * that it goes to the file in one write(). */
+static void batch_start(struct buf *batch)
 {
-	char header[BATCH_HEADER] = { 0 };
-	uint32_t len = (uint32_t)payload->len;
+	static const char room[BATCH_HEADER];
+
+	buf_reset(batch);
+	buf_append(batch, room, sizeof(room));
+}
+
+static size_t batch_payload(const struct buf *batch)
+{
+	return batch->len - BATCH_HEADER;
+}
+
+/* Fills in the batch's header and writes it (nothing when it is empty). */
+static int write_batch(int fd, struct buf *batch)
+{
+	uint32_t len = (uint32_t)batch_payload(batch);
 
 	if (len == 0)
 		return 0;
-	uint64_t hash = hash_bytes(HASH_SEED, payload->data, len);
-	memcpy(header, &len, 4);
-	memcpy(header + 8, &hash, 8);
-	if (write_all(fd, header, sizeof(header)) < 0 || write_all(fd, payload->data, len) < 0)
+	uint64_t hash = hash_bytes(HASH_SEED, batch->data + BATCH_HEADER, len);
+	memcpy(batch->data, &len, 4);
+	memcpy(batch->data + 8, &hash, 8);
+	if (write_all(fd, batch->data, batch->len) < 0)
 		return -1;
 	return j.sync ? fdatasync(fd) : 0;
 }
@@ -163,10 +178,11 @@ static void sync_dir(void)
 /* The file's size: what create_segment() wrote. */
 static off_t segment_size(const struct buf *content)
 {
-	return HEADER_SIZE + (content && content->len ? BATCH_HEADER + (off_t)content->len : 0);
+	return HEADER_SIZE + (content && batch_payload(content) ? (off_t)content->len : 0);
 }
 
-static int create_segment(uint64_t number, bool base, const struct buf *content)
+/* A new segment, with the batch `content` (or none) in it. */
+static int create_segment(uint64_t number, bool base, struct buf *content)
 {
 	char header[HEADER_SIZE] = MAGIC;
 	char *path = segment_path(number);
@@ -246,7 +262,7 @@ static void lead(void)
 	j.writing = true;
 	batch = j.pending;
 	j.pending = j.writing_buf;
-	buf_reset(&j.pending);
+	batch_start(&j.pending);
 	int fd = j.fd;
 	off_t good = j.good_size;
 	bool torn = j.torn;
@@ -263,15 +279,14 @@ static void lead(void)
 
 	pthread_mutex_lock(&j.lock);
 	if (written) {
-		j.good_size = good + BATCH_HEADER + (off_t)batch.len;
+		j.good_size = good + (off_t)batch.len;
 		j.torn = false;
 	} else {
 		j.torn = torn;
 		j.failed[j.failures++ % FAILED_RANGES].from = j.settled;
-		j.failed[(j.failures - 1) % FAILED_RANGES].to = j.settled + batch.len;
+		j.failed[(j.failures - 1) % FAILED_RANGES].to = j.settled + batch_payload(&batch);
 	}
-	j.settled += batch.len;
-	buf_reset(&batch);
+	j.settled += batch_payload(&batch);
 	j.writing_buf = batch;
 	j.writing = false;
 	pthread_cond_broadcast(&j.written);
@@ -397,6 +412,7 @@ bool journal_snapshot(uint64_t seq, uint32_t take)
 	if (!j.enabled || !j.gap_free)
 		return false;
 	buf_init(&b);
+	batch_start(&b);
 	encode_snapshot(&b, seq, take);
 	uint64_t number = j.segment - 1;
 	int fd = create_segment(number, true, &b);
@@ -730,6 +746,7 @@ int journal_open(const char *dir, bool sync, struct journal_replay *replay, char
 		return -1;
 	}
 	buf_init(&base);
+	batch_start(&base);
 	restore(&r, replay, &base);
 	j.segment = count ? numbers[count - 1] + 2 : 2;
 	j.fd = create_segment(j.segment, true, &base);
@@ -744,6 +761,7 @@ int journal_open(const char *dir, bool sync, struct journal_replay *replay, char
 	for (size_t i = 0; i < count; i++)       /* superseded by the base segment */
 		delete_segment(numbers[i]);
 	free(numbers);
+	batch_start(&j.pending);
 	j.enabled = true;
 	return 0;
 }
