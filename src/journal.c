@@ -27,17 +27,22 @@
  * database away.
  *
  * Locking: `lock` guards `pending`, the byte counters (`appended`,
- * `settled`), the given-up ranges, `writing`, `fd`, `good_size` and `torn`.
- * One thread at a time is the writer (`writing`): it takes the pending
- * records, unlocks, writes them, locks again; threads that wait for their
- * records wait on `written`.  The flusher rotates segments the same way,
- * so no thread writes to the file while holding the lock.  `segment`,
+ * `settled`), the given-up ranges, `writing`, `line`, `fd`, `good_size`
+ * and `torn`.  One thread at a time is the writer (`writing`): it takes
+ * the pending records, unlocks, writes them, locks again.  A thread whose
+ * records are not settled and that finds a writer gets in `line` and
+ * sleeps on its own semaphore; the writer, when done, wakes only those
+ * whose records it settled, and hands its role to the longest waiting of
+ * the others (its records are pending, so it writes the next batch).  The
+ * flusher takes the writer's role the same way to rotate segments, so no
+ * thread writes to the file while holding the lock.  `segment`,
  * `rotated_at` and `gap_free` belong to the flusher thread alone.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,12 +63,23 @@
 #define BATCH_HEADER 16
 #define FAILED_RANGES 64
 
+/* A thread in line for the writer's role: one whose records [start, end)
+ * (offsets into all payload bytes ever recorded) are not settled yet, or
+ * the flusher, which needs the role itself (end: UINT64_MAX).  It lives on
+ * its thread's stack; the writer that takes it out of line wakes it. */
+struct waiter {
+	struct waiter *next;
+	uint64_t start, end;
+	bool lead;                 /* woken as the writer; else its records are settled */
+	bool durable;              /* with !lead: none of its records was given up */
+	sem_t wake;
+};
+
 static struct {
 	bool enabled;
 	bool sync;
 	char *dir;
 	pthread_mutex_t lock;
-	pthread_cond_t written;
 	struct buf pending;        /* records not yet written */
 	struct buf writing_buf;    /* the writer's batch */
 	uint64_t appended;         /* payload bytes ever recorded */
@@ -71,13 +87,14 @@ static struct {
 	struct { uint64_t from, to; } failed[FAILED_RANGES];  /* the latest batches given up */
 	uint64_t failures;         /* batches given up, ever */
 	bool writing;
+	struct waiter *line;       /* the threads waiting, the latest first */
 	int fd;
 	off_t good_size;           /* of fd's file: the bytes known written */
 	bool torn;                 /* bytes past good_size could not be cut off yet */
 	uint64_t segment;
 	uint64_t rotated_at;       /* `appended` at the last rotation */
 	bool gap_free;             /* segment - 1 can take a snapshot */
-} j = { .lock = PTHREAD_MUTEX_INITIALIZER, .written = PTHREAD_COND_INITIALIZER, .fd = -1 };
+} j = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
 
 /* Where this thread's records since its last journal_wait() begin and end
  * (offsets into all payload bytes ever recorded; 0: none). */
@@ -249,17 +266,18 @@ static bool cut_back(int fd, off_t good_size)
 	return ftruncate(fd, good_size) == 0;
 }
 
-/* Writes what is pending (lock held on entry and exit, not during I/O).
- * A batch the disk refuses (ENOSPC, EIO, a short write) is given up: the
- * file is cut back to its last whole batch before anything else is
- * written, and the batch's range is remembered, so that journal_wait()
- * tells its threads. */
-static void lead(void)
+/* The writer writes what is pending (lock held on entry and exit, not
+ * during I/O).  A batch the disk refuses (ENOSPC, EIO, a short write) is
+ * given up: the file is cut back to its last whole batch before anything
+ * else is written, and the batch's range is remembered, so that
+ * journal_wait() tells its threads. */
+static void write_pending(void)
 {
 	static _Atomic long long last_complaint;
 	struct buf batch;
 
-	j.writing = true;
+	if (batch_payload(&j.pending) == 0)
+		return;
 	batch = j.pending;
 	j.pending = j.writing_buf;
 	batch_start(&j.pending);
@@ -288,8 +306,6 @@ static void lead(void)
 	}
 	j.settled += batch_payload(&batch);
 	j.writing_buf = batch;
-	j.writing = false;
-	pthread_cond_broadcast(&j.written);
 }
 
 /* True when a batch given up overlaps [from, to) (lock held). */
@@ -304,21 +320,86 @@ static bool given_up(uint64_t from, uint64_t to)
 	return false;
 }
 
+/* Makes this thread the writer (lock held on entry): true, lock held; or
+ * false, lock released, when a writer settled w's records meanwhile. */
+static bool take_turn(struct waiter *w)
+{
+	if (!j.writing) {
+		j.writing = true;
+		return true;
+	}
+	w->lead = false;
+	sem_init(&w->wake, 0, 0);
+	w->next = j.line;
+	j.line = w;
+	pthread_mutex_unlock(&j.lock);
+	while (sem_wait(&w->wake) < 0 && errno == EINTR)
+		continue;
+	sem_destroy(&w->wake);
+	if (w->lead)
+		pthread_mutex_lock(&j.lock);
+	return w->lead;
+}
+
+/* Takes w out of line and puts it on *woken. */
+static void leave_line(struct waiter **link, struct waiter **woken)
+{
+	struct waiter *w = *link;
+
+	*link = w->next;
+	w->next = *woken;
+	*woken = w;
+}
+
+/* Ends the writer's turn (lock held on entry, released): the threads whose
+ * records are settled leave the line, the one waiting longest of the
+ * others becomes the writer, and they are woken. */
+static void finish_turn(void)
+{
+	struct waiter **link = &j.line, **next_writer = NULL, *woken = NULL;
+
+	while (*link != NULL) {
+		struct waiter *w = *link;
+		if (w->end > j.settled) {
+			next_writer = link;
+			link = &w->next;
+			continue;
+		}
+		w->durable = !given_up(w->start, w->end);
+		leave_line(link, &woken);
+	}
+	j.writing = next_writer != NULL;
+	if (next_writer != NULL) {
+		(*next_writer)->lead = true;
+		leave_line(next_writer, &woken);
+	}
+	pthread_mutex_unlock(&j.lock);
+	while (woken != NULL) {
+		struct waiter *w = woken;
+		woken = w->next;          /* w is gone once it is woken */
+		sem_post(&w->wake);
+	}
+}
+
 bool journal_wait(void)
 {
-	if (!j.enabled || my_end == 0)
+	struct waiter me = { .start = my_start, .end = my_end };
+
+	if (!j.enabled || me.end == 0)
 		return true;
-	pthread_mutex_lock(&j.lock);
-	while (j.settled < my_end) {
-		if (j.writing)
-			pthread_cond_wait(&j.written, &j.lock);
-		else
-			lead();
-	}
-	bool durable = !given_up(my_start, my_end);
-	pthread_mutex_unlock(&j.lock);
 	my_start = my_end = 0;
-	return durable;
+	pthread_mutex_lock(&j.lock);
+	if (j.settled >= me.end) {
+		me.durable = !given_up(me.start, me.end);
+		pthread_mutex_unlock(&j.lock);
+		return me.durable;
+	}
+	if (!take_turn(&me))
+		return me.durable;
+	write_pending();              /* my records are pending: they go now */
+	me.durable = !given_up(me.start, me.end);
+	finish_turn();
+	return me.durable;
 }
 
 uint64_t journal_failures(void)
@@ -346,16 +427,16 @@ void journal_rotate(void)
 	if (fd < 0)
 		return;               /* logged; keep writing to the old one */
 
+	struct waiter me = { .end = UINT64_MAX };   /* never settled: becomes the writer */
 	pthread_mutex_lock(&j.lock);
-	while (j.writing)
-		pthread_cond_wait(&j.written, &j.lock);
+	take_turn(&me);
 	int old_fd = j.fd;
 	j.fd = fd;
 	j.good_size = segment_size(NULL);
 	j.torn = false;
 	j.segment = next;
 	j.rotated_at = j.appended;
-	pthread_mutex_unlock(&j.lock);
+	finish_turn();
 	close(old_fd);
 	j.gap_free = true;
 }
@@ -770,12 +851,11 @@ void journal_close(void)
 {
 	if (!j.enabled)
 		return;
+	struct waiter me = { .end = UINT64_MAX };
 	pthread_mutex_lock(&j.lock);
-	while (j.writing)
-		pthread_cond_wait(&j.written, &j.lock);
-	if (j.settled < j.appended)
-		lead();
-	pthread_mutex_unlock(&j.lock);
+	take_turn(&me);
+	write_pending();
+	finish_turn();
 	close(j.fd);
 	j.fd = -1;
 	j.enabled = false;
