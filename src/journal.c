@@ -26,17 +26,19 @@
  * committed after a snapshot still reach a restart that finds the
  * database away.
  *
- * Locking: `lock` guards `pending`, the byte counters (`appended`,
- * `settled`), the given-up ranges, `writing`, `line`, `fd`, `good_size`
- * and `torn`.  One thread at a time is the writer (`writing`): it takes
- * the pending records, unlocks, writes them, locks again.  A thread whose
- * records are not settled and that finds a writer gets in `line` and
- * sleeps on its own semaphore; the writer, when done, wakes only those
- * whose records it settled, and hands its role to the longest waiting of
- * the others (its records are pending, so it writes the next batch).  The
- * flusher takes the writer's role the same way to rotate segments, so no
- * thread writes to the file while holding the lock.  `segment`,
- * `rotated_at` and `gap_free` belong to the flusher thread alone.
+ * Locking: a thread encodes its records into its own buffer (`mine`),
+ * unlocked, and moves them into `pending` when it waits for them.  `lock`
+ * guards `pending`, the byte counters (`appended`, `settled`), the
+ * given-up ranges, `writing`, `line`, `fd`, `good_size` and `torn`.
+ * One thread at a time is the writer (`writing`): it takes the pending
+ * records, unlocks, writes them, locks again.  A thread that finds a
+ * writer gets in `line` and sleeps on its own semaphore; the writer, when
+ * done, wakes only those whose records it settled, and hands its role to
+ * the longest waiting of the others (its records are pending, so it
+ * writes the next batch).  The flusher takes the writer's role the same
+ * way to rotate segments, so no thread writes to the file while holding
+ * the lock.  `segment`, `rotated_at` and `gap_free` belong to the flusher
+ * thread alone.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -96,9 +98,13 @@ static struct {
 	bool gap_free;             /* segment - 1 can take a snapshot */
 } j = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
 
-/* Where this thread's records since its last journal_wait() begin and end
- * (offsets into all payload bytes ever recorded; 0: none). */
-static _Thread_local uint64_t my_start, my_end;
+/* This thread's records since its last journal_wait(), encoded without
+ * the lock (no other thread touches them); freed when the thread ends,
+ * through `mine_key` (made once, by journal_open()). */
+static _Thread_local struct buf *mine;
+static pthread_key_t mine_key;
+static pthread_once_t mine_once = PTHREAD_ONCE_INIT;
+static int mine_key_error;
 
 bool journal_enabled(void)
 {
@@ -240,6 +246,26 @@ static void delete_segment(uint64_t number)
 
 /* ---------------------------------------------------------------- writing */
 
+static void free_mine(void *records)
+{
+	buf_free(records);
+	free(records);
+}
+
+static void create_mine_key(void)
+{
+	mine_key_error = pthread_key_create(&mine_key, free_mine);
+}
+
+static struct buf *my_records(void)
+{
+	if (mine == NULL) {
+		mine = xcalloc(1, sizeof(*mine));
+		pthread_setspecific(mine_key, mine);
+	}
+	return mine;
+}
+
 void journal_record(uint32_t take, int period, const char *key, size_t key_len,
 		    const struct metric_values *delta)
 {
@@ -249,14 +275,7 @@ void journal_record(uint32_t take, int period, const char *key, size_t key_len,
 		return;
 	const char *name = tables_name(periods_table(period));
 	const char *time = periods_time(period, &time_len);
-	pthread_mutex_lock(&j.lock);
-	size_t before = j.pending.len;
-	if (my_end == 0)
-		my_start = j.appended;
-	encode_record(&j.pending, take, name, key, key_len, time, time_len, delta);
-	j.appended += j.pending.len - before;
-	my_end = j.appended;
-	pthread_mutex_unlock(&j.lock);
+	encode_record(my_records(), take, name, key, key_len, time, time_len, delta);
 }
 
 /* Cuts the file back to its last whole batch after a failed write, so that
@@ -383,17 +402,16 @@ static void finish_turn(void)
 
 bool journal_wait(void)
 {
-	struct waiter me = { .start = my_start, .end = my_end };
+	struct waiter me;
 
-	if (!j.enabled || me.end == 0)
+	if (!j.enabled || mine == NULL || mine->len == 0)
 		return true;
-	my_start = my_end = 0;
 	pthread_mutex_lock(&j.lock);
-	if (j.settled >= me.end) {
-		me.durable = !given_up(me.start, me.end);
-		pthread_mutex_unlock(&j.lock);
-		return me.durable;
-	}
+	me.start = j.appended;
+	buf_append(&j.pending, mine->data, mine->len);
+	j.appended += mine->len;
+	me.end = j.appended;
+	buf_reset(mine);
 	if (!take_turn(&me))
 		return me.durable;
 	write_pending();              /* my records are pending: they go now */
@@ -443,14 +461,7 @@ void journal_rotate(void)
 
 static bool write_marker(char type, uint64_t seq, uint32_t take)
 {
-	pthread_mutex_lock(&j.lock);
-	size_t before = j.pending.len;
-	if (my_end == 0)
-		my_start = j.appended;
-	encode_marker(&j.pending, type, seq, take);
-	j.appended += j.pending.len - before;
-	my_end = j.appended;
-	pthread_mutex_unlock(&j.lock);
+	encode_marker(my_records(), type, seq, take);
 	return journal_wait();
 }
 
@@ -813,6 +824,11 @@ int journal_open(const char *dir, bool sync, struct journal_replay *replay, char
 	size_t count;
 
 	memset(replay, 0, sizeof(*replay));
+	pthread_once(&mine_once, create_mine_key);
+	if (mine_key_error != 0) {
+		snprintf(error, error_size, "cannot create a thread key: %s", strerror(mine_key_error));
+		return -1;
+	}
 	j.dir = xstrdup(dir);
 	j.sync = sync;
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
