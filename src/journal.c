@@ -33,11 +33,11 @@
  * One thread at a time is the writer (`writing`): it takes the pending
  * records, unlocks, writes them, locks again.  A thread that finds a
  * writer gets in `line` and sleeps on its own semaphore; the writer, when
- * done, wakes only those whose records it settled, and hands its role to
- * the longest waiting of the others (its records are pending, so it
- * writes the next batch).  The flusher takes the writer's role the same
- * way to rotate segments, so no thread writes to the file while holding
- * the lock.  `segment`, `rotated_at` and `gap_free` belong to the flusher
+ * done, wakes only those whose records it settled, and the longest
+ * waiting of the others, to write the next batch unless a running thread
+ * takes the role first.  The flusher takes the writer's role the same way
+ * to rotate segments, so no thread writes to the file while holding the
+ * lock.  `segment`, `rotated_at` and `gap_free` belong to the flusher
  * thread alone.
  */
 #include <dirent.h>
@@ -72,8 +72,8 @@
 struct waiter {
 	struct waiter *next;
 	uint64_t start, end;
-	bool lead;                 /* woken as the writer; else its records are settled */
-	bool durable;              /* with !lead: none of its records was given up */
+	bool settled;              /* woken because its records are; else to try again */
+	bool durable;              /* with settled: none of its records was given up */
 	sem_t wake;
 };
 
@@ -339,15 +339,11 @@ static bool given_up(uint64_t from, uint64_t to)
 	return false;
 }
 
-/* Makes this thread the writer (lock held on entry): true, lock held; or
- * false, lock released, when a writer settled w's records meanwhile. */
-static bool take_turn(struct waiter *w)
+/* Sleeps in line (lock held on entry): true, lock released, when a writer
+ * settled w's records; false, lock held, when w is to try again. */
+static bool wait_in_line(struct waiter *w)
 {
-	if (!j.writing) {
-		j.writing = true;
-		return true;
-	}
-	w->lead = false;
+	w->settled = false;
 	sem_init(&w->wake, 0, 0);
 	w->next = j.line;
 	j.line = w;
@@ -355,9 +351,28 @@ static bool take_turn(struct waiter *w)
 	while (sem_wait(&w->wake) < 0 && errno == EINTR)
 		continue;
 	sem_destroy(&w->wake);
-	if (w->lead)
+	if (!w->settled)
 		pthread_mutex_lock(&j.lock);
-	return w->lead;
+	return w->settled;
+}
+
+/* Makes this thread the writer (lock held on entry): true, lock held; or
+ * false, lock released, when a writer settled w's records meanwhile. */
+static bool take_turn(struct waiter *w)
+{
+	for (;;) {
+		if (w->end <= j.settled) {
+			w->durable = !given_up(w->start, w->end);
+			pthread_mutex_unlock(&j.lock);
+			return false;
+		}
+		if (!j.writing) {
+			j.writing = true;
+			return true;
+		}
+		if (wait_in_line(w))
+			return false;
+	}
 }
 
 /* Takes w out of line and puts it on *woken. */
@@ -371,27 +386,27 @@ static void leave_line(struct waiter **link, struct waiter **woken)
 }
 
 /* Ends the writer's turn (lock held on entry, released): the threads whose
- * records are settled leave the line, the one waiting longest of the
- * others becomes the writer, and they are woken. */
+ * records are settled leave the line and are woken, and so is the one
+ * waiting longest of the others, to write them unless a thread that is
+ * running writes them first: the role does not wait for a thread to wake. */
 static void finish_turn(void)
 {
-	struct waiter **link = &j.line, **next_writer = NULL, *woken = NULL;
+	struct waiter **link = &j.line, **oldest = NULL, *woken = NULL;
 
 	while (*link != NULL) {
 		struct waiter *w = *link;
 		if (w->end > j.settled) {
-			next_writer = link;
+			oldest = link;
 			link = &w->next;
 			continue;
 		}
+		w->settled = true;
 		w->durable = !given_up(w->start, w->end);
 		leave_line(link, &woken);
 	}
-	j.writing = next_writer != NULL;
-	if (next_writer != NULL) {
-		(*next_writer)->lead = true;
-		leave_line(next_writer, &woken);
-	}
+	j.writing = false;
+	if (oldest != NULL)
+		leave_line(oldest, &woken);
 	pthread_mutex_unlock(&j.lock);
 	while (woken != NULL) {
 		struct waiter *w = woken;
