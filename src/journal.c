@@ -67,8 +67,9 @@
 
 /* A thread in line for the writer's role: one whose records [start, end)
  * (offsets into all payload bytes ever recorded) are not settled yet, or
- * the flusher, which needs the role itself (end: UINT64_MAX).  It lives on
- * its thread's stack; the writer that takes it out of line wakes it. */
+ * one that needs the role itself, to rotate or to close (end: UINT64_MAX).
+ * It lives on its thread's stack; the writer that takes it out of line
+ * wakes it. */
 struct waiter {
 	struct waiter *next;
 	uint64_t start, end;
