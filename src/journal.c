@@ -27,18 +27,25 @@
  * committed after a snapshot still reach a restart that finds the
  * database away.
  *
- * Locking: `lock` guards `pending`, the byte counters (`appended`,
- * `settled`), the given-up ranges, `writing`, `fd`, `good_size` and `torn`.
+ * Locking: a thread encodes its records into its own buffer (`mine`),
+ * unlocked, and moves them into `pending` when it waits for them.  `lock`
+ * guards `pending`, the byte counters (`appended`, `settled`), the
+ * given-up ranges, `writing`, `line`, `fd`, `good_size` and `torn`.
  * One thread at a time is the writer (`writing`): it takes the pending
- * records, unlocks, writes them, locks again; threads that wait for their
- * records wait on `written`.  The flusher rotates segments the same way,
- * so no thread writes to the file while holding the lock.  `segment`,
- * `rotated_at` and `gap_free` belong to the flusher thread alone.
+ * records, unlocks, writes them, locks again.  A thread that finds a
+ * writer gets in `line` and sleeps on its own semaphore; the writer, when
+ * done, wakes only those whose records it settled, and the longest
+ * waiting of the others, to write the next batch unless a running thread
+ * takes the role first.  The flusher takes the writer's role the same way
+ * to rotate segments, so no thread writes to the file while holding the
+ * lock.  `segment`, `rotated_at` and `gap_free` belong to the flusher
+ * thread alone.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,12 +66,24 @@
 #define BATCH_HEADER 16
 #define FAILED_RANGES 64
 
+/* A thread in line for the writer's role: one whose records [start, end)
+ * (offsets into all payload bytes ever recorded) are not settled yet, or
+ * one that needs the role itself, to rotate or to close (end: UINT64_MAX).
+ * It lives on its thread's stack; the writer that takes it out of line
+ * wakes it. */
+struct waiter {
+	struct waiter *next;
+	uint64_t start, end;
+	bool settled;              /* woken because its records are; else to try again */
+	bool durable;              /* with settled: none of its records was given up */
+	sem_t wake;
+};
+
 static struct {
 	bool enabled;
 	bool sync;
 	char *dir;
 	pthread_mutex_t lock;
-	pthread_cond_t written;
 	struct buf pending;        /* records not yet written */
 	struct buf writing_buf;    /* the writer's batch */
 	uint64_t appended;         /* payload bytes ever recorded */
@@ -72,17 +91,22 @@ static struct {
 	struct { uint64_t from, to; } failed[FAILED_RANGES];  /* the latest batches given up */
 	uint64_t failures;         /* batches given up, ever */
 	bool writing;
+	struct waiter *line;       /* the threads waiting, the latest first */
 	int fd;
 	off_t good_size;           /* of fd's file: the bytes known written */
 	bool torn;                 /* bytes past good_size could not be cut off yet */
 	uint64_t segment;
 	uint64_t rotated_at;       /* `appended` at the last rotation */
 	bool gap_free;             /* segment - 1 can take a snapshot */
-} j = { .lock = PTHREAD_MUTEX_INITIALIZER, .written = PTHREAD_COND_INITIALIZER, .fd = -1 };
+} j = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
 
-/* Where this thread's records since its last journal_wait() begin and end
- * (offsets into all payload bytes ever recorded; 0: none). */
-static _Thread_local uint64_t my_start, my_end;
+/* This thread's records since its last journal_wait(), encoded without
+ * the lock (no other thread touches them); freed when the thread ends,
+ * through `mine_key` (made once, by journal_open()). */
+static _Thread_local struct buf *mine;
+static pthread_key_t mine_key;
+static pthread_once_t mine_once = PTHREAD_ONCE_INIT;
+static int mine_key_error;
 
 bool journal_enabled(void)
 {
@@ -133,17 +157,32 @@ static int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-static int write_batch(int fd, const struct buf *payload)
+/* A batch is built in one buffer that begins with room for its header, so
+ * that it goes to the file in one write(). */
+static void batch_start(struct buf *batch)
 {
-	char header[BATCH_HEADER] = { 0 };
-	uint32_t len = (uint32_t)payload->len;
+	static const char room[BATCH_HEADER];
+
+	buf_reset(batch);
+	buf_append(batch, room, sizeof(room));
+}
+
+static size_t batch_payload(const struct buf *batch)
+{
+	return batch->len - BATCH_HEADER;
+}
+
+/* Fills in the batch's header and writes it (nothing when it is empty). */
+static int write_batch(int fd, struct buf *batch)
+{
+	uint32_t len = (uint32_t)batch_payload(batch);
 
 	if (len == 0)
 		return 0;
-	uint64_t hash = hash_bytes(HASH_SEED, payload->data, len);
-	memcpy(header, &len, 4);
-	memcpy(header + 8, &hash, 8);
-	if (write_all(fd, header, sizeof(header)) < 0 || write_all(fd, payload->data, len) < 0)
+	uint64_t hash = hash_bytes(HASH_SEED, batch->data + BATCH_HEADER, len);
+	memcpy(batch->data, &len, 4);
+	memcpy(batch->data + 8, &hash, 8);
+	if (write_all(fd, batch->data, batch->len) < 0)
 		return -1;
 	return j.sync ? fdatasync(fd) : 0;
 }
@@ -164,10 +203,11 @@ static void sync_dir(void)
 /* The file's size: what create_segment() wrote. */
 static off_t segment_size(const struct buf *content)
 {
-	return HEADER_SIZE + (content && content->len ? BATCH_HEADER + (off_t)content->len : 0);
+	return HEADER_SIZE + (content && batch_payload(content) ? (off_t)content->len : 0);
 }
 
-static int create_segment(uint64_t number, bool base, const struct buf *content)
+/* A new segment, with the batch `content` (or none) in it. */
+static int create_segment(uint64_t number, bool base, struct buf *content)
 {
 	char header[HEADER_SIZE] = MAGIC;
 	char *path = segment_path(number);
@@ -208,6 +248,26 @@ static void delete_segment(uint64_t number)
 
 /* ---------------------------------------------------------------- writing */
 
+static void free_mine(void *records)
+{
+	buf_free(records);
+	free(records);
+}
+
+static void create_mine_key(void)
+{
+	mine_key_error = pthread_key_create(&mine_key, free_mine);
+}
+
+static struct buf *my_records(void)
+{
+	if (mine == NULL) {
+		mine = xcalloc(1, sizeof(*mine));
+		pthread_setspecific(mine_key, mine);
+	}
+	return mine;
+}
+
 void journal_record(uint32_t take, int period, const char *key, size_t key_len,
 		    const struct metric_values *delta)
 {
@@ -217,14 +277,7 @@ void journal_record(uint32_t take, int period, const char *key, size_t key_len,
 		return;
 	const char *name = tables_name(periods_table(period));
 	const char *time = periods_time(period, &time_len);
-	pthread_mutex_lock(&j.lock);
-	size_t before = j.pending.len;
-	if (my_end == 0)
-		my_start = j.appended;
-	encode_record(&j.pending, take, name, key, key_len, time, time_len, delta);
-	j.appended += j.pending.len - before;
-	my_end = j.appended;
-	pthread_mutex_unlock(&j.lock);
+	encode_record(my_records(), take, name, key, key_len, time, time_len, delta);
 }
 
 /* Cuts the file back to its last whole batch after a failed write, so that
@@ -234,20 +287,21 @@ static bool cut_back(int fd, off_t good_size)
 	return ftruncate(fd, good_size) == 0;
 }
 
-/* Writes what is pending (lock held on entry and exit, not during I/O).
- * A batch the disk refuses (ENOSPC, EIO, a short write) is given up: the
- * file is cut back to its last whole batch before anything else is
- * written, and the batch's range is remembered, so that journal_wait()
- * tells its threads. */
-static void lead(void)
+/* The writer writes what is pending (lock held on entry and exit, not
+ * during I/O).  A batch the disk refuses (ENOSPC, EIO, a short write) is
+ * given up: the file is cut back to its last whole batch before anything
+ * else is written, and the batch's range is remembered, so that
+ * journal_wait() tells its threads. */
+static void write_pending(void)
 {
 	static _Atomic long long last_complaint;
 	struct buf batch;
 
-	j.writing = true;
+	if (batch_payload(&j.pending) == 0)
+		return;
 	batch = j.pending;
 	j.pending = j.writing_buf;
-	buf_reset(&j.pending);
+	batch_start(&j.pending);
 	int fd = j.fd;
 	off_t good = j.good_size;
 	bool torn = j.torn;
@@ -264,18 +318,15 @@ static void lead(void)
 
 	pthread_mutex_lock(&j.lock);
 	if (written) {
-		j.good_size = good + BATCH_HEADER + (off_t)batch.len;
+		j.good_size = good + (off_t)batch.len;
 		j.torn = false;
 	} else {
 		j.torn = torn;
 		j.failed[j.failures++ % FAILED_RANGES].from = j.settled;
-		j.failed[(j.failures - 1) % FAILED_RANGES].to = j.settled + batch.len;
+		j.failed[(j.failures - 1) % FAILED_RANGES].to = j.settled + batch_payload(&batch);
 	}
-	j.settled += batch.len;
-	buf_reset(&batch);
+	j.settled += batch_payload(&batch);
 	j.writing_buf = batch;
-	j.writing = false;
-	pthread_cond_broadcast(&j.written);
 }
 
 /* True when a batch given up overlaps [from, to) (lock held). */
@@ -290,21 +341,100 @@ static bool given_up(uint64_t from, uint64_t to)
 	return false;
 }
 
+/* Sleeps in line (lock held on entry): true, lock released, when a writer
+ * settled w's records; false, lock held, when w is to try again. */
+static bool wait_in_line(struct waiter *w)
+{
+	w->settled = false;
+	sem_init(&w->wake, 0, 0);
+	w->next = j.line;
+	j.line = w;
+	pthread_mutex_unlock(&j.lock);
+	while (sem_wait(&w->wake) < 0 && errno == EINTR)
+		continue;
+	sem_destroy(&w->wake);
+	if (!w->settled)
+		pthread_mutex_lock(&j.lock);
+	return w->settled;
+}
+
+/* Makes this thread the writer (lock held on entry): true, lock held; or
+ * false, lock released, when a writer settled w's records meanwhile. */
+static bool take_turn(struct waiter *w)
+{
+	for (;;) {
+		if (w->end <= j.settled) {
+			w->durable = !given_up(w->start, w->end);
+			pthread_mutex_unlock(&j.lock);
+			return false;
+		}
+		if (!j.writing) {
+			j.writing = true;
+			return true;
+		}
+		if (wait_in_line(w))
+			return false;
+	}
+}
+
+/* Takes w out of line and puts it on *woken. */
+static void leave_line(struct waiter **link, struct waiter **woken)
+{
+	struct waiter *w = *link;
+
+	*link = w->next;
+	w->next = *woken;
+	*woken = w;
+}
+
+/* Ends the writer's turn (lock held on entry, released): the threads whose
+ * records are settled leave the line and are woken, and so is the one
+ * waiting longest of the others, to write them unless a thread that is
+ * running writes them first: the role does not wait for a thread to wake. */
+static void finish_turn(void)
+{
+	struct waiter **link = &j.line, **oldest = NULL, *woken = NULL;
+
+	while (*link != NULL) {
+		struct waiter *w = *link;
+		if (w->end > j.settled) {
+			oldest = link;
+			link = &w->next;
+			continue;
+		}
+		w->settled = true;
+		w->durable = !given_up(w->start, w->end);
+		leave_line(link, &woken);
+	}
+	j.writing = false;
+	if (oldest != NULL)
+		leave_line(oldest, &woken);
+	pthread_mutex_unlock(&j.lock);
+	while (woken != NULL) {
+		struct waiter *w = woken;
+		woken = w->next;          /* w is gone once it is woken */
+		sem_post(&w->wake);
+	}
+}
+
 bool journal_wait(void)
 {
-	if (!j.enabled || my_end == 0)
+	struct waiter me;
+
+	if (!j.enabled || mine == NULL || mine->len == 0)
 		return true;
 	pthread_mutex_lock(&j.lock);
-	while (j.settled < my_end) {
-		if (j.writing)
-			pthread_cond_wait(&j.written, &j.lock);
-		else
-			lead();
-	}
-	bool durable = !given_up(my_start, my_end);
-	pthread_mutex_unlock(&j.lock);
-	my_start = my_end = 0;
-	return durable;
+	me.start = j.appended;
+	buf_append(&j.pending, mine->data, mine->len);
+	j.appended += mine->len;
+	me.end = j.appended;
+	buf_reset(mine);
+	if (!take_turn(&me))
+		return me.durable;
+	write_pending();              /* my records are pending: they go now */
+	me.durable = !given_up(me.start, me.end);
+	finish_turn();
+	return me.durable;
 }
 
 uint64_t journal_failures(void)
@@ -332,30 +462,23 @@ void journal_rotate(void)
 	if (fd < 0)
 		return;               /* logged; keep writing to the old one */
 
+	struct waiter me = { .end = UINT64_MAX };   /* never settled: becomes the writer */
 	pthread_mutex_lock(&j.lock);
-	while (j.writing)
-		pthread_cond_wait(&j.written, &j.lock);
+	take_turn(&me);
 	int old_fd = j.fd;
 	j.fd = fd;
 	j.good_size = segment_size(NULL);
 	j.torn = false;
 	j.segment = next;
 	j.rotated_at = j.appended;
-	pthread_mutex_unlock(&j.lock);
+	finish_turn();
 	close(old_fd);
 	j.gap_free = true;
 }
 
 static bool write_marker(char type, uint64_t seq, uint32_t take)
 {
-	pthread_mutex_lock(&j.lock);
-	size_t before = j.pending.len;
-	if (my_end == 0)
-		my_start = j.appended;
-	encode_marker(&j.pending, type, seq, take);
-	j.appended += j.pending.len - before;
-	my_end = j.appended;
-	pthread_mutex_unlock(&j.lock);
+	encode_marker(my_records(), type, seq, take);
 	return journal_wait();
 }
 
@@ -398,6 +521,7 @@ bool journal_snapshot(uint64_t seq, uint32_t take)
 	if (!j.enabled || !j.gap_free)
 		return false;
 	buf_init(&b);
+	batch_start(&b);
 	encode_snapshot(&b, seq, take);
 	uint64_t number = j.segment - 1;
 	int fd = create_segment(number, true, &b);
@@ -720,6 +844,11 @@ int journal_open(const char *dir, bool sync, struct journal_replay *replay, char
 	size_t count;
 
 	memset(replay, 0, sizeof(*replay));
+	pthread_once(&mine_once, create_mine_key);
+	if (mine_key_error != 0) {
+		snprintf(error, error_size, "cannot create a thread key: %s", strerror(mine_key_error));
+		return -1;
+	}
 	j.dir = xstrdup(dir);
 	j.sync = sync;
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
@@ -734,6 +863,7 @@ int journal_open(const char *dir, bool sync, struct journal_replay *replay, char
 		return -1;
 	}
 	buf_init(&base);
+	batch_start(&base);
 	restore(&r, replay, &base);
 	j.segment = count ? numbers[count - 1] + 2 : 2;
 	j.fd = create_segment(j.segment, true, &base);
@@ -748,6 +878,7 @@ int journal_open(const char *dir, bool sync, struct journal_replay *replay, char
 	for (size_t i = 0; i < count; i++)       /* superseded by the base segment */
 		delete_segment(numbers[i]);
 	free(numbers);
+	batch_start(&j.pending);
 	j.enabled = true;
 	return 0;
 }
@@ -756,12 +887,11 @@ void journal_close(void)
 {
 	if (!j.enabled)
 		return;
+	struct waiter me = { .end = UINT64_MAX };
 	pthread_mutex_lock(&j.lock);
-	while (j.writing)
-		pthread_cond_wait(&j.written, &j.lock);
-	if (j.settled < j.appended)
-		lead();
-	pthread_mutex_unlock(&j.lock);
+	take_turn(&me);
+	write_pending();
+	finish_turn();
 	close(j.fd);
 	j.fd = -1;
 	j.enabled = false;
