@@ -10,9 +10,9 @@
  * takes <= take), and the snapshot's own records (snapshot.c).  A torn
  * batch at a segment's end is ignored: a write the crash cut off, so its
  * requests had no answer yet (unless a power cut without journal_sync
- * lost what the kernel had taken).  Damaged bytes elsewhere are skipped up to the next batch whose
- * length and hash hold, and counted; a file that is no segment is renamed
- * *.damaged.
+ * lost what the kernel had taken).  Damaged bytes elsewhere are skipped
+ * up to the next batch whose length and hash hold, and counted; a file
+ * that is no segment is renamed *.damaged.
  *
  * A write the disk refuses (ENOSPC, EIO, cut short) is given up: the file
  * is cut back to `good_size` before anything else is appended, and the
