@@ -470,7 +470,11 @@ void counter_view(const struct counter *c, struct counter_view *out)
 	out->period = c->period;
 	out->key = c->key;
 	out->key_len = c->key_len;
-	out->in_flight = c->delta ? &c->delta->in_flight : &zero;
+}
+
+const struct metric_values *counters_in_flight(const struct counter *c)
+{
+	return c->delta ? &c->delta->in_flight : &zero;
 }
 
 bool counters_wants_read_back(const struct counter *c)

@@ -83,16 +83,19 @@ void counters_refreshed(struct counter *c, const struct metric_values *total, ui
 
 /* ---- the flusher ---- */
 
-/* What the flusher and the loader need to know of a key.  The key is
- * immutable; in_flight may be read without a lock by the flusher, the only
- * thread that changes it, while the key is in its batch. */
+/* What the flusher and the loader need to know of a key: immutable, read
+ * without a lock. */
 struct counter_view {
 	int period;
 	const char *key;
 	size_t key_len;
-	const struct metric_values *in_flight;   /* zeros when there are none */
 };
 void counter_view(const struct counter *c, struct counter_view *out);
+/* The flusher alone, for a key in its batch: the increments in flight.  It
+ * is the only thread that changes them, and a delta with anything in
+ * flight is never freed, so it reads them without the lock.  Zeros when
+ * there are none. */
+const struct metric_values *counters_in_flight(const struct counter *c);
 
 /* True when requests wait for the key's totals: such keys are read back
  * inside a flush's transaction. */

@@ -395,7 +395,7 @@ static bool resolve_unknown(struct flusher *f)
 		log_notice("flush %llu was committed before the connection broke",
 			   (unsigned long long)f->unknown_seq);
 		if (f->written.count != f->batch.count) {      /* replayed from the journal */
-			rowset_fill(&f->written, &f->batch);
+			rowset_fill(&f->written, &f->batch, true);
 			f->read_back.count = 0;
 		}
 		requeue_refused(f);
@@ -445,7 +445,7 @@ static bool flush(struct flusher *f)
 		return true;
 	}
 	ensure_tables(f);
-	rowset_fill(&f->written, &f->batch);
+	rowset_fill(&f->written, &f->batch, true);
 	rowset_pick(&f->read_back, &f->written, counters_wants_read_back);
 
 	int64_t started = clock_ms();

@@ -173,7 +173,7 @@ static void load_counters(struct loader_thread *t, struct counter_batch *batch)
 	uint32_t epoch = counters_epoch();
 	size_t done = 0;
 
-	rowset_fill(&t->rows, batch);
+	rowset_fill(&t->rows, batch, false);
 	bool ok = select_rows(t, &done);
 	for (size_t i = 0; i < t->rows.count; i++) {
 		const struct store_row *row = &t->rows.rows[i];
@@ -390,7 +390,7 @@ static bool refresh(struct loader_thread *t)
 			continue;
 		uint32_t epoch = counters_epoch();
 		size_t done = 0;
-		rowset_fill(&t->rows, &batch);
+		rowset_fill(&t->rows, &batch, false);
 		if (read)
 			select_rows(t, &done);
 		for (size_t i = 0; i < t->rows.count; i++) {

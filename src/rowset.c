@@ -159,7 +159,7 @@ static void reserve(struct rowset *r, size_t count)
 	}
 }
 
-void rowset_fill(struct rowset *r, struct counter_batch *batch)
+void rowset_fill(struct rowset *r, struct counter_batch *batch, bool in_flight)
 {
 	struct sort_entry *e = xcalloc(batch->count + 1, sizeof(*e));
 
@@ -178,8 +178,9 @@ void rowset_fill(struct rowset *r, struct counter_batch *batch)
 		struct counter_view v;
 		counter_view(e[i].counter, &v);
 		batch->keys[i] = r->keys[i] = e[i].counter;
-		r->rows[i] = (struct store_row){ .key = v.key, .key_len = v.key_len,
-						 .values = *v.in_flight };
+		r->rows[i] = (struct store_row){ .key = v.key, .key_len = v.key_len };
+		if (in_flight)
+			r->rows[i].values = *counters_in_flight(e[i].counter);
 		r->rows[i].time = periods_time(v.period, &r->rows[i].time_len);
 	}
 	free(e);

@@ -27,8 +27,10 @@ struct rowset {
 	size_t cap;
 };
 
-/* Sorts the batch and makes the rowset of it (replacing what r held). */
-void rowset_fill(struct rowset *r, struct counter_batch *batch);
+/* Sorts the batch and makes the rowset of it (replacing what r held);
+ * with `in_flight` (the flusher's batch only) the rows carry the keys'
+ * increments in flight, else zeros. */
+void rowset_fill(struct rowset *r, struct counter_batch *batch, bool in_flight);
 /* The rows of `all` whose keys `keep` picks, in the same order. */
 void rowset_pick(struct rowset *out, const struct rowset *all, bool (*keep)(const struct counter *c));
 void rowset_free(struct rowset *r);

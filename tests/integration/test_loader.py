@@ -388,6 +388,27 @@ def test_reloads_with_new_queries_and_time_patterns_never_run_out(tallyd, store)
     assert client.ask(client_address="192.0.2.53") == DEFER
 
 
+@pytest.mark.concurrency
+def test_refreshes_under_load_count_every_request(tallyd, store):
+    """The loader re-reads the totals quotas use while workers count the
+    same keys and the flusher writes them (a race there read a key's
+    increments in flight while a worker replaced them; TSan's run of this
+    test catches it)."""
+    from test_reliability import Load, counted
+    store.load_howto_tables()
+    port = free_port()
+    daemon = tallyd(howto_config(port, store.config(), threshold=10 ** 9).replace(
+        "flush_interval = 0.2;", "flush_interval = 0.1; refresh_interval = 0.2;"),
+        wait_port=port)
+    load = Load(port, connections=16, keys=40)
+    wait_for(lambda: load.answers.get("dunno", 0) > 4000 and
+             int(daemon.stats()["loader_refreshes"]) >= 5, 60, "load across refreshes")
+    accepted = load.finish()
+    daemon.ctl("flush")
+    assert load.failures == [] and load.doubtful == 0
+    assert counted(store) == accepted
+
+
 def test_stale_user_config_is_used_while_the_database_is_away(tallyd, private_db):
     private_db.load_howto_tables()
     add_policy(private_db, "192.0.2.52", '{"quota_count":"3"}', 1)

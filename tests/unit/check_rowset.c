@@ -57,7 +57,7 @@ START_TEST(test_rows_come_sorted_by_period_then_key_each_once)
 		added++;
 	}
 	counters_take_pending(&batch);
-	rowset_fill(&r, &batch);
+	rowset_fill(&r, &batch, true);
 	ck_assert_uint_eq(r.count, batch.count);
 	uint64_t messages = 0;
 	for (size_t i = 0; i < r.count; i++) {
