@@ -18,6 +18,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS `acct_client_address_time_key`
   ON `acct_client_address` (`key`, `time`);
 CREATE INDEX IF NOT EXISTS `acct_client_address_time`
   ON `acct_client_address` (`time`);
+-- Keys compared as mtpolicyd's MySQL tables compare them: ASCII case and
+-- trailing spaces folded (one client: Alice@Example.org, "alice@example.org ");
+-- the row keeps the spelling that created it.
+CREATE UNIQUE INDEX IF NOT EXISTS `acct_client_address_key_folded`
+  ON `acct_client_address` (lower(rtrim(`key`, ' ')), `time`);
 
 CREATE TABLE IF NOT EXISTS `tallyd_flushes` (
   `instance` TEXT NOT NULL PRIMARY KEY,

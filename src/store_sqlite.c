@@ -176,6 +176,24 @@ static void sqlite_rollback(struct store *s)
 	sqlite3_exec(((struct sqlite_store *)s)->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+/* A key as SQLite compares it here: ASCII case (SQLite's lower() folds
+ * ASCII alone) and trailing spaces folded, as keyfold.h does. */
+#define FOLDED(x) "lower(rtrim(" x ",' '))"
+
+/* The unique index the upsert counts on: keys folded, so that one client's
+ * spellings share a row, which keeps the spelling that created it.  A table
+ * that holds two spellings of a key already cannot have it: it keeps
+ * comparing bytes, and says so. */
+static void ensure_folded_index(struct sqlite_store *q, const char *table)
+{
+	buf_reset(&q->sql);
+	buf_printf(&q->sql, "CREATE UNIQUE INDEX IF NOT EXISTS `%s_key_folded` ON `%s` ("
+		   FOLDED("`key`") ", `time`)", table, table);
+	if (exec(q, q->sql.data, "indexing folded keys") != STORE_OK)
+		log_warning("SQLite table %s: %s; it holds a key in two spellings (ASCII case, "
+			    "trailing spaces), so they stay two rows", table, q->base.error);
+}
+
 /* mtpolicyd's SQLite tables lack UNIQUE(key, time), which the upsert needs,
  * and an index on time, which the loader's reads of a period need: both are
  * added to tables that exist already. */
@@ -193,7 +211,30 @@ static enum store_status sqlite_ensure_table(struct store *s, const char *table)
 		   "CREATE UNIQUE INDEX IF NOT EXISTS `%s_time_key` ON `%s` (`key`, `time`); "
 		   "CREATE INDEX IF NOT EXISTS `%s_time` ON `%s` (`time`);",
 		   table, table, table, table, table);
-	return exec(q, q->sql.data, "creating an accounting table");
+	enum store_status status = exec(q, q->sql.data, "creating an accounting table");
+	if (status == STORE_OK)
+		ensure_folded_index(q, table);
+	return status;
+}
+
+/* The upsert's text: on a folded key's row when the table has the index
+ * for it, else on the exact key's. */
+static void upsert_sql(struct sqlite_store *q, const char *table, size_t count, bool folded)
+{
+	buf_reset(&q->sql);
+	buf_printf(&q->sql, "INSERT INTO `%s` (`key`,`time`,`count`,`count_rcpt`,`size`,"
+		   "`size_rcpt`) VALUES ", table);
+	for (size_t i = 0; i < count; i++)
+		buf_append_str(&q->sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
+	/* a total stops at INT64_MAX, SQLite's largest integer (beyond it a
+	 * sum would turn into an inexact REAL) */
+	buf_append_str(&q->sql, folded ? " ON CONFLICT(" FOLDED("`key`") ",`time`) DO UPDATE SET " :
+		       " ON CONFLICT(`key`,`time`) DO UPDATE SET ");
+	for (int v = 0; v < METRIC_COUNT_OF; v++)
+		buf_printf(&q->sql, "%s`%s`=CASE WHEN excluded.`%s`>%lld-`%s` THEN %lld "
+			   "ELSE `%s`+excluded.`%s` END", v ? "," : "", metric_names[v],
+			   metric_names[v], (long long)INT64_MAX, metric_names[v],
+			   (long long)INT64_MAX, metric_names[v], metric_names[v]);
 }
 
 static enum store_status upsert_chunk(struct sqlite_store *q, const char *table,
@@ -204,20 +245,12 @@ static enum store_status upsert_chunk(struct sqlite_store *q, const char *table,
 
 	snprintf(name, sizeof(name), "upsert %s %zu", table, count);
 	sqlite3_stmt *stmt = cached(q, name);
+	if (stmt == NULL) {         /* the folded index missing: prepare says so */
+		upsert_sql(q, table, count, true);
+		stmt = prepare_as(q, name, q->sql.data, &rc);
+	}
 	if (stmt == NULL) {
-		buf_reset(&q->sql);
-		buf_printf(&q->sql, "INSERT INTO `%s` (`key`,`time`,`count`,`count_rcpt`,`size`,"
-			   "`size_rcpt`) VALUES ", table);
-		for (size_t i = 0; i < count; i++)
-			buf_append_str(&q->sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
-		/* a total stops at INT64_MAX, SQLite's largest integer (beyond
-		 * it a sum would turn into an inexact REAL) */
-		buf_append_str(&q->sql, " ON CONFLICT(`key`,`time`) DO UPDATE SET ");
-		for (int v = 0; v < METRIC_COUNT_OF; v++)
-			buf_printf(&q->sql, "%s`%s`=CASE WHEN excluded.`%s`>%lld-`%s` THEN %lld "
-				   "ELSE `%s`+excluded.`%s` END", v ? "," : "", metric_names[v],
-				   metric_names[v], (long long)INT64_MAX, metric_names[v],
-				   (long long)INT64_MAX, metric_names[v], metric_names[v]);
+		upsert_sql(q, table, count, false);
 		stmt = prepare_as(q, name, q->sql.data, &rc);
 	}
 	if (stmt == NULL)
@@ -317,9 +350,9 @@ static enum store_status select_chunk(struct sqlite_store *q, const char *table,
 	if (stmt == NULL) {
 		buf_reset(&q->sql);
 		buf_printf(&q->sql, "SELECT `key`,`count`,`count_rcpt`,`size`,`size_rcpt` FROM `%s` "
-			   "WHERE `time`=? AND `key` IN (", table);
+			   "WHERE `time`=? AND " FOLDED("`key`") " IN (", table);
 		for (size_t i = 0; i < count; i++)
-			buf_append_str(&q->sql, i ? ",?" : "?");
+			buf_append_str(&q->sql, i ? "," FOLDED("?") : FOLDED("?"));
 		buf_append_str(&q->sql, ")");
 		stmt = prepare_as(q, name, q->sql.data, &rc);
 	}
@@ -363,7 +396,7 @@ static enum store_status sqlite_reset_row(struct store *s, const char *table,
 
 	buf_reset(&q->sql);
 	buf_printf(&q->sql, "UPDATE `%s` SET `count`=0,`count_rcpt`=0,`size`=0,`size_rcpt`=0 "
-		   "WHERE `key`=? AND `time`=?", table);
+		   "WHERE " FOLDED("`key`") "=" FOLDED("?") " AND `time`=?", table);
 	sqlite3_stmt *stmt = prepare(q, q->sql.data, &rc);
 	if (stmt == NULL)
 		return no_such_table(q) ? STORE_OK : fail(q, rc, "resetting a row");

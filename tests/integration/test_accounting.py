@@ -321,18 +321,22 @@ def test_a_key_spelled_another_way_is_the_same_client_on_mtpolicyd_tables(tallyd
     assert "\ncount 2 (" in daemon.ctl("show", "client_address", "RELAY-B.example").stdout
 
 
-@pytest.mark.parametrize("tables", ["mtpolicyd", "tallyd"])
-def test_instances_see_each_others_counts_under_another_spelling(tallyd, db, tables):
-    """On MariaDB two instances share a client's row whatever spelling each
-    saw first (mtpolicyd's tables, and those tallyd creates); each one's
-    refresh reads the other's counts."""
-    if tables == "mtpolicyd":
-        mtpolicyd_table(db)
+@pytest.mark.parametrize("tables", ["mtpolicyd", "tallyd", "sqlite"])
+def test_instances_see_each_others_counts_under_another_spelling(tallyd, request, tmp_path,
+                                                                   tables):
+    """Two instances share a client's row whatever spelling each saw first
+    (MariaDB: mtpolicyd's tables and those tallyd creates; one SQLite file);
+    each one's refresh reads the other's counts."""
+    if tables == "sqlite":
+        store = SQLiteStore(str(tmp_path))
+        key_bytes = "CAST(`key` AS BLOB)"
     else:
-        db.load_howto_tables()
-        db.execute("DROP TABLE acct_client_address")     # tallyd creates it
+        store = request.getfixturevalue("db")
+        key_bytes = "CAST(`key` AS BINARY)"
+    if tables == "mtpolicyd":
+        mtpolicyd_table(store)
     ports = free_port(), free_port()
-    a, b = [tallyd(howto_config(p, db.config(), threshold=6).replace(
+    a, b = [tallyd(howto_config(p, store.config(), threshold=6).replace(
         "flush_interval = 0.2;", "flush_interval = 0.2; refresh_interval = 0.5;") +
         'instance_id = "i%d";\n' % p, wait_port=p) for p in ports]
     relay_a, relay_b = PolicyClient(port=ports[0]), PolicyClient(port=ports[1])
@@ -341,8 +345,8 @@ def test_instances_see_each_others_counts_under_another_spelling(tallyd, db, tab
         assert relay_b.ask(client_address="carol.example ") == "dunno"
     a.ctl("flush")
     b.ctl("flush")
-    assert [(bytes(k), int(c)) for k, c in db.execute(
-        "SELECT CAST(`key` AS BINARY), count FROM acct_client_address")] in \
+    assert [(bytes(k), int(c)) for k, c in store.execute(
+        "SELECT %s, count FROM acct_client_address" % key_bytes)] in \
         ([(b"Carol.Example", 6)], [(b"carol.example ", 6)])
     for daemon, relay in ((a, relay_a), (b, relay_b)):
         wait_for(lambda: "\ncount 6 " in daemon.ctl("show", "client_address",
