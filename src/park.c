@@ -38,14 +38,18 @@ int park_init(park_resume_fn resume)
 	return 0;
 }
 
+/* The flusher may still wake the lot (its last commits come after the
+ * workers stop): the list is emptied under the lock. */
 void park_free(void)
 {
-	if (timer_fd >= 0)
-		close(timer_fd);
-	timer_fd = -1;
+	pthread_mutex_lock(&lock);
 	head = tail = NULL;
 	count = 0;
 	armed_for = 0;
+	pthread_mutex_unlock(&lock);
+	if (timer_fd >= 0)
+		close(timer_fd);
+	timer_fd = -1;
 }
 
 uint64_t park_ticket(void)
