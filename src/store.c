@@ -7,6 +7,7 @@
  * the flag; `keys_waiting` is set once at start-up.
  */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +43,13 @@ void store_found_row(const char *key, size_t key_len, const struct metric_values
 		row->found = true;
 		row->values = *total;
 	}
+}
+
+enum store_status store_not_owner(struct store *s, const char *instance)
+{
+	snprintf(s->error, sizeof(s->error), "the row of instance \"%s\" in tallyd_flushes has "
+		 "another owner: another tallyd writes as it", instance);
+	return STORE_CONFLICT;
 }
 
 void store_batch_sql(struct buf *out, const char *sql, size_t count)

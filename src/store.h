@@ -150,6 +150,10 @@ void store_found_row(const char *key, size_t key_len, const struct metric_values
 		     void *sorted_rows);
 
 
+/* What a driver's sequence write or set_owner() returns when it changed no
+ * row: STORE_CONFLICT, with the error saying so. */
+enum store_status store_not_owner(struct store *s, const char *instance);
+
 /* The statement that runs `sql` for `count` keys at once: each part is
  * sql_query as a derived table, numbered, so that rows say which key they
  * answer:  SELECT 0, t.* FROM (sql) t UNION ALL SELECT 1, t.* FROM (sql) t ... */

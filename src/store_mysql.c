@@ -719,11 +719,8 @@ static enum store_status mysql_read_sequence(struct store *s, const char *instan
 static enum store_status changed_one(struct mysql_store *m, MYSQL_STMT *stmt,
 				     enum store_status status, const char *instance)
 {
-	if (status == STORE_OK && mysql_stmt_affected_rows(stmt) == 0) {
-		snprintf(m->base.error, sizeof(m->base.error), "the row of instance \"%s\" in "
-			 "tallyd_flushes has another owner: another tallyd writes as it", instance);
-		return STORE_CONFLICT;
-	}
+	if (status == STORE_OK && mysql_stmt_affected_rows(stmt) == 0)
+		return store_not_owner(&m->base, instance);
 	return status;
 }
 

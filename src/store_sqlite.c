@@ -456,11 +456,8 @@ static enum store_status sqlite_read_sequence(struct store *s, const char *insta
 static enum store_status changed_one(struct sqlite_store *q, enum store_status status,
 				     const char *instance)
 {
-	if (status == STORE_OK && sqlite3_changes(q->db) == 0) {
-		snprintf(q->base.error, sizeof(q->base.error), "the row of instance \"%s\" in "
-			 "tallyd_flushes has another owner: another tallyd writes as it", instance);
-		return STORE_CONFLICT;
-	}
+	if (status == STORE_OK && sqlite3_changes(q->db) == 0)
+		return store_not_owner(&q->base, instance);
 	return status;
 }
 

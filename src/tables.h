@@ -4,7 +4,8 @@
  * A table is table_prefix + field ("acct_client_address").  Plugins
  * register the tables they use while a config loads (Quota with uc_field
  * also at run time); a table id is a small integer that never changes.  A
- * table remembers its time patterns, the request field it keeps (for
+ * table remembers its time patterns (those a config in force uses: the
+ * others are retired after a reload), the request field it keeps (for
  * tallyctl), and whether a Quota reads it: only such tables are loaded
  * from the database.
  *

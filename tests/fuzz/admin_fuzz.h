@@ -8,6 +8,8 @@
 #ifndef TALLYD_ADMIN_FUZZ_H
 #define TALLYD_ADMIN_FUZZ_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +121,22 @@ static char *admin_fuzz_repeat(const char *data, size_t len, size_t copies)
 	for (size_t i = 0; i < copies; i++)
 		memcpy(all + i * len, data, len);
 	return all;
+}
+
+/* A fuzzer's input as a client's bytes: the first byte picks the chunk
+ * size (and, with its top bit, three copies of the rest); delivered whole
+ * and in chunks, checked; true when a request line is in. */
+static bool admin_fuzz_receive(const uint8_t *bytes, size_t size, struct admin_input *whole,
+			       struct admin_input *pieces)
+{
+	size_t step = (bytes[0] & 0x7f) % 17 + 1, copies = bytes[0] & 0x80 ? 3 : 1;
+	char *data = admin_fuzz_repeat((const char *)bytes + 1, size - 1, copies);
+	size_t len = (size - 1) * copies;
+	bool complete = admin_fuzz_deliver_both(whole, pieces, data, len, step) ==
+			ADMIN_INPUT_LINE;
+
+	free(data);
+	return complete;
 }
 
 #endif

@@ -118,12 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size)
 
 	if (size < 1)
 		return 0;
-	size_t step = (bytes[0] & 0x7f) % 17 + 1, copies = bytes[0] & 0x80 ? 3 : 1;
-	char *data = admin_fuzz_repeat((const char *)bytes + 1, size - 1, copies);
-	size_t len = (size - 1) * copies;
-	bool complete = admin_fuzz_deliver_both(&whole, &pieces, data, len, step) ==
-			ADMIN_INPUT_LINE;
-	free(data);
+	bool complete = admin_fuzz_receive(bytes, size, &whole, &pieces);
 
 	struct buf a = answer(&whole, complete), b = answer(&pieces, complete);
 	check(a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0));
