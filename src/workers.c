@@ -11,6 +11,9 @@
  * before it are written, nothing after it is read, and the connection is
  * parked (park.h) until the loader wakes it or its wait is over; then a
  * worker runs the chain again from the plugin that waited.
+ * A worker takes up to EVENTS_PER_TURN connections from one epoll_wait():
+ * it answers all of them, waits once for the journal to hold the
+ * increments behind all those answers, and only then sends them.
  * The stop eventfd is registered level-triggered (not one-shot), so once it
  * is written every worker sees it.
  */
@@ -33,7 +36,7 @@
 #include "stats.h"
 #include "workers.h"
 
-enum serve_result { KEEP_READING, KEEP_WRITING, PARK, CLOSE };
+enum serve_result { ANSWERED, KEEP_READING, KEEP_WRITING, PARK, CLOSE };
 
 struct worker {
 	pthread_t thread;
@@ -55,6 +58,9 @@ static int worker_count;
  * worker do before the others get a turn. */
 #define READ_CHUNK 16384
 #define READ_LIMIT (256 * 1024)
+/* Connections a worker takes from epoll at once: their answers share one
+ * journal wait (journal.h), so one write() covers them all. */
+#define EVENTS_PER_TURN 8
 
 static void worker_init(struct worker *w, int slot)
 {
@@ -235,29 +241,61 @@ static void log_eof(const struct worker *w, const struct connection *c)
 			  (unsigned long long)c->requests);
 }
 
-static enum serve_result serve(struct worker *w, struct connection *c)
-{
-	bool eof = false, waits;
+/* What serve_begin() left for serve_end(). */
+struct turn {
+	struct connection *c;
+	enum serve_result early;   /* ANSWERED, or the result without answers */
+	bool eof;
+	bool well_formed;
+	bool waits;
+};
 
-	if (write_pending(c) < 0)
+/* Reads what the client sent and answers it into c->out, not sent yet:
+ * the increments behind the answers go to the journal first. */
+static void serve_begin(struct worker *w, struct turn *t)
+{
+	struct connection *c = t->c;
+
+	t->eof = false;
+	t->early = ANSWERED;
+	if (write_pending(c) < 0) {
+		t->early = CLOSE;
+	} else if (buf_size(&c->out) > 0) {
+		t->early = KEEP_WRITING;      /* the client reads slowly: do not read more */
+	} else if (c->held_config == NULL && read_available(c, &t->eof) < 0) {
+		t->early = CLOSE;             /* a request that waited is answered first */
+	} else {
+		t->well_formed = answer_requests(w, c, &t->waits);
+	}
+}
+
+/* Sends the answers, once their increments are journaled. */
+static enum serve_result serve_end(struct worker *w, struct turn *t)
+{
+	struct connection *c = t->c;
+
+	if (t->early != ANSWERED)
+		return t->early;
+	if (write_pending(c) < 0 || !t->well_formed)
 		return CLOSE;
-	if (buf_size(&c->out) > 0)
-		return KEEP_WRITING;          /* the client reads slowly: do not read more */
-	/* a request that waited is answered before anything more is read */
-	if (c->held_config == NULL && read_available(c, &eof) < 0)
-		return CLOSE;
-	bool well_formed = answer_requests(w, c, &waits);
-	journal_wait();               /* the increments behind the answers first */
-	if (write_pending(c) < 0 || !well_formed)
-		return CLOSE;
-	if (waits)
+	if (t->waits)
 		return PARK;
-	if (eof) {
+	if (t->eof) {
 		log_eof(w, c);
 		return CLOSE;
 	}
 	buf_compact(&c->in, READ_CHUNK * 2);
 	return buf_size(&c->out) > 0 ? KEEP_WRITING : KEEP_READING;
+}
+
+/* Serves one connection on its own. */
+static enum serve_result serve(struct worker *w, struct connection *c)
+{
+	struct turn t = { .c = c };
+
+	serve_begin(w, &t);
+	journal_wait();
+	return serve_end(w, &t);
 }
 
 /* The sweep's deadline for `seconds` from `since`: both are whole seconds
@@ -327,47 +365,67 @@ static void resume(struct connection *c)
 	}
 }
 
-/* Serves the connection a worker took from epoll; afterwards the
- * connection is in epoll again, parked, or closed. */
-static void serve_event(struct worker *w, struct connection *c)
+/* After serve_end(): the connection goes back to epoll, is parked, or is
+ * closed; either way it is not this thread's any more. */
+static void serve_finish(struct worker *w, struct connection *c, enum serve_result r)
 {
-	take(c);
-	worker_enter(w);
-	enum serve_result r = serve(w, c);
 	while (r == PARK && !park(c, c->chain.ticket, c->wait_deadline))
 		r = serve(w, c);              /* its value came already: go on */
-	if (r == KEEP_READING || r == KEEP_WRITING)
-		set_deadline(w, c);
-	live_leave();
 	if (r == PARK)
-		return;                       /* not ours any more */
+		return;
 	if (r == CLOSE) {
 		close_connection(c);
 		return;
 	}
+	set_deadline(w, c);
 	if (arm(c, EPOLL_CTL_MOD, r == KEEP_WRITING ? EPOLLOUT : EPOLLIN) < 0) {
 		log_error("%s: cannot re-arm the connection: %s", c->peer, strerror(errno));
 		close_connection(c);
 	}
 }
 
+/* Serves the connections of one epoll_wait() together: all are answered,
+ * then one journal wait covers the increments behind all the answers,
+ * then the answers are sent.  False when the stop event was among them. */
+static bool serve_events(struct worker *w, const struct epoll_event *events, int n)
+{
+	struct turn turns[EVENTS_PER_TURN];
+	int count = 0;
+	bool stop = false;
+
+	worker_enter(w);
+	for (int i = 0; i < n; i++) {
+		if (events[i].data.ptr == NULL) {
+			stop = true;              /* stop_fd: shutting down */
+			continue;
+		}
+		turns[count].c = events[i].data.ptr;
+		take(turns[count].c);
+		serve_begin(w, &turns[count++]);
+	}
+	journal_wait();
+	for (int i = 0; i < count; i++)
+		serve_finish(w, turns[i].c, serve_end(w, &turns[i]));
+	live_leave();
+	return !stop;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	struct epoll_event ev;
+	struct epoll_event events[EVENTS_PER_TURN];
 
 	stats_bind(w->slot);
 	for (;;) {
-		int n = epoll_wait(epoll_fd, &ev, 1, -1);
+		int n = epoll_wait(epoll_fd, events, EVENTS_PER_TURN, -1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
 			log_error("worker: epoll_wait failed: %s", strerror(errno));
 			break;
 		}
-		if (ev.data.ptr == NULL)
-			break;                /* stop_fd: shutting down */
-		serve_event(w, ev.data.ptr);
+		if (!serve_events(w, events, n))
+			break;
 	}
 	return NULL;
 }
