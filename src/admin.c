@@ -21,8 +21,12 @@ char *admin_input_space(struct admin_input *in, size_t *room)
 
 enum admin_input_state admin_input_add(struct admin_input *in, size_t n)
 {
+	const char *added = in->text + in->len;
+
 	in->len += n;
 	in->text[in->len] = '\0';
+	if (memchr(added, '\0', n) != NULL)
+		return ADMIN_INPUT_NO_LINE;     /* not a text line: answered at once */
 	if (strchr(in->text, '\n') != NULL)
 		return ADMIN_INPUT_LINE;
 	return n > 0 && in->len + 1 < sizeof(in->text) ? ADMIN_INPUT_MORE : ADMIN_INPUT_NO_LINE;

@@ -57,14 +57,18 @@ START_TEST(test_a_client_that_stops_or_fills_8_kib_without_a_newline_is_cut)
 }
 END_TEST
 
-START_TEST(test_a_nul_byte_hides_a_later_newline)
+START_TEST(test_a_nul_byte_is_answered_at_once_not_at_the_deadline)
 {
 	struct admin_input in;
 	size_t room;
 
 	admin_input_init(&in);
 	memcpy(admin_input_space(&in, &room), "stats\0\n", 7);
-	ck_assert_int_eq(admin_input_add(&in, 7), ADMIN_INPUT_MORE);
+	ck_assert_int_eq(admin_input_add(&in, 7), ADMIN_INPUT_NO_LINE);
+	admin_input_init(&in);
+	ck_assert_int_eq(add(&in, "sta"), ADMIN_INPUT_MORE);
+	memcpy(admin_input_space(&in, &room), "ts\0", 3);
+	ck_assert_int_eq(admin_input_add(&in, 3), ADMIN_INPUT_NO_LINE);
 }
 END_TEST
 
@@ -145,7 +149,7 @@ static Suite *admin_suite(void)
 
 	tcase_add_test(input, test_a_request_is_in_at_its_newline_whatever_the_reads);
 	tcase_add_test(input, test_a_client_that_stops_or_fills_8_kib_without_a_newline_is_cut);
-	tcase_add_test(input, test_a_nul_byte_hides_a_later_newline);
+	tcase_add_test(input, test_a_nul_byte_is_answered_at_once_not_at_the_deadline);
 	tcase_add_test(input, test_only_get_metrics_and_get_root_ask_for_the_metrics);
 	tcase_add_test(command, test_a_key_with_spaces_stays_one_argument_between_tabs);
 	tcase_add_test(command, test_a_line_typed_by_hand_splits_at_runs_of_spaces);
