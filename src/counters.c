@@ -577,38 +577,42 @@ uint32_t counters_refused(struct counter *c)
 	return take;
 }
 
-static bool evictable(const struct counter *c)
-{
-	return c->delta == NULL && c->flags == 0 &&
-	       c->state != LOAD_QUEUED && !periods_is_live(c->period);
-}
-
 /* Nothing to write and no thread holds it (shard locked). */
 static bool clean(const struct counter *c)
 {
 	return c->delta == NULL && c->flags == 0 && c->state != LOAD_QUEUED;
 }
 
-/* Evicts up to `want` clean keys of shard s (locked); returns how many. */
-static size_t evict_clean(struct shard *s, size_t want)
+/* Clean, and of a period no quota reads any more. */
+static bool stale(const struct counter *c)
 {
-	size_t evicted = 0;
+	return clean(c) && !periods_is_live(c->period);
+}
 
-	for (size_t b = 0; b < s->bucket_count && evicted < want; b++) {
-		for (struct counter **link = &s->buckets[b], *c; (c = *link) != NULL && evicted < want;) {
-			if (clean(c)) {
-				*link = c->next;
-				periods_key_evicted(c->period);
-				periods_key_removed(c->period);
-				free(c);
-				s->count--;
-				evicted++;
-			} else {
+/* Removes up to `want` keys of shard s (locked) for which `doomed` holds;
+ * returns how many.  Under memory pressure (`pressure`), a live period
+ * that loses a key is told so: a key absent from it is no longer zero. */
+static size_t remove_keys(struct shard *s, bool (*doomed)(const struct counter *), bool pressure,
+			  size_t want)
+{
+	size_t removed = 0;
+
+	for (size_t b = 0; b < s->bucket_count && removed < want; b++) {
+		for (struct counter **link = &s->buckets[b], *c; (c = *link) != NULL && removed < want;) {
+			if (!doomed(c)) {
 				link = &c->next;
+				continue;
 			}
+			*link = c->next;
+			if (pressure)
+				periods_key_evicted(c->period);
+			periods_key_removed(c->period);
+			free(c);
+			s->count--;
+			removed++;
 		}
 	}
-	return evicted;
+	return removed;
 }
 
 size_t counters_evict_over(size_t max)
@@ -631,7 +635,7 @@ size_t counters_evict_over(size_t max)
 			size_t over = total - evicted - target;
 			size_t want = pass ? over : over / (size_t)(SHARD_COUNT - n) + 1;
 			pthread_mutex_lock(&s->lock);
-			evicted += evict_clean(s, want);
+			evicted += remove_keys(s, clean, true, want);
 			pthread_mutex_unlock(&s->lock);
 		}
 	}
@@ -647,22 +651,9 @@ size_t counters_evict_stale(void)
 	if (!periods_any_past())
 		return 0;                       /* no key to look for */
 	for (int i = 0; i < SHARD_COUNT; i++) {
-		struct shard *s = &shards[i];
-		pthread_mutex_lock(&s->lock);
-		for (size_t b = 0; b < s->bucket_count; b++) {
-			for (struct counter **link = &s->buckets[b], *c; (c = *link) != NULL;) {
-				if (evictable(c)) {
-					*link = c->next;
-					periods_key_removed(c->period);
-					free(c);
-					s->count--;
-					evicted++;
-				} else {
-					link = &c->next;
-				}
-			}
-		}
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_lock(&shards[i].lock);
+		evicted += remove_keys(&shards[i], stale, false, SIZE_MAX);
+		pthread_mutex_unlock(&shards[i].lock);
 	}
 	return evicted;
 }
