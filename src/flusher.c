@@ -379,6 +379,13 @@ static void pass_row(struct flusher *f, const char *next)
 	}
 	if (status == STORE_CONFLICT)
 		f->seq_known = false;
+	if (next[0] == '\0') {               /* stopping: nothing is retried */
+		log_warning("freeing instance %s's row at stop failed: %s; a start on this host "
+			    "takes it back at once, another after its %d s lease", identity_instance(),
+			    status == STORE_CONFLICT ? "another process holds it" : f->store->error,
+			    IDENTITY_LEASE);
+		return;
+	}
 	sequence_failed(f, status, "renewing the instance's lease");
 }
 
