@@ -112,8 +112,14 @@ static void show_metrics(struct buf *out, int period, const char *key, size_t ke
 	const char *time = periods_time(period, &time_len);
 
 	counters_peek(period, key, key_len, &flushed, &in_flight, &pending, &loaded);
-	buf_printf(out, "ok\ntable %s\nkey %.*s\ntime %.*s\n", tables_name(periods_table(period)),
-		   (int)key_len, key, (int)time_len, time);
+	buf_printf(out, "ok\ntable %s\nkey ", tables_name(periods_table(period)));
+	for (size_t i = 0; i < key_len; i++) {   /* a long key's row holds a newline */
+		if (key[i] == '\n')
+			buf_append_str(out, "\\n");
+		else
+			buf_append(out, key + i, 1);
+	}
+	buf_printf(out, "\ntime %.*s\n", (int)time_len, time);
 	for (int m = 0; m < METRIC_COUNT_OF; m++)
 		buf_printf(out, "%s %llu (flushed %llu, in flight %llu, pending %llu)\n",
 			   metric_names[m], (unsigned long long)total.v[m],
@@ -147,8 +153,14 @@ static void command_key(struct buf *out, char **args, int count)
 	char long_form[ACCOUNTING_VALUE_MAX];
 	size_t key_len = strlen(args[2]);
 	const char *key = accounting_key(args[2], &key_len, long_form);
-	const char *time = count == 4 ? args[3] :
-		timekey_now(pattern[0] ? pattern : "%Y-%m", &time_len);
+	const char *time_pattern = pattern[0] ? pattern : "%Y-%m";
+	if (count == 4 && !timekey_matches(time_pattern, args[3])) {
+		buf_printf(out, "error: '%s' is no time of table %s (time_pattern \"%s\", such as %s)\n",
+			   args[3], tables_name(ids[0]), time_pattern,
+			   timekey_now(time_pattern, &time_len));
+		return;
+	}
+	const char *time = count == 4 ? args[3] : timekey_now(time_pattern, &time_len);
 	int period = periods_get(ids[0], time, strlen(time));
 	if (period < 0) {
 		buf_append_str(out, "error: no period can be kept for that time now\n");

@@ -67,3 +67,12 @@ bool timekey_pattern_is_valid(const char *pattern)
 
 	return pattern[0] != '\0' && format(pattern, time(NULL), out) > 0;
 }
+
+bool timekey_matches(const char *pattern, const char *key)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof(tm));
+	const char *end = strptime(key, pattern, &tm);
+	return end != NULL && *end == '\0';
+}

@@ -25,4 +25,8 @@ const char *timekey_now(const char *pattern, size_t *len);
 /* True when the pattern gives a usable key (for config checks). */
 bool timekey_pattern_is_valid(const char *pattern);
 
+/* True when `key` is one the pattern can give ("2026-11" for "%Y-%m",
+ * not "2026-1x"): tallyctl's TIME is checked with it. */
+bool timekey_matches(const char *pattern, const char *key);
+
 #endif

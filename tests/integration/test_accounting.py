@@ -403,6 +403,24 @@ def test_tallyctl_takes_a_key_with_spaces_as_one_argument(tallyd, store):
     assert refused.returncode == 2 and "tab" in refused.stderr
 
 
+def test_tallyctl_refuses_a_time_its_table_cannot_have(tallyd, store):
+    """A TIME that the table's time_pattern cannot give is refused, not
+    shown as an empty period of its own."""
+    port = free_port()
+    daemon = tallyd(howto_config(port, store.config()), wait_port=port)
+    assert PolicyClient(port=port).ask(client_address="192.0.2.92") == "dunno"
+    now = time.strftime("%Y-%m")
+    assert "\ncount 1 " in daemon.ctl("show", "client_address", "192.0.2.92", now).stdout
+    for bad in ("2026-1x", "2026-11-01", "november"):
+        refused = daemon.ctl("show", "client_address", "192.0.2.92", bad, check=False)
+        assert refused.returncode != 0
+        assert "'%s' is no time of table acct_client_address" % bad in refused.stderr + refused.stdout
+        assert "%Y-%m" in refused.stderr + refused.stdout
+    refused = daemon.ctl("reset", "client_address", "192.0.2.92", "2026-1x", check=False)
+    assert refused.returncode != 0
+    assert "\ncount 1 " in daemon.ctl("show", "client_address", "192.0.2.92").stdout
+
+
 def test_keys_of_every_length_are_written_exactly(tallyd, store):
     """Flushes of short, then ever longer, then short keys again: the rows
     of each reach the database as they are."""

@@ -255,6 +255,8 @@ def test_long_keys_are_counted_apart_and_enforced(tallyd, request, tmp_path, dri
     assert rows == {long_form(one): 2, long_form(other): 1}
     shown = daemon.ctl("show", "sender", one.decode()).stdout
     assert "\ncount 2 " in shown
+    # one line per field: the newline in the long form is shown escaped
+    assert "\nkey %s\n" % long_form(one).decode().replace("\n", "\\n") in shown
 
 
 @pytest.mark.slow
