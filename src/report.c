@@ -6,6 +6,7 @@
  * calls it.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "connection.h"
@@ -115,11 +116,30 @@ static void label(struct buf *out, const char *value)
 	}
 }
 
-static void metric(struct buf *out, const char *name, const char *type, const char *help,
-		   double value)
+/* A sample value as a reader would write it: 1000000, not 1e+06;
+ * 0.002209739 (the shortest form that reads back as the same double), not
+ * 0.0022097390000000001. */
+static void value(struct buf *out, double v)
 {
-	buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name,
-		   value);
+	char text[32];
+
+	if (v < 9007199254740992.0 && v > -9007199254740992.0 && v == (double)(int64_t)v) {
+		buf_printf(out, "%lld\n", (long long)v);   /* a count: all its digits */
+		return;
+	}
+	for (int precision = 1; precision <= 17; precision++) {
+		snprintf(text, sizeof(text), "%.*g", precision, v);
+		if (strtod(text, NULL) == v)
+			break;
+	}
+	buf_printf(out, "%s\n", text);
+}
+
+static void metric(struct buf *out, const char *name, const char *type, const char *help,
+		   double v)
+{
+	buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s ", name, help, name, type, name);
+	value(out, v);
 }
 
 static void object_metrics(struct buf *out, const struct config *config)
@@ -128,21 +148,28 @@ static void object_metrics(struct buf *out, const struct config *config)
 					     "tallyd_plugin_answers_total",
 					     "tallyd_plugin_waits_total",
 					     "tallyd_plugin_seconds_total" };
+	static const char *const help[] = {
+		"Requests that ran the plugin.",
+		"Requests the plugin answered (a Quota's deferrals, an Action's answers).",
+		"Runs of the plugin that waited for the database.",
+		"Seconds spent in the plugin." };
 
 	for (int which = 0; which < 4; which++) {
-		buf_printf(out, "# TYPE %s counter\n", names[which]);
+		buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", names[which], help[which],
+			   names[which]);
 		for (size_t i = 0; i < config->vhost_count; i++) {
 			const struct vhost *v = &config->vhosts[i];
 			for (size_t j = 0; j < v->plugin_count; j++) {
 				struct object_totals o;
 				object_stats_read(v->plugins[j]->stats, &o);
-				double value[4] = { (double)o.calls, (double)o.answers, (double)o.waits,
+				double values[4] = { (double)o.calls, (double)o.answers, (double)o.waits,
 						    (double)o.nanoseconds / 1e9 };
 				buf_printf(out, "%s{vhost=\"", names[which]);
 				label(out, v->name);
 				buf_append_str(out, "\",plugin=\"");
 				label(out, v->plugins[j]->name);
-				buf_printf(out, "\"} %.17g\n", value[which]);
+				buf_append_str(out, "\"} ");
+				value(out, values[which]);
 			}
 		}
 	}

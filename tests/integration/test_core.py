@@ -3,6 +3,7 @@ the protocol's edge cases, limits and timeouts, signals, daemon mode,
 privileges, reload and the admin interfaces."""
 import os
 import pwd
+import re
 import resource
 import signal
 import socket
@@ -352,6 +353,13 @@ def test_prometheus_metrics(tallyd):
     assert "tallyd_requests_total 3" in body
     assert 'tallyd_answers_total{action="ok"} 3' in body
     assert 'tallyd_plugin_calls_total{vhost="port %d",plugin="a"} 3' % port in body
+    # every metric has its HELP and TYPE, and every value is written plainly
+    helped = set(re.findall(r"^# HELP (\w+) \S", body, re.M))
+    typed = set(re.findall(r"^# TYPE (\w+) (?:counter|gauge)$", body, re.M))
+    samples = re.findall(r"^(\w+)(?:\{[^}]*\})? (\S+)$", body, re.M)
+    assert samples and {name for name, _ in samples} <= helped == typed
+    for name, text in samples:
+        assert text == repr(float(text)).removesuffix(".0"), (name, text)
 
 
 def test_slow_and_idle_admin_clients_hold_back_no_other(tallyd):
