@@ -139,7 +139,7 @@ static void command_key(struct buf *out, char **args, int count)
 	size_t time_len;
 
 	if (count < 3 || count > 4) {
-		buf_printf(out, "error: usage: %s FIELD KEY [TIME]\n", args[0]);
+		buf_printf(out, "usage: %s FIELD KEY [TIME]\n", args[0]);
 		return;
 	}
 	int found = tables_for(args[1], ids, 8, pattern);
@@ -177,7 +177,7 @@ static void command_key(struct buf *out, char **args, int count)
 static void command_forget(struct buf *out, char **args, int count)
 {
 	if (count != 3) {
-		buf_append_str(out, "error: usage: forget FIELD KEY\n");
+		buf_append_str(out, "usage: forget FIELD KEY\n");
 		return;
 	}
 	if (usercache_forget(args[1], args[2], strlen(args[2])) == 0) {
@@ -194,7 +194,7 @@ static void run_command(struct buf *out, char *line)
 	int count = admin_split_command(line, args);
 
 	if (count == 0) {
-		buf_append_str(out, "error: no command\n");
+		buf_append_str(out, "usage: no command (stats, show, reset, forget, flush, reload)\n");
 	} else if (strcmp(args[0], "stats") == 0) {
 		buf_append_str(out, "ok\n");
 		report_stats(out, live_enter(), started);
@@ -217,7 +217,7 @@ static void run_command(struct buf *out, char *line)
 				   why.data ? why.data : "");
 		buf_free(&why);
 	} else {
-		buf_printf(out, "error: unknown command '%s' (stats, show, reset, forget, flush, "
+		buf_printf(out, "usage: unknown command '%s' (stats, show, reset, forget, flush, "
 			   "reload)\n", args[0]);
 	}
 }

@@ -4,7 +4,8 @@
  *
  * tallyctl sends one line ("stats", "show FIELD KEY [TIME]", "reset FIELD
  * KEY [TIME]", "forget FIELD KEY", "flush", "reload") and reads the answer
- * until the server closes: a first line "ok" or "error: why", then text.
+ * until the server closes: a first line "ok", "error: why", or "usage:
+ * why" (the command line is wrong: tallyctl exits 2), then text.
  * The metrics listener answers GET /metrics in Prometheus' text format.
  */
 #ifndef TALLYD_CONTROL_H

@@ -95,6 +95,9 @@ static int print_answer(int fd)
 	}
 	if (strcmp(line, "ok\n") == 0) {
 		status = 0;
+	} else if (strncmp(line, "usage: ", 7) == 0) {
+		fprintf(stderr, "tallyctl: %s", line);       /* the command line is wrong */
+		status = 2;
 	} else {
 		fprintf(stderr, "tallyctl: %s", strncmp(line, "error: ", 7) == 0 ? line + 7 : line);
 		status = 1;

@@ -444,6 +444,22 @@ def test_out_of_descriptors_the_acceptor_waits_instead_of_spinning(tallyd):
     assert client.ask() == "OK"
 
 
+def test_tallyctl_exits_2_for_a_wrong_command_line_and_1_for_an_error(tallyd):
+    """Its man page: 2 when the command line is wrong, 1 when tallyd
+    answers with an error about a right one."""
+    port = free_port()
+    daemon = tallyd(action_config(port), wait_port=port)
+    for args, said in ((("bogus",), "unknown command 'bogus'"),
+                       (("show", "client_address"), "usage: show FIELD KEY [TIME]"),
+                       (("forget",), "usage: forget FIELD KEY"),
+                       (("show", "client_address", "k", "2026-11", "extra"), "usage: show")):
+        result = daemon.ctl(*args, check=False)
+        assert result.returncode == 2 and said in result.stderr, (args, result)
+    result = daemon.ctl("show", "no_such_field", "k", check=False)
+    assert result.returncode == 1
+    assert "no accounting table keeps no_such_field" in result.stderr
+
+
 def test_tallyctl_says_when_tallyd_is_not_there(tmp_path):
     ctl = os.path.join(os.path.dirname(TALLYD), "tallyctl")
     result = subprocess.run([ctl, "-s", str(tmp_path / "none.sock"), "stats"],
