@@ -85,23 +85,32 @@ static char *unquote(const char *value)
 	return xstrdup(value);
 }
 
+/* Appends "PATH:LINE: message\n" to `list`: how the reader's error and the
+ * writer's lists of what they left out name a place in the file. */
+static void place(struct buf *list, const char *path, int line, const char *fmt, ...)
+	PRINTF_LIKE(4, 5);
+static void place(struct buf *list, const char *path, int line, const char *fmt, ...)
+{
+	va_list ap, again;
+
+	buf_printf(list, "%s:%d: ", path, line);
+	va_start(ap, fmt);
+	va_copy(again, ap);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	if (n > 0) {
+		buf_reserve(list, (size_t)n);
+		vsnprintf(list->data + list->len, (size_t)n + 1, fmt, again);
+		list->len += (size_t)n;
+	}
+	va_end(again);
+	va_end(ap);
+	buf_append_str(list, "\n");
+}
+
 struct reader {
 	const char *path;
-	char error[512];
+	struct buf error;          /* "PATH:LINE: what is wrong\n" */
 };
-
-static bool fail(struct reader *r, int line, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static bool fail(struct reader *r, int line, const char *fmt, ...)
-{
-	va_list ap;
-	char message[400];
-
-	va_start(ap, fmt);
-	vsnprintf(message, sizeof(message), fmt, ap);
-	va_end(ap);
-	snprintf(r->error, sizeof(r->error), "%s:%d: %s", r->path, line, message);
-	return false;
-}
 
 /* One logical line (continuations joined); NULL at the end of the file. */
 static char *read_line(FILE *f, struct buf *b, int *line)
@@ -134,17 +143,24 @@ static bool parse_line(struct reader *r, char *text, int line, struct item **sta
 	if (text[0] == '<' && text[1] == '/') {
 		char *name = trim(text + 2);
 		name[strcspn(name, ">")] = '\0';
-		if (*depth == 0 || strcasecmp(trim(name), block->name) != 0)
-			return fail(r, line, "</%s> closes no open <%s>", name, name);
+		if (*depth == 0 || strcasecmp(trim(name), block->name) != 0) {
+			place(&r->error, r->path, line, "</%s> closes no open <%s>", name, name);
+			return false;
+		}
 		(*depth)--;
 		return true;
 	}
-	if (strncmp(text, "<<", 2) == 0)
-		return fail(r, line, "includes (%s) are not read: import the included file too", text);
+	if (strncmp(text, "<<", 2) == 0) {
+		place(&r->error, r->path, line, "includes (%s) are not read: import the included "
+		      "file too", text);
+		return false;
+	}
 	if (text[0] == '<') {
 		char *close = strchr(text, '>');
-		if (close == NULL)
-			return fail(r, line, "a block opens without '>'");
+		if (close == NULL) {
+			place(&r->error, r->path, line, "a block opens without '>'");
+			return false;
+		}
 		*close = '\0';
 		char *inner = trim(text + 1), *arg = inner + strcspn(inner, " \t");
 		if (*arg)
@@ -154,8 +170,10 @@ static bool parse_line(struct reader *r, char *text, int line, struct item **sta
 		it->value = unquote(trim(arg));
 		it->line = line;
 		it->block = true;
-		if (*depth == 15)
-			return fail(r, line, "blocks nested too deep");
+		if (*depth == 15) {
+			place(&r->error, r->path, line, "blocks nested too deep");
+			return false;
+		}
 		stack[++*depth] = it;
 		return true;
 	}
@@ -187,9 +205,11 @@ static bool read_file(struct reader *r, FILE *f, struct item *root)
 			ok = parse_line(r, text, line, stack, &depth);
 	}
 	buf_free(&b);
-	if (ok && depth > 0)
-		ok = fail(r, stack[depth]->line, "<%s %s> is never closed", stack[depth]->name,
-			  stack[depth]->value);
+	if (ok && depth > 0) {
+		place(&r->error, r->path, stack[depth]->line, "<%s %s> is never closed",
+		      stack[depth]->name, stack[depth]->value);
+		ok = false;
+	}
 	return ok;
 }
 
@@ -198,21 +218,9 @@ static bool read_file(struct reader *r, FILE *f, struct item *root)
 struct writer {
 	const char *path;
 	struct buf config;         /* the tallyd.conf text */
-	struct buf left_out;       /* "LINE: what" lines */
+	struct buf left_out;       /* "PATH:LINE: what" lines */
 	const struct item *root;
 };
-
-static void leave_out(struct writer *w, int line, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static void leave_out(struct writer *w, int line, const char *fmt, ...)
-{
-	va_list ap;
-	char message[400];
-
-	va_start(ap, fmt);
-	vsnprintf(message, sizeof(message), fmt, ap);
-	va_end(ap);
-	buf_printf(&w->left_out, "%s:%d: %s\n", w->path, line, message);
-}
 
 /* A libconfig string literal. */
 static void quoted(struct buf *out, const char *s)
@@ -315,8 +323,8 @@ static bool write_plugin(struct writer *w, const struct item *p, struct buf *out
 	const struct module *m = module_item ? find_module(module_item->value) : NULL;
 
 	if (m == NULL) {
-		leave_out(w, p->line, "plugin %s (module %s): tallyd has no such module", p->value,
-			  module_item ? module_item->value : "not set");
+		place(&w->left_out, w->path, p->line, "plugin %s (module %s): tallyd has no such "
+		      "module", p->value, module_item ? module_item->value : "not set");
 		return false;
 	}
 	buf_append_str(out, "      { name = ");
@@ -326,14 +334,15 @@ static bool write_plugin(struct writer *w, const struct item *p, struct buf *out
 		const struct item *o = &p->children[i];
 		const struct plugin_option *known = o->block ? NULL : find_option(m, o->name);
 		if (o->block) {
-			leave_out(w, o->line, "plugin %s: the <%s %s> inside it", p->value, o->name,
-				  o->value);
+			place(&w->left_out, w->path, o->line, "plugin %s: the <%s %s> inside it",
+			      p->value, o->name, o->value);
 		} else if (known == NULL) {
 			if (!ignorable(o->name))
-				leave_out(w, o->line, "plugin %s: option %s", p->value, o->name);
+				place(&w->left_out, w->path, o->line, "plugin %s: option %s", p->value,
+				      o->name);
 		} else if (known->kind == INTEGER && !is_integer(o->value)) {
-			leave_out(w, o->line, "plugin %s: %s = %s is not a whole number", p->value,
-				  o->name, o->value);
+			place(&w->left_out, w->path, o->line, "plugin %s: %s = %s is not a whole number",
+			      p->value, o->name, o->value);
 		} else {
 			buf_printf(out, "\n        %s = ", o->name);
 			if (known->kind == SWITCH)
@@ -365,12 +374,12 @@ static void write_vhost(struct writer *w, const struct item *v, bool *first)
 			}
 			buf_free(&one);
 		} else if (!(strcasecmp(p->name, "name") == 0 && !p->block)) {
-			leave_out(w, p->line, "virtual host %s: %s", v->value, p->name);
+			place(&w->left_out, w->path, p->line, "virtual host %s: %s", v->value, p->name);
 		}
 	}
 	if (written == 0) {
-		leave_out(w, v->line, "virtual host %s: no plugin tallyd has; its port answers "
-			  "dunno", v->value);
+		place(&w->left_out, w->path, v->line, "virtual host %s: no plugin tallyd has; its "
+		      "port answers dunno", v->value);
 	} else {
 		const struct item *name = find(v, "name");
 		buf_printf(&w->config, "%s  { port = %s;", *first ? "" : ",\n", v->value);
@@ -422,7 +431,8 @@ static void write_database(struct writer *w, const char *dsn, const char *user,
 
 	if (scheme == NULL || strcasecmp(scheme, "dbi") != 0 || driver == NULL ||
 	    (!sqlite && strcasecmp(driver, "mysql") != 0 && strcasecmp(driver, "MariaDB") != 0)) {
-		leave_out(w, line, "database %s: tallyd speaks to MySQL/MariaDB and SQLite only", dsn);
+		place(&w->left_out, w->path, line, "database %s: tallyd speaks to MySQL/MariaDB and "
+		      "SQLite only", dsn);
 		free(copy);
 		return;
 	}
@@ -436,7 +446,7 @@ static void write_database(struct writer *w, const char *dsn, const char *user,
 		else if (strcmp(key, "mysql_socket") == 0)
 			key = "socket";
 		else if (strcmp(key, "host") != 0 && strcmp(key, "port") != 0) {
-			leave_out(w, line, "database: %s=%s", key, value);
+			place(&w->left_out, w->path, line, "database: %s=%s", key, value);
 			continue;
 		}
 		buf_printf(&w->config, "  %s = ", key);
@@ -468,14 +478,14 @@ static void write_connection(struct writer *w)
 		if (module && strcasecmp(module->value, "Sql") == 0 && dsn) {
 			const struct item *user = find(c, "user"), *password = find(c, "password");
 			if (strcmp(c->value, "db") != 0)
-				leave_out(w, c->line, "connection %s: tallyd has one database; it uses "
-					  "this one", c->value);
+				place(&w->left_out, w->path, c->line, "connection %s: tallyd has one "
+				      "database; it uses this one", c->value);
 			write_database(w, dsn->value, user ? user->value : NULL,
 				       password ? password->value : NULL, c->line);
 			return;
 		}
-		leave_out(w, c->line, "connection %s (%s): tallyd needs none", c->value,
-			  module ? module->value : "no module");
+		place(&w->left_out, w->path, c->line, "connection %s (%s): tallyd needs none",
+		      c->value, module ? module->value : "no module");
 	}
 	const struct item *dsn = find(w->root, "db_dsn");
 	if (dsn) {
@@ -509,9 +519,9 @@ static void write_globals(struct writer *w)
 			known = strcasecmp(it->name, handled[k]) == 0;
 		if (it->block && strcasecmp(it->name, "VirtualHost") != 0 &&
 		    strcasecmp(it->name, "Connection") != 0)
-			leave_out(w, it->line, "<%s %s>", it->name, it->value);
+			place(&w->left_out, w->path, it->line, "<%s %s>", it->name, it->value);
 		else if (!it->block && !known)
-			leave_out(w, it->line, "%s = %s", it->name, it->value);
+			place(&w->left_out, w->path, it->line, "%s = %s", it->name, it->value);
 	}
 	const char *const strings[] = { "user", "group", "pid_file", NULL };
 	for (int k = 0; strings[k]; k++) {
@@ -532,8 +542,8 @@ static void write_globals(struct writer *w)
 	if (keepalive && is_integer(keepalive->value) && atoi(keepalive->value) > 0)
 		buf_printf(&w->config, "keepalive_timeout = %d;\n", atoi(keepalive->value));
 	else if (keepalive)
-		leave_out(w, keepalive->line, "keepalive_timeout = %s: tallyd always keeps "
-			  "connections (default 300 s, as Postfix)", keepalive->value);
+		place(&w->left_out, w->path, keepalive->line, "keepalive_timeout = %s: tallyd "
+		      "always keeps connections (default 300 s, as Postfix)", keepalive->value);
 	write_listen(w, find(w->root, "port"), find(w->root, "host"));
 	write_connection(w);
 }
@@ -563,7 +573,8 @@ static void write_vhosts(struct writer *w)
 		if (!v->block || strcasecmp(v->name, "VirtualHost") != 0)
 			continue;
 		if (!is_integer(v->value) || !port_listed(listen, v->value))
-			leave_out(w, v->line, "virtual host %s: port is not in port", v->value);
+			place(&w->left_out, w->path, v->line, "virtual host %s: port is not in port",
+			      v->value);
 		else
 			write_vhost(w, v, &first);
 	}
@@ -583,13 +594,16 @@ int import_mtpolicyd(const char *path, FILE *out, FILE *report)
 		fprintf(report, "tallyd: %s: cannot read the file\n", path);
 		return 1;
 	}
+	buf_init(&r.error);
 	bool ok = read_file(&r, f, &root);
 	fclose(f);
 	if (!ok) {
-		fprintf(report, "%s\n", r.error);
+		fprintf(report, "%s", r.error.data);
+		buf_free(&r.error);
 		item_free(&root);
 		return 1;
 	}
+	buf_free(&r.error);
 	struct writer w = { .path = path, .root = &root };
 	buf_init(&w.config);
 	buf_init(&w.left_out);
