@@ -253,10 +253,11 @@ static bool is_integer(const char *s)
 	return *end == '\0';
 }
 
-/* "on"/"off" and 1/0 as mtpolicyd takes them, as a libconfig boolean. */
+/* mtpolicyd's plugins test `enabled eq 'off'`: only that exact string
+ * switches a plugin off; "OFF", "0", "no" and "" leave it running. */
 static bool switch_value(const char *s)
 {
-	return !(strcasecmp(s, "off") == 0 || strcmp(s, "0") == 0 || *s == '\0');
+	return strcmp(s, "off") != 0;
 }
 
 enum kind { STRING, INTEGER, SWITCH };
@@ -316,6 +317,19 @@ static const struct plugin_option *find_option(const struct module *m, const cha
 	return NULL;
 }
 
+/* An mtpolicyd switch as a libconfig boolean; a value other than "on" or
+ * "off" gets a comment, so that nobody takes "OFF" for a plugin that is
+ * off. */
+static void write_switch(struct buf *out, const char *name, const char *value)
+{
+	bool on = switch_value(value);
+
+	if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0)
+		buf_printf(out, "\n        # mtpolicyd had %s = \"%s\"; only \"off\" switches a "
+			   "plugin off", name, value);
+	buf_printf(out, "\n        %s = %s;", name, on ? "true" : "false");
+}
+
 /* Writes one plugin; false when it is left out. */
 static bool write_plugin(struct writer *w, const struct item *p, struct buf *out)
 {
@@ -343,11 +357,11 @@ static bool write_plugin(struct writer *w, const struct item *p, struct buf *out
 		} else if (known->kind == INTEGER && !is_integer(o->value)) {
 			place(&w->left_out, w->path, o->line, "plugin %s: %s = %s is not a whole number",
 			      p->value, o->name, o->value);
+		} else if (known->kind == SWITCH) {
+			write_switch(out, o->name, o->value);
 		} else {
 			buf_printf(out, "\n        %s = ", o->name);
-			if (known->kind == SWITCH)
-				buf_append_str(out, switch_value(o->value) ? "true" : "false");
-			else if (known->kind == INTEGER)
+			if (known->kind == INTEGER)
 				buf_append_str(out, o->value);
 			else
 				quoted(out, o->value);

@@ -88,6 +88,35 @@ START_TEST(test_howto_configuration_translates_whole)
 }
 END_TEST
 
+/* mtpolicyd's plugins test `enabled eq 'off'`. */
+START_TEST(test_only_the_exact_string_off_switches_a_plugin_off)
+{
+	import_text("port=1\n<VirtualHost 1>\n"
+		    "<Plugin a>\nmodule=Accounting\nfields=sender\nenabled=\"0\"\n</Plugin>\n"
+		    "<Plugin b>\nmodule=Accounting\nfields=sender\nenabled=\"OFF\"\n</Plugin>\n"
+		    "<Plugin c>\nmodule=Quota\nfield=sender\nmetric=count\nthreshold=5\n"
+		    "enabled=\"\"\n</Plugin>\n"
+		    "<Plugin d>\nmodule=Accounting\nfields=sender\nenabled=off\n</Plugin>\n"
+		    "<Plugin e>\nmodule=Accounting\nfields=sender\nenabled=on\n</Plugin>\n"
+		    "</VirtualHost>\n");
+	ck_assert_int_eq(status, 0);
+	ck_assert(strstr(output, "\"a\"; module = \"Accounting\";\n        fields = \"sender\";\n"
+			 "        # mtpolicyd had enabled = \"0\"; only \"off\" switches a plugin off\n"
+			 "        enabled = true; }") != NULL);
+	ck_assert(strstr(output, "# mtpolicyd had enabled = \"OFF\"; only \"off\" switches a "
+			 "plugin off\n        enabled = true; }") != NULL);
+	ck_assert(strstr(output, "# mtpolicyd had enabled = \"\"; only \"off\" switches a "
+			 "plugin off\n        enabled = true; }") != NULL);
+	ck_assert(strstr(output, "\"d\"; module = \"Accounting\";\n        fields = \"sender\";\n"
+			 "        enabled = false; }") != NULL);
+	ck_assert(strstr(output, "\"e\"; module = \"Accounting\";\n        fields = \"sender\";\n"
+			 "        enabled = true; }") != NULL);
+	const char *off = strstr(output, "enabled = false");         /* d's, and no other */
+	ck_assert(off != NULL && strstr(off + 1, "enabled = false") == NULL);
+	config_free(load_output());
+}
+END_TEST
+
 START_TEST(test_debian_configuration_translates_what_tallyd_has)
 {
 	import(TOP_SRCDIR "/tests/unit/data/mtpolicyd-debian.conf");
@@ -193,6 +222,7 @@ static Suite *import_suite(void)
 
 	tcase_add_unchecked_fixture(tc, setup, counters_free_all);
 	tcase_add_test(tc, test_howto_configuration_translates_whole);
+	tcase_add_test(tc, test_only_the_exact_string_off_switches_a_plugin_off);
 	tcase_add_test(tc, test_debian_configuration_translates_what_tallyd_has);
 	tcase_add_test(tc, test_strings_are_escaped_for_libconfig);
 	tcase_add_test(tc, test_unknown_modules_and_options_are_reported_with_their_lines);
