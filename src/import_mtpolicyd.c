@@ -215,10 +215,15 @@ static bool read_file(struct reader *r, FILE *f, struct item *root)
 
 /* ------------------------------------------------------------------ writer */
 
+/* What the writer leaves out goes to one of two lists, each line
+ * "PATH:LINE: what": `left_out` for what changes answers (the import exits
+ * 2), `inert` for what changes no answer (Net::Server's process knobs,
+ * log_file, connections only left-out parts use). */
 struct writer {
 	const char *path;
 	struct buf config;         /* the tallyd.conf text */
-	struct buf left_out;       /* "PATH:LINE: what" lines */
+	struct buf left_out;
+	struct buf inert;
 	const struct item *root;
 };
 
@@ -481,33 +486,45 @@ static void write_database(struct writer *w, const char *dsn, const char *user,
 	free(copy);
 }
 
-/* The Sql connection named db (mtpolicyd 2) or db_dsn (mtpolicyd 1). */
+/* The database: the first Sql connection (mtpolicyd 2 names it db), else
+ * db_dsn (mtpolicyd 1).  Every other connection is listed: another Sql one
+ * changes answers (what reads it would read tallyd's one database); the
+ * others (Memcached, Ldap...) serve only parts the import leaves out and
+ * lists, so by themselves they change no answer. */
 static void write_connection(struct writer *w)
 {
+	const struct item *used = NULL, *dsn = NULL, *user = NULL, *password = NULL;
+
 	for (size_t i = 0; i < w->root->count; i++) {
 		const struct item *c = &w->root->children[i];
 		if (!c->block || strcasecmp(c->name, "Connection") != 0)
 			continue;
-		const struct item *module = find(c, "module"), *dsn = find(c, "dsn");
-		if (module && strcasecmp(module->value, "Sql") == 0 && dsn) {
-			const struct item *user = find(c, "user"), *password = find(c, "password");
+		const struct item *module = find(c, "module");
+		bool sql = module && strcasecmp(module->value, "Sql") == 0 && find(c, "dsn");
+		if (sql && used == NULL) {
+			used = c;
 			if (strcmp(c->value, "db") != 0)
 				place(&w->left_out, w->path, c->line, "connection %s: tallyd has one "
 				      "database; it uses this one", c->value);
-			write_database(w, dsn->value, user ? user->value : NULL,
-				       password ? password->value : NULL, c->line);
-			return;
+		} else if (sql) {
+			place(&w->left_out, w->path, c->line, "connection %s (Sql): tallyd has one "
+			      "database, connection %s's", c->value, used->value);
+		} else {
+			place(&w->inert, w->path, c->line, "connection %s (module %s): only what is "
+			      "left out would use it", c->value, module ? module->value : "not set");
 		}
-		place(&w->left_out, w->path, c->line, "connection %s (%s): tallyd needs none",
-		      c->value, module ? module->value : "no module");
 	}
-	const struct item *dsn = find(w->root, "db_dsn");
-	if (dsn) {
-		const struct item *user = find(w->root, "db_user");
-		const struct item *password = find(w->root, "db_password");
+	if (used) {
+		dsn = find(used, "dsn");
+		user = find(used, "user");
+		password = find(used, "password");
+	} else if ((dsn = find(w->root, "db_dsn")) != NULL) {
+		user = find(w->root, "db_user");
+		password = find(w->root, "db_password");
+	}
+	if (dsn)
 		write_database(w, dsn->value, user ? user->value : NULL,
-			       password ? password->value : NULL, dsn->line);
-	}
+			       password ? password->value : NULL, used ? used->line : dsn->line);
 }
 
 /* Net::Server's log levels 0..4. */
@@ -519,24 +536,43 @@ static const char *log_level_name(const char *level)
 	return names[n < 0 ? 0 : n > 4 ? 4 : n];
 }
 
-static void write_globals(struct writer *w)
-{
-	static const char *const handled[] = {
-		"port", "host", "user", "group", "pid_file", "log_level", "db_dsn", "db_user",
-		"db_password", "request_timeout", "keepalive_timeout", NULL
-	};
+/* Settings of mtpolicyd's process, not of its answers: listed, and the
+ * import still exits 0. */
+static const struct { const char *name, *why; } process_knobs[] = {
+	{ "min_servers", "Net::Server's process pool; tallyd answers with `workers` threads" },
+	{ "min_spare_servers", "Net::Server's process pool; tallyd answers with `workers` threads" },
+	{ "max_spare_servers", "Net::Server's process pool; tallyd answers with `workers` threads" },
+	{ "max_servers", "Net::Server's process pool; tallyd answers with `workers` threads" },
+	{ "max_requests", "Net::Server's process pool; tallyd answers with `workers` threads" },
+	{ "max_keepalive", "requests per connection; tallyd keeps a connection until "
+	  "keepalive_timeout" },
+	{ "log_file", "tallyd logs to syslog, or to stderr (log_target)" },
+};
 
-	for (size_t i = 0; i < w->root->count; i++) {
-		const struct item *it = &w->root->children[i];
-		bool known = false;
-		for (int k = 0; handled[k] && !known; k++)
-			known = strcasecmp(it->name, handled[k]) == 0;
-		if (it->block && strcasecmp(it->name, "VirtualHost") != 0 &&
-		    strcasecmp(it->name, "Connection") != 0)
-			place(&w->left_out, w->path, it->line, "<%s %s>", it->name, it->value);
-		else if (!it->block && !known)
-			place(&w->left_out, w->path, it->line, "%s = %s", it->name, it->value);
+static const char *process_knob(const char *name)
+{
+	for (size_t i = 0; i < sizeof(process_knobs) / sizeof(process_knobs[0]); i++) {
+		if (strcasecmp(process_knobs[i].name, name) == 0)
+			return process_knobs[i].why;
 	}
+	return NULL;
+}
+
+/* A whole number of seconds above 0, as tallyd's timeouts take it. */
+static void write_seconds(struct writer *w, const char *name, const char *otherwise)
+{
+	const struct item *it = find(w->root, name);
+
+	if (it == NULL)
+		return;
+	if (is_integer(it->value) && atoi(it->value) > 0)
+		buf_printf(&w->config, "%s = %d;\n", name, atoi(it->value));
+	else
+		place(&w->inert, w->path, it->line, "%s = %s: %s", name, it->value, otherwise);
+}
+
+static void write_process(struct writer *w)
+{
 	const char *const strings[] = { "user", "group", "pid_file", NULL };
 	for (int k = 0; strings[k]; k++) {
 		const struct item *it = find(w->root, strings[k]);
@@ -549,15 +585,33 @@ static void write_globals(struct writer *w)
 	const struct item *level = find(w->root, "log_level");
 	if (level)
 		buf_printf(&w->config, "log_level = \"%s\";\n", log_level_name(level->value));
-	const struct item *timeout = find(w->root, "request_timeout");
-	if (timeout && is_integer(timeout->value) && atoi(timeout->value) > 0)
-		buf_printf(&w->config, "request_timeout = %d;\n", atoi(timeout->value));
-	const struct item *keepalive = find(w->root, "keepalive_timeout");
-	if (keepalive && is_integer(keepalive->value) && atoi(keepalive->value) > 0)
-		buf_printf(&w->config, "keepalive_timeout = %d;\n", atoi(keepalive->value));
-	else if (keepalive)
-		place(&w->left_out, w->path, keepalive->line, "keepalive_timeout = %s: tallyd "
-		      "always keeps connections (default 300 s, as Postfix)", keepalive->value);
+}
+
+static void write_globals(struct writer *w)
+{
+	static const char *const handled[] = {
+		"port", "host", "user", "group", "pid_file", "log_level", "db_dsn", "db_user",
+		"db_password", "request_timeout", "keepalive_timeout", NULL
+	};
+
+	for (size_t i = 0; i < w->root->count; i++) {
+		const struct item *it = &w->root->children[i];
+		const char *why = it->block ? NULL : process_knob(it->name);
+		bool known = false;
+		for (int k = 0; handled[k] && !known; k++)
+			known = strcasecmp(it->name, handled[k]) == 0;
+		if (it->block && strcasecmp(it->name, "VirtualHost") != 0 &&
+		    strcasecmp(it->name, "Connection") != 0)
+			place(&w->left_out, w->path, it->line, "<%s %s>", it->name, it->value);
+		else if (why)
+			place(&w->inert, w->path, it->line, "%s = %s: %s", it->name, it->value, why);
+		else if (!it->block && !known)
+			place(&w->left_out, w->path, it->line, "%s = %s", it->name, it->value);
+	}
+	write_process(w);
+	write_seconds(w, "request_timeout", "tallyd's request_timeout stays 20 s");
+	write_seconds(w, "keepalive_timeout", "tallyd closes an idle connection after "
+		      "keepalive_timeout (default 300 s, Postfix's max_idle)");
 	write_listen(w, find(w->root, "port"), find(w->root, "host"));
 	write_connection(w);
 }
@@ -598,6 +652,15 @@ static void write_vhosts(struct writer *w)
 	w->config = all;
 }
 
+/* `list`'s lines, each with `prefix` before it. */
+static void print_list(FILE *out, const char *prefix, const struct buf *list)
+{
+	for (const char *line = list->data, *nl; line && *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		fprintf(out, "%s%.*s\n", prefix, (int)(nl - line), line);
+	}
+}
+
 int import_mtpolicyd(const char *path, FILE *out, FILE *report)
 {
 	struct reader r = { .path = path };
@@ -621,23 +684,28 @@ int import_mtpolicyd(const char *path, FILE *out, FILE *report)
 	struct writer w = { .path = path, .root = &root };
 	buf_init(&w.config);
 	buf_init(&w.left_out);
+	buf_init(&w.inert);
 	write_globals(&w);
 	write_vhosts(&w);
 
 	fprintf(out, "# tallyd.conf translated from %s by tallyd --import-mtpolicyd.\n", path);
 	if (w.left_out.len > 0) {
 		fprintf(out, "# Left out (tallyd has no equivalent):\n");
-		for (char *line = w.left_out.data, *nl; *line; line = nl + 1) {
-			nl = strchr(line, '\n');
-			fprintf(out, "#   %.*s\n", (int)(nl - line), line);
-		}
-		fprintf(report, "tallyd: these parts of %s were not translated:\n%s", path,
-			w.left_out.data);
+		print_list(out, "#   ", &w.left_out);
+		fprintf(report, "tallyd: these parts of %s were not translated:\n", path);
+		print_list(report, "", &w.left_out);
+	}
+	if (w.inert.len > 0) {
+		fprintf(out, "# Left out, changing no answer:\n");
+		print_list(out, "#   ", &w.inert);
+		fprintf(report, "tallyd: left out too, changing no answer:\n");
+		print_list(report, "", &w.inert);
 	}
 	fprintf(out, "\n%s", w.config.data ? w.config.data : "");
 	int status = w.left_out.len > 0 ? 2 : 0;
 	buf_free(&w.config);
 	buf_free(&w.left_out);
+	buf_free(&w.inert);
 	item_free(&root);
 	return status;
 }

@@ -14,9 +14,11 @@
 
 #include <stdio.h>
 
-/* Returns 0 when everything was translated, 2 when something was left out
- * (the output is written all the same), 1 when the file cannot be read or
- * parsed (nothing is written). */
+/* Returns 0 when everything that decides answers was translated (what
+ * changes no answer, such as Net::Server's process settings, log_file or a
+ * Memcached connection, may still be listed), 2 when something that may
+ * change answers was left out (the output is written all the same), 1 when
+ * the file cannot be read or parsed (nothing is written). */
 int import_mtpolicyd(const char *path, FILE *out, FILE *report);
 
 #endif

@@ -88,6 +88,30 @@ START_TEST(test_howto_configuration_translates_whole)
 }
 END_TEST
 
+START_TEST(test_process_knobs_and_log_file_are_listed_and_exit_0)
+{
+	import_text("port=1\nmin_servers=4\nmin_spare_servers=4\nmax_spare_servers=12\n"
+		    "max_servers=50\nmax_requests=1000\nmax_keepalive=100\n"
+		    "log_file=/var/log/mtpolicyd.log\nkeepalive_timeout=0\n");
+	ck_assert_int_eq(status, 0);
+	const char *knobs[] = { ":2: min_servers = 4", ":3: min_spare_servers = 4",
+				":4: max_spare_servers = 12", ":5: max_servers = 50",
+				":6: max_requests = 1000", ":7: max_keepalive = 100",
+				":8: log_file = /var/log/mtpolicyd.log", ":9: keepalive_timeout = 0" };
+	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
+		ck_assert_msg(strstr(output, knobs[i]) != NULL, "%s not in the output", knobs[i]);
+		ck_assert_msg(strstr(report, knobs[i]) != NULL, "%s not on stderr", knobs[i]);
+	}
+	ck_assert(strstr(output, "# Left out, changing no answer:\n") != NULL);
+	config_free(load_output());
+
+	/* one part that changes answers is enough for exit 2 */
+	import_text("port=1\nmin_servers=4\nvhost_by_policy_context=1\n");
+	ck_assert_int_eq(status, 2);
+	ck_assert(strstr(report, ":3: vhost_by_policy_context = 1") != NULL);
+}
+END_TEST
+
 /* mtpolicyd's plugins test `enabled eq 'off'`. */
 START_TEST(test_only_the_exact_string_off_switches_a_plugin_off)
 {
@@ -117,6 +141,27 @@ START_TEST(test_only_the_exact_string_off_switches_a_plugin_off)
 }
 END_TEST
 
+START_TEST(test_every_connection_left_out_is_listed)
+{
+	/* after the one tallyd uses, where the import used to stop looking */
+	import_text("port=1\n<Connection db>\nmodule=Sql\ndsn=\"dbi:mysql:mail\"\n</Connection>\n"
+		    "<Connection memcached>\nmodule=Memcached\nservers=\"127.0.0.1:11211\"\n"
+		    "</Connection>\n");
+	ck_assert_int_eq(status, 0);                /* it serves nothing tallyd runs */
+	ck_assert(strstr(report, ":6: connection memcached (module Memcached)") != NULL);
+	ck_assert(strstr(output, "#   ") != NULL && strstr(output, ":6: connection memcached") != NULL);
+	struct config *c = load_output();
+	ck_assert_str_eq(c->database.name, "mail");
+	config_free(c);
+
+	import_text("port=1\n<Connection db>\nmodule=Sql\ndsn=\"dbi:mysql:mail\"\n</Connection>\n"
+		    "<Connection other>\nmodule=Sql\ndsn=\"dbi:mysql:other\"\n</Connection>\n");
+	ck_assert_int_eq(status, 2);                /* what reads it would read mail */
+	ck_assert(strstr(report, ":6: connection other (Sql): tallyd has one database, "
+			 "connection db's") != NULL);
+}
+END_TEST
+
 START_TEST(test_debian_configuration_translates_what_tallyd_has)
 {
 	import(TOP_SRCDIR "/tests/unit/data/mtpolicyd-debian.conf");
@@ -126,6 +171,7 @@ START_TEST(test_debian_configuration_translates_what_tallyd_has)
 	ck_assert(strstr(report, "<SessionCache") != NULL);
 	ck_assert(strstr(report, "min_servers = 4") != NULL);
 	ck_assert(strstr(report, "keepalive_timeout = 0") != NULL);
+	ck_assert(strstr(report, ":37: connection memcached (module Memcached)") != NULL);
 	ck_assert(strstr(output, "# Left out") != NULL);      /* listed in the output too */
 	struct config *c = load_output();
 	ck_assert_uint_eq(c->vhost_count, 0);                  /* nothing tallyd can run */
@@ -222,7 +268,9 @@ static Suite *import_suite(void)
 
 	tcase_add_unchecked_fixture(tc, setup, counters_free_all);
 	tcase_add_test(tc, test_howto_configuration_translates_whole);
+	tcase_add_test(tc, test_process_knobs_and_log_file_are_listed_and_exit_0);
 	tcase_add_test(tc, test_only_the_exact_string_off_switches_a_plugin_off);
+	tcase_add_test(tc, test_every_connection_left_out_is_listed);
 	tcase_add_test(tc, test_debian_configuration_translates_what_tallyd_has);
 	tcase_add_test(tc, test_strings_are_escaped_for_libconfig);
 	tcase_add_test(tc, test_unknown_modules_and_options_are_reported_with_their_lines);
