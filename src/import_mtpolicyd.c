@@ -571,16 +571,27 @@ static void write_seconds(struct writer *w, const char *name, const char *otherw
 		place(&w->inert, w->path, it->line, "%s = %s: %s", name, it->value, otherwise);
 }
 
+/*
+ * tallyd.service starts tallyd as user tallyd, and lets it write only
+ * /run/tallyd and /var/lib/tallyd: the import writes the package's user,
+ * group, pid_file and journal, whatever mtpolicyd had (kept as comments),
+ * so that its output starts under the unit as it is.
+ */
+static const struct { const char *name, *value; } packaged[] = {
+	{ "user", "tallyd" }, { "group", "tallyd" }, { "pid_file", "/run/tallyd/tallyd.pid" },
+};
+
 static void write_process(struct writer *w)
 {
-	const char *const strings[] = { "user", "group", "pid_file", NULL };
-	for (int k = 0; strings[k]; k++) {
-		const struct item *it = find(w->root, strings[k]);
-		if (it) {
-			buf_printf(&w->config, "%s = ", strings[k]);
-			quoted(&w->config, it->value);
-			buf_append_str(&w->config, ";\n");
-		}
+	buf_append_str(&w->config, "# As the package runs tallyd: tallyd.service starts it as user "
+		       "tallyd, which\n# may write only /run/tallyd and /var/lib/tallyd.\n");
+	for (size_t i = 0; i < sizeof(packaged) / sizeof(packaged[0]); i++) {
+		const struct item *it = find(w->root, packaged[i].name);
+		if (it)
+			buf_printf(&w->config, "# mtpolicyd had %s = %s\n", it->name, it->value);
+		buf_printf(&w->config, "%s = ", packaged[i].name);
+		quoted(&w->config, packaged[i].value);
+		buf_append_str(&w->config, ";\n");
 	}
 	const struct item *level = find(w->root, "log_level");
 	if (level)
@@ -614,6 +625,9 @@ static void write_globals(struct writer *w)
 		      "keepalive_timeout (default 300 s, Postfix's max_idle)");
 	write_listen(w, find(w->root, "port"), find(w->root, "host"));
 	write_connection(w);
+	buf_append_str(&w->config, "accounting = {\n  # Not in mtpolicyd: every increment is "
+		       "written here before its answer,\n  # so that a crash loses no count.\n"
+		       "  journal = \"/var/lib/tallyd/journal\";\n};\n");
 }
 
 static bool port_listed(const char *listen, const char *port)

@@ -83,8 +83,40 @@ START_TEST(test_howto_configuration_translates_whole)
 	ck_assert_str_eq(c->database.name, "mail");
 	ck_assert_str_eq(c->database.host, "localhost");
 	ck_assert_str_eq(c->database.password, "sec\"ret");
-	ck_assert_str_eq(c->user, "mtpolicyd");
 	config_free(c);
+}
+END_TEST
+
+/* tallyd.service runs tallyd as tallyd and lets it write only /run/tallyd
+ * and /var/lib/tallyd: mtpolicyd's user, group and pid_file would stop it. */
+START_TEST(test_process_settings_are_the_packaged_ones_with_mtpolicyds_as_comments)
+{
+	struct config_errors errors = { 0 };
+	struct config *packaged = config_load(TOP_SRCDIR "/conf/tallyd.conf", &errors);
+	config_errors_free(&errors);
+	ck_assert_ptr_nonnull(packaged);
+
+	import(TOP_SRCDIR "/tests/unit/data/mtpolicyd-howto.conf");
+	ck_assert_int_eq(status, 0);
+	ck_assert(strstr(output, "# mtpolicyd had user = mtpolicyd\n") != NULL);
+	ck_assert(strstr(output, "# mtpolicyd had group = mtpolicyd\n") != NULL);
+	ck_assert(strstr(output, "# mtpolicyd had pid_file = /run/mtpolicyd/mtpolicyd.pid\n") != NULL);
+	struct config *c = load_output();
+	ck_assert_str_eq(c->user, packaged->user);
+	ck_assert_str_eq(c->group, packaged->group);
+	ck_assert_str_eq(c->pid_file, packaged->pid_file);
+	ck_assert_str_eq(c->accounting.journal, packaged->accounting.journal);
+	config_free(c);
+
+	import_text("port=1\n");                 /* mtpolicyd had none of them */
+	ck_assert_int_eq(status, 0);
+	ck_assert(strstr(output, "mtpolicyd had") == NULL);
+	c = load_output();
+	ck_assert_str_eq(c->user, packaged->user);
+	ck_assert_str_eq(c->pid_file, packaged->pid_file);
+	ck_assert_str_eq(c->accounting.journal, packaged->accounting.journal);
+	config_free(c);
+	config_free(packaged);
 }
 END_TEST
 
@@ -268,6 +300,7 @@ static Suite *import_suite(void)
 
 	tcase_add_unchecked_fixture(tc, setup, counters_free_all);
 	tcase_add_test(tc, test_howto_configuration_translates_whole);
+	tcase_add_test(tc, test_process_settings_are_the_packaged_ones_with_mtpolicyds_as_comments);
 	tcase_add_test(tc, test_process_knobs_and_log_file_are_listed_and_exit_0);
 	tcase_add_test(tc, test_only_the_exact_string_off_switches_a_plugin_off);
 	tcase_add_test(tc, test_every_connection_left_out_is_listed);
