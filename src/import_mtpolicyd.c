@@ -415,12 +415,13 @@ static void write_vhost(struct writer *w, const struct item *v, bool *first)
 
 /* ------------------------------------------------------------- globals */
 
-/* Net::Server's port list: "host:port", "port" (host from `host`, else
- * all addresses), "/path|unix". */
+/* Net::Server's port list: "host:port", "port" (host from `host`, which
+ * mtpolicyd sets to 127.0.0.1 before it reads its file; "*" is every
+ * address), "/path|unix". */
 static void write_listen(struct writer *w, const struct item *port, const struct item *host)
 {
 	char *copy = xstrdup(port ? port->value : "127.0.0.1:12345"), *save = NULL;
-	const char *default_host = host && strcmp(host->value, "*") != 0 ? host->value : "*";
+	const char *default_host = host ? host->value : "127.0.0.1";
 	size_t n = 0;
 
 	buf_append_str(&w->config, "listen = \"");

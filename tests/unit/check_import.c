@@ -264,7 +264,13 @@ START_TEST(test_database_names_from_each_dsn_form)
 	ck_assert_str_eq(c->database.host, "db.example");
 	ck_assert_int_eq(c->database.port, 3307);
 	ck_assert_str_eq(c->database.socket, "/run/m.sock");
+	ck_assert_str_eq(c->listen[0].spec, "127.0.0.1:1");      /* mtpolicyd's default host */
+	config_free(c);
+
+	import_text("port=\"1,127.0.0.2:2\"\nhost=*\n");
+	c = load_output();
 	ck_assert_str_eq(c->listen[0].spec, "*:1");
+	ck_assert_str_eq(c->listen[1].spec, "127.0.0.2:2");
 	config_free(c);
 
 	import_text("port=1\ndb_dsn=\"dbi:Pg:dbname=mail\"\n");
