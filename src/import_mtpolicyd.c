@@ -215,6 +215,20 @@ static bool read_file(struct reader *r, FILE *f, struct item *root)
 
 /* ------------------------------------------------------------------ writer */
 
+/*
+ * tallyd.service starts tallyd as user tallyd, and lets it write only
+ * /run/tallyd and /var/lib/tallyd: the import writes the package's user,
+ * group, pid_file, journal and SQLite file (conf/tallyd.conf's), whatever
+ * mtpolicyd had (kept as comments), so that its output starts under the
+ * unit as it is.
+ */
+static const struct { const char *name, *value; } packaged[] = {
+	{ "user", "tallyd" }, { "group", "tallyd" }, { "pid_file", "/run/tallyd/tallyd.pid" },
+};
+#define PACKAGED_STATE_DIR "/var/lib/tallyd/"
+#define PACKAGED_JOURNAL PACKAGED_STATE_DIR "journal"
+#define PACKAGED_SQLITE PACKAGED_STATE_DIR "tallyd.sqlite"
+
 /* What the writer leaves out goes to one of two lists, each line
  * "PATH:LINE: what": `left_out` for what changes answers (the import exits
  * 2), `inert` for what changes no answer (Net::Server's process knobs,
@@ -469,6 +483,15 @@ static void write_database(struct writer *w, const char *dsn, const char *user,
 			place(&w->left_out, w->path, line, "database: %s=%s", key, value);
 			continue;
 		}
+		if (strcmp(key, "path") == 0 &&
+		    strncmp(value, PACKAGED_STATE_DIR, strlen(PACKAGED_STATE_DIR)) != 0) {
+			place(&w->left_out, w->path, line, "database %s: tallyd.service lets tallyd "
+			      "write only " PACKAGED_STATE_DIR "; to keep its counts, copy it to "
+			      PACKAGED_SQLITE ", owned by tallyd", value);
+			buf_printf(&w->config, "  # mtpolicyd's file was %s: copy it here, owned by "
+				   "tallyd,\n  # to keep its counts\n", value);
+			value = PACKAGED_SQLITE;
+		}
 		buf_printf(&w->config, "  %s = ", key);
 		if (strcmp(key, "port") == 0 && is_integer(value))
 			buf_append_str(&w->config, value);
@@ -572,16 +595,6 @@ static void write_seconds(struct writer *w, const char *name, const char *otherw
 		place(&w->inert, w->path, it->line, "%s = %s: %s", name, it->value, otherwise);
 }
 
-/*
- * tallyd.service starts tallyd as user tallyd, and lets it write only
- * /run/tallyd and /var/lib/tallyd: the import writes the package's user,
- * group, pid_file and journal, whatever mtpolicyd had (kept as comments),
- * so that its output starts under the unit as it is.
- */
-static const struct { const char *name, *value; } packaged[] = {
-	{ "user", "tallyd" }, { "group", "tallyd" }, { "pid_file", "/run/tallyd/tallyd.pid" },
-};
-
 static void write_process(struct writer *w)
 {
 	buf_append_str(&w->config, "# As the package runs tallyd: tallyd.service starts it as user "
@@ -628,7 +641,7 @@ static void write_globals(struct writer *w)
 	write_connection(w);
 	buf_append_str(&w->config, "accounting = {\n  # Not in mtpolicyd: every increment is "
 		       "written here before its answer,\n  # so that a crash loses no count.\n"
-		       "  journal = \"/var/lib/tallyd/journal\";\n};\n");
+		       "  journal = \"" PACKAGED_JOURNAL "\";\n};\n");
 }
 
 static bool port_listed(const char *listen, const char *port)

@@ -4,10 +4,11 @@
  *
  * What tallyd supports is translated: port (and host), log_level, the Sql
  * connection (or db_dsn), and virtual hosts with their Accounting, Quota,
- * SqlUserConfig and Action plugins.  user, group and pid_file are the
- * package's (user tallyd, /run/tallyd/tallyd.pid), with mtpolicyd's as
- * comments, and the package's journal is added, so that the output starts
- * under debian/tallyd.service as it is.
+ * SqlUserConfig and Action plugins.  user, group, pid_file and an SQLite
+ * file outside /var/lib/tallyd are the package's (user tallyd,
+ * /run/tallyd/tallyd.pid, /var/lib/tallyd/tallyd.sqlite), with mtpolicyd's
+ * as comments, and the package's journal is added, so that the output
+ * starts under debian/tallyd.service as it is.
  * Everything else is listed, with its line in the mtpolicyd file, on
  * `report` and as comments at the top of the output.  Single-threaded; used
  * by the command line only.

@@ -116,6 +116,21 @@ START_TEST(test_process_settings_are_the_packaged_ones_with_mtpolicyds_as_commen
 	ck_assert_str_eq(c->pid_file, packaged->pid_file);
 	ck_assert_str_eq(c->accounting.journal, packaged->accounting.journal);
 	config_free(c);
+
+	/* an SQLite file the unit does not let tallyd write: the package's,
+	 * and exit 2, since its counts start from zero unless it is copied */
+	import_text("port=1\ndb_dsn=\"dbi:SQLite:dbname=/var/lib/mtpolicyd/mtpolicyd.sqlite\"\n");
+	ck_assert_int_eq(status, 2);
+	ck_assert(strstr(report, ":2: database /var/lib/mtpolicyd/mtpolicyd.sqlite: ") != NULL);
+	ck_assert(strstr(output, "# mtpolicyd's file was /var/lib/mtpolicyd/mtpolicyd.sqlite") != NULL);
+	c = load_output();
+	ck_assert_str_eq(c->database.path, packaged->database.path);
+	config_free(c);
+	import_text("port=1\ndb_dsn=\"dbi:SQLite:dbname=/var/lib/tallyd/counts.sqlite\"\n");
+	ck_assert_int_eq(status, 0);
+	c = load_output();
+	ck_assert_str_eq(c->database.path, "/var/lib/tallyd/counts.sqlite");
+	config_free(c);
 	config_free(packaged);
 }
 END_TEST
@@ -209,7 +224,9 @@ START_TEST(test_debian_configuration_translates_what_tallyd_has)
 	ck_assert_uint_eq(c->vhost_count, 0);                  /* nothing tallyd can run */
 	ck_assert_str_eq(c->listen[0].spec, "127.0.0.1:12345");
 	ck_assert_int_eq(c->database.driver, DATABASE_SQLITE);
-	ck_assert_str_eq(c->database.path, "/var/lib/mtpolicyd/mtpolicyd.sqlite");
+	ck_assert_str_eq(c->database.path, "/var/lib/tallyd/tallyd.sqlite");
+	ck_assert(strstr(report, ":43: database /var/lib/mtpolicyd/mtpolicyd.sqlite: "
+			 "tallyd.service lets tallyd write only /var/lib/tallyd/") != NULL);
 	config_free(c);
 }
 END_TEST
