@@ -139,6 +139,47 @@ class SyslogReceiver:
         self.sock.close()
 
 
+class UnitService:
+    """tallyd started by tests/lib/run-as-unit on a config text."""
+
+    def __init__(self, directory, config_text):
+        self.directory = directory
+        self.config_text = config_text
+        config = os.path.join(directory, "tallyd.conf")
+        with open(config, "w") as f:
+            f.write(config_text)
+        self.syslog = SyslogReceiver(os.path.join(directory, "log"))
+        with open(os.path.join(directory, "unit.out"), "wb") as out:
+            self.process = subprocess.Popen([RUN_AS_UNIT, TALLYD, config, self.syslog.path],
+                                            stdout=out, stderr=subprocess.STDOUT)
+
+    def output(self):
+        """What the unit's commands printed, the log, and the config."""
+        with open(os.path.join(self.directory, "unit.out"), errors="replace") as f:
+            return "%s\n--- syslog:\n%s\n--- the config:\n%s" % (
+                f.read(), self.syslog.text(), self.config_text)
+
+    def wait_started(self):
+        def started():
+            if self.process.poll() is not None:
+                raise AssertionError("tallyd under the unit exited with %s:\n%s"
+                                     % (self.process.returncode, self.output()))
+            return " started: " in self.syslog.text()
+        wait_for(started, 20, "tallyd to start under the unit")
+
+    def stop(self):
+        """SIGTERM, as systemctl stop sends; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        finally:
+            self.syslog.close()
+
+
 def test_imported_howto_config_starts_under_the_debian_unit_and_answers(db, unit_directory):
     db.load_howto_tables()
     db.execute("INSERT INTO relay_policies VALUES (1, 'small relay', '{\"quota_count\":\"2\"}')")
@@ -148,52 +189,26 @@ def test_imported_howto_config_starts_under_the_debian_unit_and_answers(db, unit
     with open(mtpolicyd_conf, "w") as f:
         f.write(MTPOLICYD_CONF.format(port=port, database=db.name, db_port=db.server.port,
                                       db_user=db.server.user, db_password=db.server.password))
-
     imported = subprocess.run([TALLYD, "--import-mtpolicyd", mtpolicyd_conf],
                               capture_output=True, text=True)
-    config = os.path.join(unit_directory, "tallyd.conf")
-    with open(config, "w") as f:
-        f.write(imported.stdout)
 
-    syslog = SyslogReceiver(os.path.join(unit_directory, "log"))
-    with open(os.path.join(unit_directory, "unit.out"), "wb") as out:
-        service = subprocess.Popen([RUN_AS_UNIT, TALLYD, config, syslog.path], stdout=out,
-                                   stderr=subprocess.STDOUT)
-
-    def unit_output():
-        with open(os.path.join(unit_directory, "unit.out"), errors="replace") as f:
-            return "%s\n--- syslog:\n%s\n--- the imported config:\n%s" % (
-                f.read(), syslog.text(), imported.stdout)
-
-    def started():
-        if service.poll() is not None:
-            raise AssertionError("tallyd under the unit exited with %s:\n%s"
-                                 % (service.returncode, unit_output()))
-        return " started: " in syslog.text()
-
+    service = UnitService(unit_directory, imported.stdout)
     try:
-        wait_for(started, 20, "tallyd to start under the unit")
+        service.wait_started()
         client = PolicyClient(port=port)
         # the relay policy's quota_count (2) replaces the threshold: the
         # third message of the month is deferred
         answers = [client.ask(client_address="192.0.2.7") for _ in range(3)]
         assert answers == ["dunno", "dunno",
                            "defer you exceeded your monthly limit, please insert coin"], \
-            unit_output()
+            service.output()
         assert client.ask(client_address="192.0.2.8") == "dunno"
         client.close()
-        assert "configuration /etc/tallyd/tallyd.conf is OK" in unit_output()
+        assert "configuration /etc/tallyd/tallyd.conf is OK" in service.output()
     finally:
-        if service.poll() is None:
-            service.send_signal(signal.SIGTERM)
-        try:
-            status = service.wait(30)
-        except subprocess.TimeoutExpired:
-            service.kill()
-            raise
-        syslog.close()
-    assert status == 0, unit_output()
-    assert "stopped" in syslog.text()
+        status = service.stop()
+    assert status == 0, service.output()
+    assert "stopped" in service.syslog.text()
 
     # Net::Server's process knobs, log_file and the Memcached connection
     # change no answer: listed, and the import exits 0
@@ -202,3 +217,30 @@ def test_imported_howto_config_starts_under_the_debian_unit_and_answers(db, unit
     for knob in ("min_servers = 4", "max_requests = 1000", "max_keepalive = 0",
                  "log_file = /var/log/mtpolicyd.log", "connection memcached"):
         assert knob in imported.stdout and knob in imported.stderr, knob
+
+
+def test_imported_debian_sqlite_config_starts_under_the_debian_unit(unit_directory):
+    """Debian's shipped mtpolicyd.conf keeps its counts in an SQLite file in
+    /var/lib/mtpolicyd, which the unit does not let tallyd write."""
+    port = free_port()
+    with open(os.path.join(os.path.dirname(__file__), "..", "unit", "data",
+                           "mtpolicyd-debian.conf")) as f:
+        text = f.read().replace("12345", str(port))
+    mtpolicyd_conf = os.path.join(unit_directory, "mtpolicyd.conf")
+    with open(mtpolicyd_conf, "w") as f:
+        f.write(text)
+    imported = subprocess.run([TALLYD, "--import-mtpolicyd", mtpolicyd_conf],
+                              capture_output=True, text=True)
+    assert imported.returncode == 2             # Greylist, RBL... are left out
+
+    service = UnitService(unit_directory, imported.stdout)
+    try:
+        service.wait_started()
+        client = PolicyClient(port=port)
+        assert client.ask(client_address="192.0.2.7") == "dunno"
+        client.close()
+    finally:
+        status = service.stop()
+    assert status == 0, service.output()
+    # its counts start from zero unless the file is copied: listed
+    assert "database /var/lib/mtpolicyd/mtpolicyd.sqlite: " in imported.stderr
