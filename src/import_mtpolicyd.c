@@ -562,16 +562,15 @@ static const char *log_level_name(const char *level)
 
 /* Settings of mtpolicyd's process, not of its answers: listed, and the
  * import still exits 0. */
+#define POOL "Net::Server's process pool; tallyd answers with `workers` threads"
 static const struct { const char *name, *why; } process_knobs[] = {
-	{ "min_servers", "Net::Server's process pool; tallyd answers with `workers` threads" },
-	{ "min_spare_servers", "Net::Server's process pool; tallyd answers with `workers` threads" },
-	{ "max_spare_servers", "Net::Server's process pool; tallyd answers with `workers` threads" },
-	{ "max_servers", "Net::Server's process pool; tallyd answers with `workers` threads" },
-	{ "max_requests", "Net::Server's process pool; tallyd answers with `workers` threads" },
+	{ "min_servers", POOL }, { "min_spare_servers", POOL }, { "max_spare_servers", POOL },
+	{ "max_servers", POOL }, { "max_requests", POOL },
 	{ "max_keepalive", "requests per connection; tallyd keeps a connection until "
 	  "keepalive_timeout" },
 	{ "log_file", "tallyd logs to syslog, or to stderr (log_target)" },
 };
+#undef POOL
 
 static const char *process_knob(const char *name)
 {
@@ -582,17 +581,23 @@ static const char *process_knob(const char *name)
 	return NULL;
 }
 
-/* A whole number of seconds above 0, as tallyd's timeouts take it. */
-static void write_seconds(struct writer *w, const char *name, const char *otherwise)
+/* A timeout in whole seconds, 1..`most` as tallyd.conf(5) takes it; a
+ * longer one is cut to `most`, and 0 (no limit in mtpolicyd) or a value
+ * that is no number leaves tallyd's default. */
+static void write_seconds(struct writer *w, const char *name, long most, const char *otherwise)
 {
 	const struct item *it = find(w->root, name);
+	long seconds = it && is_integer(it->value) ? strtol(it->value, NULL, 10) : 0;
 
 	if (it == NULL)
 		return;
-	if (is_integer(it->value) && atoi(it->value) > 0)
-		buf_printf(&w->config, "%s = %d;\n", name, atoi(it->value));
-	else
+	if (seconds > most)
+		place(&w->inert, w->path, it->line, "%s = %s: tallyd's longest is %ld s", name,
+		      it->value, most);
+	else if (seconds < 1)
 		place(&w->inert, w->path, it->line, "%s = %s: %s", name, it->value, otherwise);
+	if (seconds >= 1)
+		buf_printf(&w->config, "%s = %ld;\n", name, seconds > most ? most : seconds);
 }
 
 static void write_process(struct writer *w)
@@ -634,8 +639,8 @@ static void write_globals(struct writer *w)
 			place(&w->left_out, w->path, it->line, "%s = %s", it->name, it->value);
 	}
 	write_process(w);
-	write_seconds(w, "request_timeout", "tallyd's request_timeout stays 20 s");
-	write_seconds(w, "keepalive_timeout", "tallyd closes an idle connection after "
+	write_seconds(w, "request_timeout", 3600, "tallyd's request_timeout stays 20 s");
+	write_seconds(w, "keepalive_timeout", 86400, "tallyd closes an idle connection after "
 		      "keepalive_timeout (default 300 s, Postfix's max_idle)");
 	write_listen(w, find(w->root, "port"), find(w->root, "host"));
 	write_connection(w);

@@ -152,6 +152,15 @@ START_TEST(test_process_knobs_and_log_file_are_listed_and_exit_0)
 	ck_assert(strstr(output, "# Left out, changing no answer:\n") != NULL);
 	config_free(load_output());
 
+	/* timeouts longer than tallyd takes are cut, and the output loads */
+	import_text("port=1\nrequest_timeout=7200\nkeepalive_timeout=99999999999\n");
+	ck_assert_int_eq(status, 0);
+	ck_assert(strstr(report, ":2: request_timeout = 7200: tallyd's longest is 3600 s") != NULL);
+	struct config *c = load_output();
+	ck_assert_int_eq(c->request_timeout, 3600);
+	ck_assert_int_eq(c->keepalive_timeout, 86400);
+	config_free(c);
+
 	/* one part that changes answers is enough for exit 2 */
 	import_text("port=1\nmin_servers=4\nvhost_by_policy_context=1\n");
 	ck_assert_int_eq(status, 2);
