@@ -513,8 +513,8 @@ static void write_database(struct writer *w, const char *dsn, const char *user,
 /* The database: the first Sql connection (mtpolicyd 2 names it db), else
  * db_dsn (mtpolicyd 1).  Every other connection is listed: another Sql one
  * changes answers (what reads it would read tallyd's one database); the
- * others (Memcached, Ldap...) serve only parts the import leaves out and
- * lists, so by themselves they change no answer. */
+ * others (Memcached, Ldap...) serve only what tallyd lacks (and lists
+ * where it is configured), so by themselves they change no answer. */
 static void write_connection(struct writer *w)
 {
 	const struct item *used = NULL, *dsn = NULL, *user = NULL, *password = NULL;
@@ -534,8 +534,8 @@ static void write_connection(struct writer *w)
 			place(&w->left_out, w->path, c->line, "connection %s (Sql): tallyd has one "
 			      "database, connection %s's", c->value, used->value);
 		} else {
-			place(&w->inert, w->path, c->line, "connection %s (module %s): only what is "
-			      "left out would use it", c->value, module ? module->value : "not set");
+			place(&w->inert, w->path, c->line, "connection %s (module %s): nothing tallyd "
+			      "runs uses it", c->value, module ? module->value : "not set");
 		}
 	}
 	if (used) {
@@ -723,9 +723,10 @@ int import_mtpolicyd(const char *path, FILE *out, FILE *report)
 
 	fprintf(out, "# tallyd.conf translated from %s by tallyd --import-mtpolicyd.\n", path);
 	if (w.left_out.len > 0) {
-		fprintf(out, "# Left out (tallyd has no equivalent):\n");
+		fprintf(out, "# Left out, changing answers:\n");
 		print_list(out, "#   ", &w.left_out);
-		fprintf(report, "tallyd: these parts of %s were not translated:\n", path);
+		fprintf(report, "tallyd: these parts of %s were not translated, and answers may "
+			"differ:\n", path);
 		print_list(report, "", &w.left_out);
 	}
 	if (w.inert.len > 0) {
