@@ -272,6 +272,22 @@ START_TEST(test_unknown_modules_and_options_are_reported_with_their_lines)
 }
 END_TEST
 
+/* place() builds the line in a growable buffer: nothing is cut at 400 bytes
+ * as the reader's and writer's fixed buffers once did. */
+START_TEST(test_long_values_are_reported_whole)
+{
+	char text[1200], option[1001];
+
+	memset(option, 'x', sizeof(option) - 1);
+	option[sizeof(option) - 1] = '\0';
+	snprintf(text, sizeof(text), "port=1\n%s = 1\n", option);
+	import_text(text);
+	ck_assert_int_eq(status, 2);
+	ck_assert(strstr(report, option) != NULL);
+	ck_assert(strstr(report, ":2: ") != NULL);
+}
+END_TEST
+
 START_TEST(test_database_names_from_each_dsn_form)
 {
 	import_text("port=1\nhost=127.0.0.1\ndb_dsn=\"dbi:mysql:mail\"\ndb_user=u\ndb_password=p\n");
@@ -339,6 +355,7 @@ static Suite *import_suite(void)
 	tcase_add_test(tc, test_debian_configuration_translates_what_tallyd_has);
 	tcase_add_test(tc, test_strings_are_escaped_for_libconfig);
 	tcase_add_test(tc, test_unknown_modules_and_options_are_reported_with_their_lines);
+	tcase_add_test(tc, test_long_values_are_reported_whole);
 	tcase_add_test(tc, test_database_names_from_each_dsn_form);
 	tcase_add_test(tc, test_broken_or_missing_files_are_refused);
 	suite_add_tcase(s, tc);
