@@ -632,7 +632,8 @@ static void write_globals(struct writer *w)
 			known = strcasecmp(it->name, handled[k]) == 0;
 		if (it->block && strcasecmp(it->name, "VirtualHost") != 0 &&
 		    strcasecmp(it->name, "Connection") != 0)
-			place(&w->left_out, w->path, it->line, "<%s %s>", it->name, it->value);
+			place(&w->left_out, w->path, it->line, "<%s%s%s>", it->name,
+			      *it->value ? " " : "", it->value);
 		else if (why)
 			place(&w->inert, w->path, it->line, "%s = %s: %s", it->name, it->value, why);
 		else if (!it->block && !known)

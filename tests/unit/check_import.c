@@ -224,7 +224,7 @@ START_TEST(test_debian_configuration_translates_what_tallyd_has)
 	ck_assert_int_eq(status, 2);
 	ck_assert(strstr(report, "mtpolicyd-debian.conf:66: plugin greylist (module Greylist): "
 			 "tallyd has no such module") != NULL);
-	ck_assert(strstr(report, "<SessionCache") != NULL);
+	ck_assert(strstr(report, ":48: <SessionCache>\n") != NULL);
 	ck_assert(strstr(report, "min_servers = 4") != NULL);
 	ck_assert(strstr(report, "keepalive_timeout = 0") != NULL);
 	ck_assert(strstr(report, ":37: connection memcached (module Memcached)") != NULL);
