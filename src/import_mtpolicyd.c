@@ -85,23 +85,32 @@ static char *unquote(const char *value)
 	return xstrdup(value);
 }
 
+/* Appends "PATH:LINE: message\n" to `list`: how the reader's error and the
+ * writer's lists of what they left out name a place in the file. */
+static void place(struct buf *list, const char *path, int line, const char *fmt, ...)
+	PRINTF_LIKE(4, 5);
+static void place(struct buf *list, const char *path, int line, const char *fmt, ...)
+{
+	va_list ap, again;
+
+	buf_printf(list, "%s:%d: ", path, line);
+	va_start(ap, fmt);
+	va_copy(again, ap);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	if (n > 0) {
+		buf_reserve(list, (size_t)n);
+		vsnprintf(list->data + list->len, (size_t)n + 1, fmt, again);
+		list->len += (size_t)n;
+	}
+	va_end(again);
+	va_end(ap);
+	buf_append_str(list, "\n");
+}
+
 struct reader {
 	const char *path;
-	char error[512];
+	struct buf error;          /* "PATH:LINE: what is wrong\n" */
 };
-
-static bool fail(struct reader *r, int line, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static bool fail(struct reader *r, int line, const char *fmt, ...)
-{
-	va_list ap;
-	char message[400];
-
-	va_start(ap, fmt);
-	vsnprintf(message, sizeof(message), fmt, ap);
-	va_end(ap);
-	snprintf(r->error, sizeof(r->error), "%s:%d: %s", r->path, line, message);
-	return false;
-}
 
 /* One logical line (continuations joined); NULL at the end of the file. */
 static char *read_line(FILE *f, struct buf *b, int *line)
@@ -134,17 +143,24 @@ static bool parse_line(struct reader *r, char *text, int line, struct item **sta
 	if (text[0] == '<' && text[1] == '/') {
 		char *name = trim(text + 2);
 		name[strcspn(name, ">")] = '\0';
-		if (*depth == 0 || strcasecmp(trim(name), block->name) != 0)
-			return fail(r, line, "</%s> closes no open <%s>", name, name);
+		if (*depth == 0 || strcasecmp(trim(name), block->name) != 0) {
+			place(&r->error, r->path, line, "</%s> closes no open <%s>", name, name);
+			return false;
+		}
 		(*depth)--;
 		return true;
 	}
-	if (strncmp(text, "<<", 2) == 0)
-		return fail(r, line, "includes (%s) are not read: import the included file too", text);
+	if (strncmp(text, "<<", 2) == 0) {
+		place(&r->error, r->path, line, "includes (%s) are not read: import the included "
+		      "file too", text);
+		return false;
+	}
 	if (text[0] == '<') {
 		char *close = strchr(text, '>');
-		if (close == NULL)
-			return fail(r, line, "a block opens without '>'");
+		if (close == NULL) {
+			place(&r->error, r->path, line, "a block opens without '>'");
+			return false;
+		}
 		*close = '\0';
 		char *inner = trim(text + 1), *arg = inner + strcspn(inner, " \t");
 		if (*arg)
@@ -154,8 +170,10 @@ static bool parse_line(struct reader *r, char *text, int line, struct item **sta
 		it->value = unquote(trim(arg));
 		it->line = line;
 		it->block = true;
-		if (*depth == 15)
-			return fail(r, line, "blocks nested too deep");
+		if (*depth == 15) {
+			place(&r->error, r->path, line, "blocks nested too deep");
+			return false;
+		}
 		stack[++*depth] = it;
 		return true;
 	}
@@ -187,32 +205,41 @@ static bool read_file(struct reader *r, FILE *f, struct item *root)
 			ok = parse_line(r, text, line, stack, &depth);
 	}
 	buf_free(&b);
-	if (ok && depth > 0)
-		ok = fail(r, stack[depth]->line, "<%s %s> is never closed", stack[depth]->name,
-			  stack[depth]->value);
+	if (ok && depth > 0) {
+		place(&r->error, r->path, stack[depth]->line, "<%s %s> is never closed",
+		      stack[depth]->name, stack[depth]->value);
+		ok = false;
+	}
 	return ok;
 }
 
 /* ------------------------------------------------------------------ writer */
 
+/*
+ * tallyd.service starts tallyd as user tallyd, and lets it write only
+ * /run/tallyd and /var/lib/tallyd: the import writes the package's user,
+ * group, pid_file, journal and SQLite file (conf/tallyd.conf's), whatever
+ * mtpolicyd had (kept as comments), so that its output starts under the
+ * unit as it is.
+ */
+static const struct { const char *name, *value; } packaged[] = {
+	{ "user", "tallyd" }, { "group", "tallyd" }, { "pid_file", "/run/tallyd/tallyd.pid" },
+};
+#define PACKAGED_STATE_DIR "/var/lib/tallyd/"
+#define PACKAGED_JOURNAL PACKAGED_STATE_DIR "journal"
+#define PACKAGED_SQLITE PACKAGED_STATE_DIR "tallyd.sqlite"
+
+/* What the writer leaves out goes to one of two lists, each line
+ * "PATH:LINE: what": `left_out` for what changes answers (the import exits
+ * 2), `inert` for what changes no answer (Net::Server's process knobs,
+ * log_file, connections only left-out parts use). */
 struct writer {
 	const char *path;
 	struct buf config;         /* the tallyd.conf text */
-	struct buf left_out;       /* "LINE: what" lines */
+	struct buf left_out;
+	struct buf inert;
 	const struct item *root;
 };
-
-static void leave_out(struct writer *w, int line, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static void leave_out(struct writer *w, int line, const char *fmt, ...)
-{
-	va_list ap;
-	char message[400];
-
-	va_start(ap, fmt);
-	vsnprintf(message, sizeof(message), fmt, ap);
-	va_end(ap);
-	buf_printf(&w->left_out, "%s:%d: %s\n", w->path, line, message);
-}
 
 /* A libconfig string literal. */
 static void quoted(struct buf *out, const char *s)
@@ -245,10 +272,11 @@ static bool is_integer(const char *s)
 	return *end == '\0';
 }
 
-/* "on"/"off" and 1/0 as mtpolicyd takes them, as a libconfig boolean. */
+/* mtpolicyd's plugins test `enabled eq 'off'`: only that exact string
+ * switches a plugin off; "OFF", "0", "no" and "" leave it running. */
 static bool switch_value(const char *s)
 {
-	return !(strcasecmp(s, "off") == 0 || strcmp(s, "0") == 0 || *s == '\0');
+	return strcmp(s, "off") != 0;
 }
 
 enum kind { STRING, INTEGER, SWITCH };
@@ -308,6 +336,19 @@ static const struct plugin_option *find_option(const struct module *m, const cha
 	return NULL;
 }
 
+/* An mtpolicyd switch as a libconfig boolean; a value other than "on" or
+ * "off" gets a comment, so that nobody takes "OFF" for a plugin that is
+ * off. */
+static void write_switch(struct buf *out, const char *name, const char *value)
+{
+	bool on = switch_value(value);
+
+	if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0)
+		buf_printf(out, "\n        # mtpolicyd had %s = \"%s\"; only \"off\" switches a "
+			   "plugin off", name, value);
+	buf_printf(out, "\n        %s = %s;", name, on ? "true" : "false");
+}
+
 /* Writes one plugin; false when it is left out. */
 static bool write_plugin(struct writer *w, const struct item *p, struct buf *out)
 {
@@ -315,8 +356,8 @@ static bool write_plugin(struct writer *w, const struct item *p, struct buf *out
 	const struct module *m = module_item ? find_module(module_item->value) : NULL;
 
 	if (m == NULL) {
-		leave_out(w, p->line, "plugin %s (module %s): tallyd has no such module", p->value,
-			  module_item ? module_item->value : "not set");
+		place(&w->left_out, w->path, p->line, "plugin %s (module %s): tallyd has no such "
+		      "module", p->value, module_item ? module_item->value : "not set");
 		return false;
 	}
 	buf_append_str(out, "      { name = ");
@@ -326,19 +367,20 @@ static bool write_plugin(struct writer *w, const struct item *p, struct buf *out
 		const struct item *o = &p->children[i];
 		const struct plugin_option *known = o->block ? NULL : find_option(m, o->name);
 		if (o->block) {
-			leave_out(w, o->line, "plugin %s: the <%s %s> inside it", p->value, o->name,
-				  o->value);
+			place(&w->left_out, w->path, o->line, "plugin %s: the <%s %s> inside it",
+			      p->value, o->name, o->value);
 		} else if (known == NULL) {
 			if (!ignorable(o->name))
-				leave_out(w, o->line, "plugin %s: option %s", p->value, o->name);
+				place(&w->left_out, w->path, o->line, "plugin %s: option %s", p->value,
+				      o->name);
 		} else if (known->kind == INTEGER && !is_integer(o->value)) {
-			leave_out(w, o->line, "plugin %s: %s = %s is not a whole number", p->value,
-				  o->name, o->value);
+			place(&w->left_out, w->path, o->line, "plugin %s: %s = %s is not a whole number",
+			      p->value, o->name, o->value);
+		} else if (known->kind == SWITCH) {
+			write_switch(out, o->name, o->value);
 		} else {
 			buf_printf(out, "\n        %s = ", o->name);
-			if (known->kind == SWITCH)
-				buf_append_str(out, switch_value(o->value) ? "true" : "false");
-			else if (known->kind == INTEGER)
+			if (known->kind == INTEGER)
 				buf_append_str(out, o->value);
 			else
 				quoted(out, o->value);
@@ -365,12 +407,12 @@ static void write_vhost(struct writer *w, const struct item *v, bool *first)
 			}
 			buf_free(&one);
 		} else if (!(strcasecmp(p->name, "name") == 0 && !p->block)) {
-			leave_out(w, p->line, "virtual host %s: %s", v->value, p->name);
+			place(&w->left_out, w->path, p->line, "virtual host %s: %s", v->value, p->name);
 		}
 	}
 	if (written == 0) {
-		leave_out(w, v->line, "virtual host %s: no plugin tallyd has; its port answers "
-			  "dunno", v->value);
+		place(&w->left_out, w->path, v->line, "virtual host %s: no plugin tallyd has; its "
+		      "port answers dunno", v->value);
 	} else {
 		const struct item *name = find(v, "name");
 		buf_printf(&w->config, "%s  { port = %s;", *first ? "" : ",\n", v->value);
@@ -387,12 +429,13 @@ static void write_vhost(struct writer *w, const struct item *v, bool *first)
 
 /* ------------------------------------------------------------- globals */
 
-/* Net::Server's port list: "host:port", "port" (host from `host`, else
- * all addresses), "/path|unix". */
+/* Net::Server's port list: "host:port", "port" (host from `host`, which
+ * mtpolicyd sets to 127.0.0.1 before it reads its file; "*" is every
+ * address), "/path|unix". */
 static void write_listen(struct writer *w, const struct item *port, const struct item *host)
 {
 	char *copy = xstrdup(port ? port->value : "127.0.0.1:12345"), *save = NULL;
-	const char *default_host = host && strcmp(host->value, "*") != 0 ? host->value : "*";
+	const char *default_host = host ? host->value : "127.0.0.1";
 	size_t n = 0;
 
 	buf_append_str(&w->config, "listen = \"");
@@ -422,7 +465,8 @@ static void write_database(struct writer *w, const char *dsn, const char *user,
 
 	if (scheme == NULL || strcasecmp(scheme, "dbi") != 0 || driver == NULL ||
 	    (!sqlite && strcasecmp(driver, "mysql") != 0 && strcasecmp(driver, "MariaDB") != 0)) {
-		leave_out(w, line, "database %s: tallyd speaks to MySQL/MariaDB and SQLite only", dsn);
+		place(&w->left_out, w->path, line, "database %s: tallyd speaks to MySQL/MariaDB and "
+		      "SQLite only", dsn);
 		free(copy);
 		return;
 	}
@@ -436,8 +480,17 @@ static void write_database(struct writer *w, const char *dsn, const char *user,
 		else if (strcmp(key, "mysql_socket") == 0)
 			key = "socket";
 		else if (strcmp(key, "host") != 0 && strcmp(key, "port") != 0) {
-			leave_out(w, line, "database: %s=%s", key, value);
+			place(&w->left_out, w->path, line, "database: %s=%s", key, value);
 			continue;
+		}
+		if (strcmp(key, "path") == 0 &&
+		    strncmp(value, PACKAGED_STATE_DIR, strlen(PACKAGED_STATE_DIR)) != 0) {
+			place(&w->left_out, w->path, line, "database %s: tallyd.service lets tallyd "
+			      "write only " PACKAGED_STATE_DIR "; to keep its counts, copy it to "
+			      PACKAGED_SQLITE ", owned by tallyd", value);
+			buf_printf(&w->config, "  # mtpolicyd's file was %s: copy it here, owned by "
+				   "tallyd,\n  # to keep its counts\n", value);
+			value = PACKAGED_SQLITE;
 		}
 		buf_printf(&w->config, "  %s = ", key);
 		if (strcmp(key, "port") == 0 && is_integer(value))
@@ -457,33 +510,45 @@ static void write_database(struct writer *w, const char *dsn, const char *user,
 	free(copy);
 }
 
-/* The Sql connection named db (mtpolicyd 2) or db_dsn (mtpolicyd 1). */
+/* The database: the first Sql connection (mtpolicyd 2 names it db), else
+ * db_dsn (mtpolicyd 1).  Every other connection is listed: another Sql one
+ * changes answers (what reads it would read tallyd's one database); the
+ * others (Memcached, Ldap...) serve only what tallyd lacks (and lists
+ * where it is configured), so by themselves they change no answer. */
 static void write_connection(struct writer *w)
 {
+	const struct item *used = NULL, *dsn = NULL, *user = NULL, *password = NULL;
+
 	for (size_t i = 0; i < w->root->count; i++) {
 		const struct item *c = &w->root->children[i];
 		if (!c->block || strcasecmp(c->name, "Connection") != 0)
 			continue;
-		const struct item *module = find(c, "module"), *dsn = find(c, "dsn");
-		if (module && strcasecmp(module->value, "Sql") == 0 && dsn) {
-			const struct item *user = find(c, "user"), *password = find(c, "password");
+		const struct item *module = find(c, "module");
+		bool sql = module && strcasecmp(module->value, "Sql") == 0 && find(c, "dsn");
+		if (sql && used == NULL) {
+			used = c;
 			if (strcmp(c->value, "db") != 0)
-				leave_out(w, c->line, "connection %s: tallyd has one database; it uses "
-					  "this one", c->value);
-			write_database(w, dsn->value, user ? user->value : NULL,
-				       password ? password->value : NULL, c->line);
-			return;
+				place(&w->left_out, w->path, c->line, "connection %s: tallyd has one "
+				      "database; it uses this one", c->value);
+		} else if (sql) {
+			place(&w->left_out, w->path, c->line, "connection %s (Sql): tallyd has one "
+			      "database, connection %s's", c->value, used->value);
+		} else {
+			place(&w->inert, w->path, c->line, "connection %s (module %s): nothing tallyd "
+			      "runs uses it", c->value, module ? module->value : "not set");
 		}
-		leave_out(w, c->line, "connection %s (%s): tallyd needs none", c->value,
-			  module ? module->value : "no module");
 	}
-	const struct item *dsn = find(w->root, "db_dsn");
-	if (dsn) {
-		const struct item *user = find(w->root, "db_user");
-		const struct item *password = find(w->root, "db_password");
+	if (used) {
+		dsn = find(used, "dsn");
+		user = find(used, "user");
+		password = find(used, "password");
+	} else if ((dsn = find(w->root, "db_dsn")) != NULL) {
+		user = find(w->root, "db_user");
+		password = find(w->root, "db_password");
+	}
+	if (dsn)
 		write_database(w, dsn->value, user ? user->value : NULL,
-			       password ? password->value : NULL, dsn->line);
-	}
+			       password ? password->value : NULL, used ? used->line : dsn->line);
 }
 
 /* Net::Server's log levels 0..4. */
@@ -495,6 +560,63 @@ static const char *log_level_name(const char *level)
 	return names[n < 0 ? 0 : n > 4 ? 4 : n];
 }
 
+/* Settings of mtpolicyd's process, not of its answers: listed, and the
+ * import still exits 0. */
+#define POOL "Net::Server's process pool; tallyd answers with `workers` threads"
+static const struct { const char *name, *why; } process_knobs[] = {
+	{ "min_servers", POOL }, { "min_spare_servers", POOL }, { "max_spare_servers", POOL },
+	{ "max_servers", POOL }, { "max_requests", POOL },
+	{ "max_keepalive", "requests per connection; tallyd keeps a connection until "
+	  "keepalive_timeout" },
+	{ "log_file", "tallyd logs to syslog, or to stderr (log_target)" },
+};
+#undef POOL
+
+static const char *process_knob(const char *name)
+{
+	for (size_t i = 0; i < sizeof(process_knobs) / sizeof(process_knobs[0]); i++) {
+		if (strcasecmp(process_knobs[i].name, name) == 0)
+			return process_knobs[i].why;
+	}
+	return NULL;
+}
+
+/* A timeout in whole seconds, 1..`most` as tallyd.conf(5) takes it; a
+ * longer one is cut to `most`, and 0 (no limit in mtpolicyd) or a value
+ * that is no number leaves tallyd's default. */
+static void write_seconds(struct writer *w, const char *name, long most, const char *otherwise)
+{
+	const struct item *it = find(w->root, name);
+	long seconds = it && is_integer(it->value) ? strtol(it->value, NULL, 10) : 0;
+
+	if (it == NULL)
+		return;
+	if (seconds > most)
+		place(&w->inert, w->path, it->line, "%s = %s: tallyd's longest is %ld s", name,
+		      it->value, most);
+	else if (seconds < 1)
+		place(&w->inert, w->path, it->line, "%s = %s: %s", name, it->value, otherwise);
+	if (seconds >= 1)
+		buf_printf(&w->config, "%s = %ld;\n", name, seconds > most ? most : seconds);
+}
+
+static void write_process(struct writer *w)
+{
+	buf_append_str(&w->config, "# As the package runs tallyd: tallyd.service starts it as user "
+		       "tallyd, which\n# may write only /run/tallyd and /var/lib/tallyd.\n");
+	for (size_t i = 0; i < sizeof(packaged) / sizeof(packaged[0]); i++) {
+		const struct item *it = find(w->root, packaged[i].name);
+		if (it)
+			buf_printf(&w->config, "# mtpolicyd had %s = %s\n", it->name, it->value);
+		buf_printf(&w->config, "%s = ", packaged[i].name);
+		quoted(&w->config, packaged[i].value);
+		buf_append_str(&w->config, ";\n");
+	}
+	const struct item *level = find(w->root, "log_level");
+	if (level)
+		buf_printf(&w->config, "log_level = \"%s\";\n", log_level_name(level->value));
+}
+
 static void write_globals(struct writer *w)
 {
 	static const char *const handled[] = {
@@ -504,38 +626,28 @@ static void write_globals(struct writer *w)
 
 	for (size_t i = 0; i < w->root->count; i++) {
 		const struct item *it = &w->root->children[i];
+		const char *why = it->block ? NULL : process_knob(it->name);
 		bool known = false;
 		for (int k = 0; handled[k] && !known; k++)
 			known = strcasecmp(it->name, handled[k]) == 0;
 		if (it->block && strcasecmp(it->name, "VirtualHost") != 0 &&
 		    strcasecmp(it->name, "Connection") != 0)
-			leave_out(w, it->line, "<%s %s>", it->name, it->value);
+			place(&w->left_out, w->path, it->line, "<%s%s%s>", it->name,
+			      *it->value ? " " : "", it->value);
+		else if (why)
+			place(&w->inert, w->path, it->line, "%s = %s: %s", it->name, it->value, why);
 		else if (!it->block && !known)
-			leave_out(w, it->line, "%s = %s", it->name, it->value);
+			place(&w->left_out, w->path, it->line, "%s = %s", it->name, it->value);
 	}
-	const char *const strings[] = { "user", "group", "pid_file", NULL };
-	for (int k = 0; strings[k]; k++) {
-		const struct item *it = find(w->root, strings[k]);
-		if (it) {
-			buf_printf(&w->config, "%s = ", strings[k]);
-			quoted(&w->config, it->value);
-			buf_append_str(&w->config, ";\n");
-		}
-	}
-	const struct item *level = find(w->root, "log_level");
-	if (level)
-		buf_printf(&w->config, "log_level = \"%s\";\n", log_level_name(level->value));
-	const struct item *timeout = find(w->root, "request_timeout");
-	if (timeout && is_integer(timeout->value) && atoi(timeout->value) > 0)
-		buf_printf(&w->config, "request_timeout = %d;\n", atoi(timeout->value));
-	const struct item *keepalive = find(w->root, "keepalive_timeout");
-	if (keepalive && is_integer(keepalive->value) && atoi(keepalive->value) > 0)
-		buf_printf(&w->config, "keepalive_timeout = %d;\n", atoi(keepalive->value));
-	else if (keepalive)
-		leave_out(w, keepalive->line, "keepalive_timeout = %s: tallyd always keeps "
-			  "connections (default 300 s, as Postfix)", keepalive->value);
+	write_process(w);
+	write_seconds(w, "request_timeout", 3600, "tallyd's request_timeout stays 20 s");
+	write_seconds(w, "keepalive_timeout", 86400, "tallyd closes an idle connection after "
+		      "keepalive_timeout (default 300 s, Postfix's max_idle)");
 	write_listen(w, find(w->root, "port"), find(w->root, "host"));
 	write_connection(w);
+	buf_append_str(&w->config, "accounting = {\n  # Not in mtpolicyd: every increment is "
+		       "written here before its answer,\n  # so that a crash loses no count.\n"
+		       "  journal = \"" PACKAGED_JOURNAL "\";\n};\n");
 }
 
 static bool port_listed(const char *listen, const char *port)
@@ -563,7 +675,8 @@ static void write_vhosts(struct writer *w)
 		if (!v->block || strcasecmp(v->name, "VirtualHost") != 0)
 			continue;
 		if (!is_integer(v->value) || !port_listed(listen, v->value))
-			leave_out(w, v->line, "virtual host %s: port is not in port", v->value);
+			place(&w->left_out, w->path, v->line, "virtual host %s: port is not in port",
+			      v->value);
 		else
 			write_vhost(w, v, &first);
 	}
@@ -571,6 +684,15 @@ static void write_vhosts(struct writer *w)
 		buf_printf(&all, "virtual_hosts = (\n%s\n);\n", w->config.data);
 	buf_free(&w->config);
 	w->config = all;
+}
+
+/* `list`'s lines, each with `prefix` before it. */
+static void print_list(FILE *out, const char *prefix, const struct buf *list)
+{
+	for (const char *line = list->data, *nl; line && *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		fprintf(out, "%s%.*s\n", prefix, (int)(nl - line), line);
+	}
 }
 
 int import_mtpolicyd(const char *path, FILE *out, FILE *report)
@@ -583,33 +705,42 @@ int import_mtpolicyd(const char *path, FILE *out, FILE *report)
 		fprintf(report, "tallyd: %s: cannot read the file\n", path);
 		return 1;
 	}
+	buf_init(&r.error);
 	bool ok = read_file(&r, f, &root);
 	fclose(f);
 	if (!ok) {
-		fprintf(report, "%s\n", r.error);
+		fprintf(report, "%s", r.error.data);
+		buf_free(&r.error);
 		item_free(&root);
 		return 1;
 	}
+	buf_free(&r.error);
 	struct writer w = { .path = path, .root = &root };
 	buf_init(&w.config);
 	buf_init(&w.left_out);
+	buf_init(&w.inert);
 	write_globals(&w);
 	write_vhosts(&w);
 
 	fprintf(out, "# tallyd.conf translated from %s by tallyd --import-mtpolicyd.\n", path);
 	if (w.left_out.len > 0) {
-		fprintf(out, "# Left out (tallyd has no equivalent):\n");
-		for (char *line = w.left_out.data, *nl; *line; line = nl + 1) {
-			nl = strchr(line, '\n');
-			fprintf(out, "#   %.*s\n", (int)(nl - line), line);
-		}
-		fprintf(report, "tallyd: these parts of %s were not translated:\n%s", path,
-			w.left_out.data);
+		fprintf(out, "# Left out, changing answers:\n");
+		print_list(out, "#   ", &w.left_out);
+		fprintf(report, "tallyd: these parts of %s were not translated, and answers may "
+			"differ:\n", path);
+		print_list(report, "", &w.left_out);
+	}
+	if (w.inert.len > 0) {
+		fprintf(out, "# Left out, changing no answer:\n");
+		print_list(out, "#   ", &w.inert);
+		fprintf(report, "tallyd: left out too, changing no answer:\n");
+		print_list(report, "", &w.inert);
 	}
 	fprintf(out, "\n%s", w.config.data ? w.config.data : "");
 	int status = w.left_out.len > 0 ? 2 : 0;
 	buf_free(&w.config);
 	buf_free(&w.left_out);
+	buf_free(&w.inert);
 	item_free(&root);
 	return status;
 }
