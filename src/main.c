@@ -78,7 +78,8 @@ static void usage(FILE *out)
 		"  -h        print this help and exit\n"
 		"  --import-mtpolicyd FILE\n"
 		"            print the tallyd.conf equivalent to an mtpolicyd.conf, and\n"
-		"            list on stderr what tallyd has no equivalent for (exit 2)\n");
+		"            list on stderr what it left out (exit 2 when that changes\n"
+		"            answers, 0 when it does not)\n");
 }
 
 static void parse_options(int argc, char **argv, struct options *o)
