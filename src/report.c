@@ -70,9 +70,10 @@ void report_stats(struct buf *out, const struct config *config, time_t started)
 		for (size_t j = 0; j < v->plugin_count; j++) {
 			const struct plugin *p = v->plugins[j];
 			object_stats_read(p->stats, &o);
-			buf_printf(out, "plugin %s %s calls %llu answers %llu waits %llu avg_us %.1f\n",
-				   v->name, p->name, (unsigned long long)o.calls,
+			buf_printf(out, "plugin %s %s calls %llu answers %llu waits %llu monitored %llu "
+				   "avg_us %.1f\n", v->name, p->name, (unsigned long long)o.calls,
 				   (unsigned long long)o.answers, (unsigned long long)o.waits,
+				   (unsigned long long)o.monitored,
 				   o.calls ? (double)o.nanoseconds / (double)o.calls / 1000.0 : 0.0);
 		}
 	}
@@ -144,17 +145,20 @@ static void metric(struct buf *out, const char *name, const char *type, const ch
 
 static void object_metrics(struct buf *out, const struct config *config)
 {
-	static const char *const names[] = { "tallyd_plugin_calls_total",
-					     "tallyd_plugin_answers_total",
-					     "tallyd_plugin_waits_total",
-					     "tallyd_plugin_seconds_total" };
-	static const char *const help[] = {
+	enum { FAMILIES = 5 };
+	static const char *const names[FAMILIES] = { "tallyd_plugin_calls_total",
+						     "tallyd_plugin_answers_total",
+						     "tallyd_plugin_waits_total",
+						     "tallyd_plugin_monitored_total",
+						     "tallyd_plugin_seconds_total" };
+	static const char *const help[FAMILIES] = {
 		"Requests that ran the plugin.",
 		"Requests the plugin answered (a Quota's deferrals, an Action's answers).",
 		"Runs of the plugin that waited for the database.",
+		"Answers a Quota with monitor = true would have given.",
 		"Seconds spent in the plugin." };
 
-	for (int which = 0; which < 4; which++) {
+	for (int which = 0; which < FAMILIES; which++) {
 		buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", names[which], help[which],
 			   names[which]);
 		for (size_t i = 0; i < config->vhost_count; i++) {
@@ -162,8 +166,9 @@ static void object_metrics(struct buf *out, const struct config *config)
 			for (size_t j = 0; j < v->plugin_count; j++) {
 				struct object_totals o;
 				object_stats_read(v->plugins[j]->stats, &o);
-				double values[4] = { (double)o.calls, (double)o.answers, (double)o.waits,
-						    (double)o.nanoseconds / 1e9 };
+				double values[FAMILIES] = { (double)o.calls, (double)o.answers,
+							    (double)o.waits, (double)o.monitored,
+							    (double)o.nanoseconds / 1e9 };
 				buf_printf(out, "%s{vhost=\"", names[which]);
 				label(out, v->name);
 				buf_append_str(out, "\",plugin=\"");

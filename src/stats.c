@@ -126,6 +126,7 @@ void object_stats_read(const struct object_stats *per_thread, struct object_tota
 		out->calls += load(&per_thread[i].calls);
 		out->answers += load(&per_thread[i].answers);
 		out->waits += load(&per_thread[i].waits);
+		out->monitored += load(&per_thread[i].monitored);
 		out->nanoseconds += load(&per_thread[i].nanoseconds);
 	}
 }

@@ -13,18 +13,25 @@
  * makes the request wait for the loader; when the database cannot be
  * reached, or did not answer within database.wait, on_db_error decides
  * ("continue" with tallyd's own increments as the total, or an action to
- * answer).  Settings are read-only after setup; run() is called by all
- * workers at once.
+ * answer).
+ *
+ * The first time in a period that a key is over the threshold, a notice is
+ * logged (notice.h).  With monitor = true the plugin answers nothing: it
+ * logs what it would have answered and counts it (stats: monitored), for
+ * rolling out a quota.  Settings are read-only after setup; run() is called
+ * by all workers at once.
  */
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "counters.h"
-#include "tables.h"
 #include "log.h"
 #include "metrics.h"
+#include "notice.h"
 #include "plugin.h"
+#include "stats.h"
+#include "tables.h"
 
 struct quota_settings {
 	char *field;
@@ -34,6 +41,7 @@ struct quota_settings {
 	char *time_pattern;
 	char *table_prefix;
 	bool enabled;
+	bool monitor;
 	char *uc_enabled;
 	char *uc_field;
 	char *uc_threshold;
@@ -42,6 +50,7 @@ struct quota_settings {
 	char *on_db_error;
 	int table;                 /* table of the configured field */
 	size_t field_len;
+	struct notice_set *noticed;   /* keys told over their quota (its own atomics) */
 };
 
 #define SETTING(field) offsetof(struct quota_settings, field)
@@ -62,6 +71,8 @@ static const struct config_option quota_options[] = {
 	PLUGIN_TABLE_OPTIONS(struct quota_settings),
 	{ .name = "enabled", .type = OPTION_SWITCH, .offset = SETTING(enabled),
 	  .default_number = 1 },
+	{ .name = "monitor", .type = OPTION_SWITCH, .offset = SETTING(monitor),
+	  .default_number = 0 },
 	{ .name = "uc_enabled", .type = OPTION_STRING, .offset = SETTING(uc_enabled),
 	  .default_string = "" },
 	{ .name = "uc_field", .type = OPTION_STRING, .offset = SETTING(uc_field),
@@ -91,7 +102,15 @@ static int quota_setup(struct plugin *plugin, const config_setting_t *where,
 	}
 	tables_set_read(q->table);
 	q->field_len = strlen(q->field);
+	q->noticed = notice_new();
 	return 0;
+}
+
+static void quota_destroy(struct plugin *plugin)
+{
+	struct quota_settings *q = plugin->settings;
+
+	notice_free(q->noticed);
 }
 
 /* The table for a field named by uc_field (registered on first use). */
@@ -103,6 +122,43 @@ static int table_for(const struct quota_settings *q, const char *field)
 	if (table >= 0)
 		tables_set_read(table);
 	return table;
+}
+
+/* A key over its quota, as the log tells it. */
+struct over {
+	const char *field;
+	const struct attribute *key;
+	const char *metric;
+	uint64_t value;
+	int64_t threshold;
+	const char *action;
+};
+
+/* Logs the first time in a period that a key is over (notice.h); every
+ * time at debug level. */
+static void tell(const struct plugin *plugin, int period, const char *stored, size_t stored_len,
+		 const struct over *o)
+{
+	const struct quota_settings *q = plugin->settings;
+	const char *would = q->monitor ? "monitor = true: would answer" : "answering";
+	uint64_t left_out = 0;
+	size_t time_len;
+	const char *time = periods_time(period, &time_len);
+
+	if (!notice_first(q->noticed, period, stored, stored_len, &left_out)) {
+		log_debug("plugin %s: %s %.*s has %s %llu of %lld: %s %s", plugin->name, o->field,
+			  (int)o->key->value_len, o->key->value, o->metric,
+			  (unsigned long long)o->value, (long long)o->threshold, would, o->action);
+		return;
+	}
+	log_notice("plugin %s: %s %.*s reached its quota for %.*s: %s %llu of %lld; %s \"%s\"",
+		   plugin->name, o->field, (int)o->key->value_len, o->key->value, (int)time_len,
+		   time, o->metric, (unsigned long long)o->value, (long long)o->threshold, would,
+		   o->action);
+	if (left_out > 0)
+		log_notice("plugin %s: %llu more keys reached their quota in the last minutes, not "
+			   "logged (at most %d lines a minute; tallyctl top lists the keys)",
+			   plugin->name, (unsigned long long)left_out, NOTICE_PER_MINUTE);
 }
 
 static enum plugin_result quota_run(const struct plugin *plugin, struct plugin_call *call)
@@ -150,14 +206,17 @@ static enum plugin_result quota_run(const struct plugin *plugin, struct plugin_c
 		}
 	}
 	uint64_t value = total.v[metric_parse(metric)];
-	if (threshold <= 0 || value >= (uint64_t)threshold) {
-		log_debug("plugin %s: %s %.*s has %s %llu of %lld: %s", name, field,
-			 (int)key->value_len, key->value, metric, (unsigned long long)value,
-			 (long long)threshold, action);
-		call->action = action;
-		return PLUGIN_ANSWER;
+	if (threshold > 0 && value < (uint64_t)threshold)
+		return PLUGIN_NEXT;
+	struct over over = { field, key, metric, value, threshold, action };
+	tell(plugin, period, stored, stored_len, &over);
+	if (q->monitor) {
+		if (plugin->stats)
+			stats_bump(&plugin->stats[stats_thread_index()].monitored, 1);
+		return PLUGIN_NEXT;
 	}
-	return PLUGIN_NEXT;
+	call->action = action;
+	return PLUGIN_ANSWER;
 }
 
 const struct plugin_module quota_module = {
@@ -166,4 +225,5 @@ const struct plugin_module quota_module = {
 	.settings_size = sizeof(struct quota_settings),
 	.setup = quota_setup,
 	.run = quota_run,
+	.destroy = quota_destroy,
 };
