@@ -30,6 +30,7 @@
 #include "report.h"
 #include "tables.h"
 #include "timekey.h"
+#include "top.h"
 #include "usercache.h"
 
 static int control_fd = -1;
@@ -113,12 +114,7 @@ static void show_metrics(struct buf *out, int period, const char *key, size_t ke
 
 	counters_peek(period, key, key_len, &flushed, &in_flight, &pending, &loaded);
 	buf_printf(out, "ok\ntable %s\nkey ", tables_name(periods_table(period)));
-	for (size_t i = 0; i < key_len; i++) {   /* a long key's row holds a newline */
-		if (key[i] == '\n')
-			buf_append_str(out, "\\n");
-		else
-			buf_append(out, key + i, 1);
-	}
+	top_append_key(out, key, key_len);
 	buf_printf(out, "\ntime %.*s\n", (int)time_len, time);
 	for (int m = 0; m < METRIC_COUNT_OF; m++)
 		buf_printf(out, "%s %llu (flushed %llu, in flight %llu, pending %llu)\n",
@@ -128,6 +124,52 @@ static void show_metrics(struct buf *out, int period, const char *key, size_t ke
 	if (found != LOOKUP_FOUND)
 		buf_append_str(out, "note: the database's totals are not known now; only this "
 			       "tallyd's own increments are shown\n");
+}
+
+/* The one table that FIELD (or a table's name) names: true, with its id
+ * in ids[0] and its time_pattern; else false, with the error in `out`. */
+static bool one_table(struct buf *out, const char *field, int ids[8],
+		      char pattern[TABLES_PATTERN_MAX])
+{
+	int found = tables_for(field, ids, 8, pattern);
+
+	if (found == 1)
+		return true;
+	buf_printf(out, "error: %s %s\n", found ? "several tables keep" : "no accounting table keeps",
+		   field);
+	for (int i = 0; i < found && i < 8; i++)
+		buf_printf(out, "table %s\n", tables_name(ids[i]));
+	return false;
+}
+
+/* top FIELD [N] [METRIC]: the keys of the current period with the largest
+ * totals, from memory. */
+static void command_top(struct buf *out, char **args, int count)
+{
+	int ids[8];
+	char pattern[TABLES_PATTERN_MAX];
+	size_t time_len;
+	char *end = NULL;
+	long n = count >= 3 ? strtol(args[2], &end, 10) : TOP_DEFAULT;
+	int metric = count >= 4 ? metric_parse(args[3]) : METRIC_COUNT;
+
+	if (count < 2 || count > 4 || (end != NULL && (*end != '\0' || n < 1 || n > TOP_MAX)) ||
+	    metric < 0) {
+		buf_printf(out, "usage: top FIELD [N] [METRIC] (N: 1..%d; METRIC: count, "
+			   "count_rcpt, size or size_rcpt)\n", TOP_MAX);
+		return;
+	}
+	if (!one_table(out, args[1], ids, pattern))
+		return;
+	const char *time = timekey_now(pattern[0] ? pattern : "%Y-%m", &time_len);
+	int period = periods_get(ids[0], time, time_len);
+	if (period < 0) {
+		buf_append_str(out, "error: no period can be kept for that time now\n");
+		return;
+	}
+	buf_printf(out, "ok\ntable %s\ntime %.*s\nmetric %s\n", tables_name(ids[0]),
+		   (int)time_len, time, metric_names[metric]);
+	top_report(out, period, metric, (size_t)n);
 }
 
 /* show|reset FIELD KEY [TIME] */
@@ -142,14 +184,8 @@ static void command_key(struct buf *out, char **args, int count)
 		buf_printf(out, "usage: %s FIELD KEY [TIME]\n", args[0]);
 		return;
 	}
-	int found = tables_for(args[1], ids, 8, pattern);
-	if (found != 1) {
-		buf_printf(out, "error: %s %s\n", found ? "several tables keep" :
-			   "no accounting table keeps", args[1]);
-		for (int i = 0; i < found && i < 8; i++)
-			buf_printf(out, "table %s\n", tables_name(ids[i]));
+	if (!one_table(out, args[1], ids, pattern))
 		return;
-	}
 	char long_form[ACCOUNTING_VALUE_MAX];
 	size_t key_len = strlen(args[2]);
 	const char *key = accounting_key(args[2], &key_len, long_form);
@@ -194,13 +230,15 @@ static void run_command(struct buf *out, char *line)
 	int count = admin_split_command(line, args);
 
 	if (count == 0) {
-		buf_append_str(out, "usage: no command (stats, show, reset, forget, flush, reload)\n");
+		buf_append_str(out, "usage: no command (stats, show, reset, top, forget, flush, reload)\n");
 	} else if (strcmp(args[0], "stats") == 0) {
 		buf_append_str(out, "ok\n");
 		report_stats(out, live_enter(), started);
 		live_leave();
 	} else if (strcmp(args[0], "show") == 0 || strcmp(args[0], "reset") == 0) {
 		command_key(out, args, count);
+	} else if (strcmp(args[0], "top") == 0) {
+		command_top(out, args, count);
 	} else if (strcmp(args[0], "forget") == 0) {
 		command_forget(out, args, count);
 	} else if (strcmp(args[0], "flush") == 0) {
@@ -217,7 +255,7 @@ static void run_command(struct buf *out, char *line)
 				   why.data ? why.data : "");
 		buf_free(&why);
 	} else {
-		buf_printf(out, "usage: unknown command '%s' (stats, show, reset, forget, flush, "
+		buf_printf(out, "usage: unknown command '%s' (stats, show, reset, top, forget, flush, "
 			   "reload)\n", args[0]);
 	}
 }

@@ -706,6 +706,31 @@ void counters_for_each_key(void (*fn)(int period, const char *key, size_t key_le
 	}
 }
 
+void counters_for_each_in(int period,
+			  void (*fn)(const char *key, size_t key_len,
+				     const struct metric_values *total, bool known, void *arg),
+			  void *arg)
+{
+	for (int i = 0; i < SHARD_COUNT; i++) {
+		struct shard *s = &shards[i];
+		pthread_mutex_lock(&s->lock);
+		for (size_t b = 0; b < s->bucket_count; b++) {
+			for (struct counter *c = s->buckets[b]; c; c = c->next) {
+				if (c->period != period)
+					continue;
+				bool known = c->state == LOAD_DONE;
+				struct metric_values total = known ? c->flushed : zero;
+				if (c->delta) {
+					metrics_add(&total, &c->delta->in_flight);
+					metrics_add(&total, &c->delta->pending);
+				}
+				fn(c->key, c->key_len, &total, known, arg);
+			}
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
 void counters_restore(int period, const char *key, size_t key_len,
 		      const struct metric_values *flushed)
 {

@@ -148,6 +148,15 @@ void counters_reset(int period, const char *key, size_t key_len);
 void counters_for_each_key(void (*fn)(int period, const char *key, size_t key_len,
 				      const struct metric_values *flushed, void *arg),
 			   void *arg);
+/* Calls fn for every cached key of `period`, with its total as a Quota
+ * sees it (flushed, in flight and pending); `known` is false when the
+ * database's part is not loaded (the total is then this tallyd's own
+ * increments).  Each shard is locked in turn: fn must be quick and must
+ * not call counters.  tallyctl top. */
+void counters_for_each_in(int period,
+			  void (*fn)(const char *key, size_t key_len,
+				     const struct metric_values *total, bool known, void *arg),
+			  void *arg);
 /* Start-up, from the snapshot: a key whose database totals were `flushed`
  * (NULL: not known). */
 void counters_restore(int period, const char *key, size_t key_len,

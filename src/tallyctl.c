@@ -3,10 +3,11 @@
  * socket and prints the answer:
  *
  *   tallyctl [-s SOCKET] stats | show FIELD KEY [TIME] | reset FIELD KEY [TIME]
- *                        | forget FIELD KEY | flush | reload
+ *                        | top FIELD [N] [METRIC] | forget FIELD KEY | flush | reload
  *
  * Exit status: 0 when tallyd answered "ok", 1 when it answered an error, 2
- * when it could not be reached.  Single-threaded.
+ * when it could not be reached or the command line is wrong.
+ * Single-threaded.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,6 +26,8 @@ static void usage(FILE *out)
 		"  stats                   requests, answers, cache, flusher and database state\n"
 		"  show FIELD KEY [TIME]   the four metrics of a key (flushed + pending)\n"
 		"  reset FIELD KEY [TIME]  set a key's four metrics to zero\n"
+		"  top FIELD [N] [METRIC]  the N (10) keys of this period with the largest METRIC\n"
+		"                          (count), from memory\n"
 		"  forget FIELD KEY        read the key's SqlUserConfig config afresh\n"
 		"  flush                   write pending increments now, and wait\n"
 		"  reload                  re-read tallyd's configuration\n"
