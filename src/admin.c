@@ -21,14 +21,15 @@ char *admin_input_space(struct admin_input *in, size_t *room)
 
 enum admin_input_state admin_input_add(struct admin_input *in, size_t n)
 {
-	const char *added = in->text + in->len;
+	const char *added = in->text + in->len;   /* the text before has no newline, no NUL */
 
 	in->len += n;
 	in->text[in->len] = '\0';
-	if (memchr(added, '\0', n) != NULL)
-		return ADMIN_INPUT_NO_LINE;     /* not a text line: answered at once */
-	if (strchr(in->text, '\n') != NULL)
+	size_t text = strcspn(added, "\n");    /* stops at a newline or a NUL */
+	if (added[text] == '\n')
 		return ADMIN_INPUT_LINE;
+	if (text < n)
+		return ADMIN_INPUT_NO_LINE;     /* a NUL: not a text line, answered at once */
 	return n > 0 && in->len + 1 < sizeof(in->text) ? ADMIN_INPUT_MORE : ADMIN_INPUT_NO_LINE;
 }
 

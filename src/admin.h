@@ -24,7 +24,7 @@ struct admin_input {
 enum admin_input_state {
 	ADMIN_INPUT_MORE,               /* no newline yet: read again */
 	ADMIN_INPUT_LINE,               /* a newline is in: answer the line */
-	ADMIN_INPUT_NO_LINE,            /* full, the client stopped sending, or a NUL byte */
+	ADMIN_INPUT_NO_LINE,            /* full, the client stopped sending, or a NUL first */
 };
 
 /* An empty input. */
@@ -33,9 +33,9 @@ void admin_input_init(struct admin_input *in);
  * 1 while the state is ADMIN_INPUT_MORE). */
 char *admin_input_space(struct admin_input *in, size_t *room);
 /* Takes the `n` bytes a read put at admin_input_space() (0: the client
- * stopped sending) and says what to do next.  A NUL byte makes it
- * ADMIN_INPUT_NO_LINE: a request is text, and the client is answered at
- * once rather than left waiting for a newline that would not count. */
+ * stopped sending) and says what to do next.  A NUL byte before the
+ * newline makes it ADMIN_INPUT_NO_LINE: a request is text, and the client
+ * is answered at once rather than left waiting for its deadline. */
 enum admin_input_state admin_input_add(struct admin_input *in, size_t n);
 
 /* Splits a command line in place into at most ADMIN_ARGS_MAX arguments,

@@ -94,7 +94,8 @@ static enum admin_input_state admin_fuzz_deliver(struct admin_input *in, const c
 /* Delivers the input whole and in chunks and checks both against what
  * the bytes say: a request is in when a newline comes before any NUL in
  * the first ADMIN_INPUT_MAX - 1 bytes.  Both texts agree up to the line's
- * end (after it, chunks may have left bytes unread). */
+ * end, or up to the NUL that cut it (after it, chunks may have left bytes
+ * unread). */
 static enum admin_input_state admin_fuzz_deliver_both(struct admin_input *whole,
 						      struct admin_input *pieces,
 						      const char *data, size_t len, size_t step)
@@ -106,7 +107,7 @@ static enum admin_input_state admin_fuzz_deliver_both(struct admin_input *whole,
 
 	check(state == (newline ? ADMIN_INPUT_LINE : ADMIN_INPUT_NO_LINE));
 	check(admin_fuzz_deliver(pieces, data, len, step) == state);
-	size_t same = newline ? (size_t)(newline - data) + 1 : whole->len;
+	size_t same = newline ? (size_t)(newline - data) + 1 : end < fits ? end + 1 : fits;
 	check(pieces->len >= same && whole->len == fits);
 	check(memcmp(whole->text, pieces->text, same) == 0);
 	return state;

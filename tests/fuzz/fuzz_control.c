@@ -8,7 +8,7 @@
  * is in exactly when a newline comes before any NUL in those 8 KiB; both
  * deliveries read the same line and split it into the same arguments,
  * each inside the line, non-empty, with no tab or newline, at most eight;
- * the answers are "ok" or "error: ..." lines, and the same (for `stats`,
+ * the answers are "ok", "error: ..." or "usage: ..." lines, and the same (for `stats`,
  * the first line: the uptime may tick between them).  Commands
  * run for real against a loaded config (admin_fuzz.h), but `flush`,
  * `reset` and `reload` stop at their arguments: they wait for the flusher
@@ -76,7 +76,8 @@ static struct buf answer(const struct admin_input *in, char *line, bool complete
 	memcpy(line, in->text, in->len + 1);
 	control_answer_command(&out, line, complete);
 	check(out.len > 0 && out.data[out.len - 1] == '\n' && strlen(out.data) == out.len);
-	check(strncmp(out.data, "ok\n", 3) == 0 || strncmp(out.data, "error: ", 7) == 0);
+	check(strncmp(out.data, "ok\n", 3) == 0 || strncmp(out.data, "error: ", 7) == 0 ||
+	      strncmp(out.data, "usage: ", 7) == 0);
 	check(complete || strcmp(out.data, "error: send one command line\n") == 0);
 	return out;
 }
