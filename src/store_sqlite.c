@@ -9,13 +9,15 @@
  * Statements are prepared once per connection and cached like the MySQL
  * driver's: by SQL text, or by a short name for those built per table and
  * number of rows (rowset.c keeps them to a few).  Keys are bound as
- * text with their length, so any byte reaches the file unchanged and
- * compares with memcmp.
+ * text with their length, so any byte reaches the file unchanged.  Keys
+ * compare folded (keyfold.h); in a table that holds one client's key in
+ * two spellings, reads add its rows up.
  */
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "keyfold.h"
 #include "log.h"
 #include "store.h"
 
@@ -191,7 +193,25 @@ static void ensure_folded_index(struct sqlite_store *q, const char *table)
 		   FOLDED("`key`") ", `time`)", table, table);
 	if (exec(q, q->sql.data, "indexing folded keys") != STORE_OK)
 		log_warning("SQLite table %s: %s; it holds a key in two spellings (ASCII case, "
-			    "trailing spaces), so they stay two rows", table, q->base.error);
+			    "trailing spaces), so they stay two rows, written by their exact "
+			    "spelling and read as one total", table, q->base.error);
+}
+
+/* Whether `table` has its folded unique index.  Without it (see above) a
+ * key's spellings are rows of their own, which reads add up; asked at
+ * each read, as the flusher may create it meanwhile. */
+static bool has_folded_index(struct sqlite_store *q, const char *table)
+{
+	int rc;
+	sqlite3_stmt *stmt = prepare(q, "SELECT 1 FROM sqlite_master WHERE type='index' AND "
+				     "name=?1 || '_key_folded'", &rc);
+
+	if (stmt == NULL)
+		return false;
+	sqlite3_bind_text(stmt, 1, table, -1, SQLITE_STATIC);
+	bool found = sqlite3_step(stmt) == SQLITE_ROW;
+	sqlite3_reset(stmt);
+	return found;
 }
 
 /* mtpolicyd's SQLite tables lack UNIQUE(key, time), which the upsert needs,
@@ -319,21 +339,46 @@ static bool no_such_table(struct sqlite_store *q)
 }
 
 /* Calls fn for every row of a statement that selects `key` and the four
- * metrics. */
-static enum store_status fetch_totals(struct sqlite_store *q, sqlite3_stmt *stmt,
+ * metrics; with `add`, rows ordered by folded key, once per folded key,
+ * with the sum of its rows (up to SQLite's largest integer) and the first
+ * row's spelling. */
+static enum store_status fetch_totals(struct sqlite_store *q, sqlite3_stmt *stmt, bool add,
 				      store_total_fn fn, void *arg)
 {
+	bool held = false;
+	struct metric_values sum = { 0 };
+	struct buf key;
 	int rc;
 
+	buf_init(&key);
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		struct metric_values values;
 		for (int v = 0; v < METRIC_COUNT_OF; v++) {
 			int64_t n = sqlite3_column_int64(stmt, 1 + v);
 			values.v[v] = n < 0 ? 0 : (uint64_t)n;
 		}
-		fn((const char *)sqlite3_column_blob(stmt, 0), (size_t)sqlite3_column_bytes(stmt, 0),
-		   &values, arg);
+		const char *row_key = (const char *)sqlite3_column_blob(stmt, 0);
+		size_t row_len = (size_t)sqlite3_column_bytes(stmt, 0);
+		if (!add) {
+			fn(row_key, row_len, &values, arg);
+			continue;
+		}
+		if (held && key_fold_equal(key.data, key.len, row_key, row_len)) {
+			for (int v = 0; v < METRIC_COUNT_OF; v++)
+				sum.v[v] = sum.v[v] > (uint64_t)INT64_MAX - values.v[v] ?
+					(uint64_t)INT64_MAX : sum.v[v] + values.v[v];
+			continue;
+		}
+		if (held)
+			fn(key.data ? key.data : "", key.len, &sum, arg);
+		buf_reset(&key);
+		buf_append(&key, row_key ? row_key : "", row_len);
+		sum = values;
+		held = true;
 	}
+	if (held && rc == SQLITE_DONE)
+		fn(key.data ? key.data : "", key.len, &sum, arg);
+	buf_free(&key);
 	sqlite3_reset(stmt);
 	return rc == SQLITE_DONE ? STORE_OK : fail(q, rc, "reading accounting rows");
 }
@@ -342,10 +387,11 @@ static enum store_status select_chunk(struct sqlite_store *q, const char *table,
 				      struct store_row *rows, size_t count)
 {
 	struct store_sorted_rows sorted = { rows, count };
+	bool add = !has_folded_index(q, table);
 	char name[128];
 	int rc = SQLITE_OK;
 
-	snprintf(name, sizeof(name), "select %s %zu", table, count);
+	snprintf(name, sizeof(name), "select %s %zu%s", table, count, add ? " added" : "");
 	sqlite3_stmt *stmt = cached(q, name);
 	if (stmt == NULL) {
 		buf_reset(&q->sql);
@@ -353,7 +399,7 @@ static enum store_status select_chunk(struct sqlite_store *q, const char *table,
 			   "WHERE `time`=? AND " FOLDED("`key`") " IN (", table);
 		for (size_t i = 0; i < count; i++)
 			buf_append_str(&q->sql, i ? "," FOLDED("?") : FOLDED("?"));
-		buf_append_str(&q->sql, ")");
+		buf_append_str(&q->sql, add ? ") ORDER BY " FOLDED("`key`") : ")");
 		stmt = prepare_as(q, name, q->sql.data, &rc);
 	}
 	if (stmt == NULL)
@@ -361,7 +407,7 @@ static enum store_status select_chunk(struct sqlite_store *q, const char *table,
 	sqlite3_bind_text(stmt, 1, rows[0].time, (int)rows[0].time_len, SQLITE_STATIC);
 	for (size_t i = 0; i < count; i++)
 		sqlite3_bind_text(stmt, (int)i + 2, rows[i].key, (int)rows[i].key_len, SQLITE_STATIC);
-	return fetch_totals(q, stmt, store_found_row, &sorted);
+	return fetch_totals(q, stmt, add, store_found_row, &sorted);
 }
 
 static enum store_status sqlite_select(struct store *s, const char *table, struct store_row *rows,
@@ -376,16 +422,17 @@ static enum store_status sqlite_scan(struct store *s, const char *table, const c
 				     size_t time_len, store_total_fn fn, void *arg)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
+	bool add = !has_folded_index(q, table);
 	int rc;
 
 	buf_reset(&q->sql);
 	buf_printf(&q->sql, "SELECT `key`,`count`,`count_rcpt`,`size`,`size_rcpt` FROM `%s` "
-		   "WHERE `time`=?", table);
+		   "WHERE `time`=?%s", table, add ? " ORDER BY " FOLDED("`key`") : "");
 	sqlite3_stmt *stmt = prepare(q, q->sql.data, &rc);
 	if (stmt == NULL)
 		return no_such_table(q) ? STORE_OK : fail(q, rc, "reading a period's rows");
 	sqlite3_bind_text(stmt, 1, time, (int)time_len, SQLITE_STATIC);
-	return fetch_totals(q, stmt, fn, arg);
+	return fetch_totals(q, stmt, add, fn, arg);
 }
 
 static enum store_status sqlite_reset_row(struct store *s, const char *table,

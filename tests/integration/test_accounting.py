@@ -463,3 +463,52 @@ def test_cache_max_keys_bounds_the_cache_and_evicted_keys_keep_their_totals(tall
     for key in keys:                           # each has sent its one allowed message
         assert client.ask(client_address=key) == DEFER
     assert "cache_max_keys (100) reached" in daemon.log()
+
+
+def test_sqlite_table_with_a_key_in_two_spellings_is_logged_and_loses_nothing(tallyd, tmp_path):
+    """An SQLite table from mtpolicyd or an older tallyd may hold one
+    client's key in two spellings: the folded unique index cannot be made.
+    tallyd says so (table and reason), writes on the exact key, and the
+    client's total is what all its rows hold: nothing lost, nothing
+    enforced on a part of it."""
+    store = SQLiteStore(str(tmp_path))
+    store.load_howto_tables()
+    store.execute("DROP INDEX acct_client_address_key_folded")
+    month = time.strftime("%Y-%m")
+    for key, n in (("Alice@Example.org", 3), ("alice@example.org ", 4)):
+        store.execute("INSERT INTO acct_client_address (`key`, time, count, count_rcpt, size, "
+                      "size_rcpt) VALUES (%s, %s, %s, %s, %s, %s)", key, month, n, n, 10 * n,
+                      10 * n)
+    port = free_port()
+    daemon = tallyd(howto_config(port, store.config(), threshold=10).replace(
+        "flush_interval = 0.2;", "flush_interval = 0.2; refresh_interval = 0.3;"),
+        wait_port=port)
+    log = wait_for(lambda: [l for l in daemon.log().splitlines() if "two spellings" in l], 10,
+                   "the refused index to be logged")
+    assert "SQLite table acct_client_address: indexing folded keys: UNIQUE constraint " \
+        "failed" in log[0], log
+    client = PolicyClient(port=port)
+    answers = [client.ask(client_address=k, size=10) for k in
+               ("ALICE@example.org", "alice@example.org", "Alice@Example.org  ",
+                "alice@EXAMPLE.org")]
+    assert answers == ["dunno"] * 3 + [DEFER]        # 3 + 4 in the table, threshold 10
+    for _ in range(4):
+        assert client.ask(client_address="bob@example.org", size=10) == "dunno"
+    daemon.ctl("flush")
+
+    def alice():
+        return store.execute("SELECT `key`, count, count_rcpt, size, size_rcpt FROM "
+                             "acct_client_address WHERE lower(rtrim(`key`)) = "
+                             "'alice@example.org'")
+
+    assert len(alice()) == 2, alice()                # no third row for a third spelling
+    assert [sum(r[i] for r in alice()) for i in range(1, 5)] == [10, 10, 100, 100]
+    assert totals(store, "bob@example.org") == (4, 4, 40, 40)
+    # another writer lowers one spelling's row: each refresh reads the sum
+    store.execute("UPDATE acct_client_address SET count = count - 2 "
+                  "WHERE `key` = 'alice@example.org '")
+    wait_for(lambda: client.ask(client_address="Alice@example.org", size=10) == "dunno", 10,
+             "a refresh to read both rows (8 of 10)")
+    assert "\ncount 9 (" in daemon.ctl("show", "client_address", "alice@example.org").stdout
+    assert daemon.stop() == 0
+    assert [sum(r[i] for r in alice()) for i in range(1, 5)] == [9, 11, 110, 110]

@@ -317,6 +317,65 @@ def test_reload_under_load_loses_no_request(tallyd):
     assert PolicyClient(port=new_port).ask() == "dunno"     # the new listener works
 
 
+
+@pytest.mark.concurrency
+def test_reloads_that_reorder_listen_under_connection_churn_keep_every_socket(tallyd):
+    """Reloads that reorder `listen` move the bound sockets over while
+    clients keep connecting: every connection is answered by the virtual
+    host of the port it reached, none is refused, and (under TSan, with
+    debug logging, which makes the acceptor read each listener's spec) the
+    acceptor never reads a listener that a reload moves."""
+    ports = [free_port() for _ in range(3)]
+    orders = [[0, 1, 2], [2, 0, 1], [1, 2, 0], [2, 1, 0], [0, 2, 1], [1, 0, 2]]
+
+    def config(order, generation):
+        return ('log_level = "debug";\nlisten = ( %s );\nvirtual_hosts = ( %s );\n' % (
+            ", ".join('"127.0.0.1:%d"' % ports[k] for k in order),
+            ", ".join('{ port = %d; plugins = ( { name = "a"; module = "Action"; '
+                      'action = "OK %d %d"; } ); }' % (p, p, generation) for p in ports)))
+
+    daemon = tallyd(config(orders[0], 0), wait_port=ports[0])
+    failures, answers, stop = [], [], threading.Event()
+
+    def churn(first):
+        k = first
+        while not stop.is_set():
+            port = ports[k % len(ports)]
+            k += 1
+            try:
+                client = PolicyClient(port=port)
+                answer = client.ask()
+                client.close()
+            except Exception as error:   # a refused or dropped connection fails the test
+                failures.append((port, error))
+                return
+            if answer.split()[:2] != ["OK", str(port)]:
+                failures.append((port, answer))
+            answers.append(answer)
+
+    threads = [threading.Thread(target=churn, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    reloads = 18
+    for i in range(1, reloads + 1):
+        daemon.write_config(config(orders[i % len(orders)], i))
+        if i % 2:
+            daemon.send_signal(signal.SIGHUP)
+        else:
+            assert daemon.ctl("reload").stdout == "reloaded\n"
+        wait_for(lambda: daemon.log().count(" reloaded") == i, 30, "reload %d" % i)
+        count = len(answers)
+        wait_for(lambda: len(answers) >= count + 8 or failures, 30, "answers after reload %d" % i)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert "no longer listening" not in daemon.log()      # every socket moved, none rebound
+    assert "ThreadSanitizer" not in daemon.log()
+    for port in ports:
+        assert PolicyClient(port=port).ask() == "OK %d %d" % (port, reloads)
+    assert daemon.stop() == 0
+
 def test_bad_reload_is_refused_and_the_running_config_stays(tallyd):
     port = free_port()
     daemon = tallyd(action_config(port, "OK kept"), wait_port=port)

@@ -10,6 +10,9 @@ Modes (Proxy.mode, or a control file from the command line):
   "commit"        forward COMMIT to the server, then cut at once: the server
                   commits, the client never learns it (the unknown outcome)
   "commit-reply"  cut when the server's reply to COMMIT comes back
+  "commit-hang"   swallow COMMIT and all that follows on that connection:
+                  the server never commits (it rolls back when the link
+                  closes), the client waits for an answer that never comes
 The cut modes cut every `every`-th time they match; `cuts` counts them; a
 cut switches to mode `then` when set (e.g. "hang": the client's next
 connection hears nothing).
@@ -108,6 +111,9 @@ class Proxy:
             if upstream and self.mode == "insert" and b"INSERT INTO" in data and self._decide():
                 self._cut(source, sink, link)
                 return
+            if upstream and self.mode == "commit-hang" and b"COMMIT" in data and self._decide():
+                link["hung"] = True
+                continue
             if upstream and b"COMMIT" in data:
                 link["commit_sent"] = True
                 cut_after = self.mode == "commit" and self._decide()
