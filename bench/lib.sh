@@ -6,7 +6,7 @@
 #
 # Sourced, not run, by bench/run, bench/extras, bench/edge, bench/hung,
 # bench/journal, bench/daemon-memory and bench/instructions.  It gives them:
-#   - the programs: TALLYD, TALLYCTL, BENCH (tallyd-bench), BARE
+#   - the programs: TALLYD, TALLYCTL, BENCH (bench/tallyd-bench), BARE
 #     (bench/bare-server), each from BUILD (this tree by default; an
 #     out-of-tree build sets BUILD=DIR, or the programs one by one);
 #   - servers started in sessions of their own (start_server), load
@@ -25,7 +25,7 @@
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${BUILD:=$TOP}"
 : "${TALLYD:=$BUILD/tallyd}" "${TALLYCTL:=$BUILD/tallyctl}"
-: "${BENCH:=$BUILD/tallyd-bench}" "${BARE:=$BUILD/bench/bare-server}"
+: "${BENCH:=$BUILD/bench/tallyd-bench}" "${BARE:=$BUILD/bench/bare-server}"
 export BUILD TALLYD TALLYCTL BENCH BARE
 : "${BENCH_KEEP:=0}" "${BARE_THREADS:=$(nproc)}"
 : "${TALLYD_CHAIN:=full}" "${TALLYD_WORKERS:=8}" "${TALLYD_PRELOAD:=1}"

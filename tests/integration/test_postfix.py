@@ -1,13 +1,13 @@
 """test_postfix.py: end to end with a real Postfix, as a relay admin
-deploys it — smtpd_end_of_data_restrictions pointing at tallyd on MariaDB,
-smtp-source as the client."""
+deploys it — the main.cf block of doc/postfix.md, pasted as the doc shows
+it, pointing at tallyd on MariaDB, smtp-source as the client."""
 import os
 import shutil
 
 import pytest
 
 from harness import free_port, wait_for
-from postfix import Postfix, RecordingPolicyServer, smtp_source
+from postfix import Postfix, RecordingPolicyServer, doc_main_cf, smtp_source
 from test_accounting import DEFER, howto_config, totals
 
 pytestmark = [
@@ -17,21 +17,52 @@ pytestmark = [
 
 
 @pytest.fixture
-def relay(tallyd, db):
-    """Postfix asking a recorder, then tallyd (the how-to chain on MariaDB)."""
+def howto_tallyd(tallyd, db):
+    """tallyd on the how-to's chain and tables on MariaDB: (daemon, port)."""
     db.load_howto_tables()
-    recorder = RecordingPolicyServer()
     port = free_port()
-    daemon = tallyd(howto_config(port, db.config(), threshold=1000), wait_port=port)
-    postfix = Postfix("check_policy_service inet:127.0.0.1:%d, "
-                      "check_policy_service inet:127.0.0.1:%d" % (recorder.port, port))
+    return tallyd(howto_config(port, db.config(), threshold=1000), wait_port=port), port
+
+
+@pytest.fixture
+def relay(howto_tallyd):
+    """Postfix with doc/postfix.md's main.cf block, asking tallyd."""
+    daemon, port = howto_tallyd
+    postfix = Postfix(doc_main_cf(port))
     postfix.start()
-    yield postfix, daemon, recorder
+    yield postfix, daemon
     postfix.stop()
 
 
-def test_messages_and_recipients_are_counted_with_postfix_sizes(relay, db):
-    postfix, daemon, recorder = relay
+@pytest.fixture
+def recorded_relay(howto_tallyd):
+    """The same, with a recorder between Postfix and tallyd that keeps what
+    Postfix asks: the block's address is the recorder's."""
+    daemon, port = howto_tallyd
+    recorder = RecordingPolicyServer(port)
+    postfix = Postfix(doc_main_cf(recorder.port))
+    postfix.start()
+    yield postfix, daemon, recorder
+    postfix.stop()
+    recorder.close()
+
+
+def test_main_cf_block_of_doc_passes_postfix_check_and_delivers_mail(relay):
+    postfix, daemon = relay
+    status, output = postfix.check()
+    assert status == 0, output
+    assert "warning" not in output and "fatal" not in output, output
+    result = smtp_source(postfix.port, messages=3)
+    assert result.returncode == 0, result.stderr + postfix.log()
+    # discard: is the delivery: each message leaves the queue as sent
+    wait_for(lambda: postfix.log().count("status=sent") == 3, 30,
+             "three deliveries (maillog: %s)" % postfix.log())
+    assert "fatal:" not in postfix.log()      # e.g. smtpd's "bad numerical configuration"
+    assert daemon.stats()["requests"] == "3"
+
+
+def test_messages_and_recipients_are_counted_with_postfix_sizes(recorded_relay, db):
+    postfix, daemon, recorder = recorded_relay
     result = smtp_source(postfix.port, messages=7, recipients=3, length=2000)
     assert result.returncode == 0, result.stderr + postfix.log()
     wait_for(lambda: len(recorder.requests) == 7, 30, "Postfix's seven requests")
@@ -43,7 +74,7 @@ def test_messages_and_recipients_are_counted_with_postfix_sizes(relay, db):
 
 
 def test_quota_from_relay_policies_defers_message_q_plus_1(relay, db):
-    postfix, daemon, recorder = relay
+    postfix, daemon = relay
     db.execute("INSERT INTO relay_policies VALUES (1, 'small', '{\"quota_count\":\"4\"}')")
     db.execute("INSERT INTO relay_hosts (client_address, relay_policy) VALUES ('127.0.0.1', 1)")
     assert smtp_source(postfix.port, messages=4).returncode == 0
@@ -58,7 +89,7 @@ def test_quota_from_relay_policies_defers_message_q_plus_1(relay, db):
 
 
 def test_postfix_keeps_its_policy_connections(relay):
-    postfix, daemon, recorder = relay
+    postfix, daemon = relay
     assert smtp_source(postfix.port, messages=30).returncode == 0
     stats = daemon.stats()
     assert stats["requests"] == "30"
@@ -66,8 +97,8 @@ def test_postfix_keeps_its_policy_connections(relay):
     assert int(stats["connections_total"]) < 10
 
 
-def test_with_tallyd_stopped_postfix_applies_its_default_action(relay):
-    postfix, daemon, recorder = relay
+def test_with_tallyd_stopped_postfix_applies_the_docs_default_action(relay):
+    postfix, daemon = relay
     assert daemon.stop() == 0
     result = smtp_source(postfix.port, messages=1)
     assert result.returncode != 0
