@@ -819,12 +819,15 @@ static void restore(struct reading *r, struct journal_replay *replay, struct buf
 	replay->damaged_bytes = r->damaged_bytes;
 	replay->snapshot_keys = r->snapshot.keys;
 	replay->snapshot_configs = r->snapshot.configs;
+	/* the totals as of now; this run's takes start again at 1 */
 	if (r->intent_seq != 0 && replay->in_flight.count > 0) {
 		replay->unknown_seq = r->intent_seq;
+		snapshot_encode(base);
+		encode_marker(base, 'S', 0, 0);
 		encode_marker(base, 'I', r->intent_seq, 0);
+	} else {
+		encode_snapshot(base, 0, 0);
 	}
-	/* the totals as of now; this run's takes start again at 1 */
-	encode_snapshot(base, 0, 0);
 }
 
 static void free_reading(struct reading *r)
