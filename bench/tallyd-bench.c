@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 
 #define NS_PER_SEC UINT64_C(1000000000)
 #define NS_PER_MS 1000000.0
@@ -75,10 +76,7 @@ static void bench_fail(const char *fmt, ...)
 
 static uint64_t clock_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_SEC + (uint64_t)ts.tv_nsec;
+	return (uint64_t)clock_ns();
 }
 
 /* ------------------------------------------------------------- options */

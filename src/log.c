@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 static enum log_target target = LOG_TARGET_STDERR;
@@ -132,13 +133,12 @@ void log_msg(int priority, const char *fmt, ...)
 
 bool log_ratelimit(_Atomic long long *last, int seconds)
 {
-	struct timespec now;
+	long long now = clock_seconds();
 	long long previous = atomic_load(last);
 
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
 	/* the first caller after the pause wins; the others stay quiet */
-	return (now.tv_sec - previous >= seconds || previous == 0) &&
-	       atomic_compare_exchange_strong(last, &previous, (long long)now.tv_sec);
+	return (now - previous >= seconds || previous == 0) &&
+	       atomic_compare_exchange_strong(last, &previous, now);
 }
 
 void fatal(const char *fmt, ...)
