@@ -91,9 +91,9 @@ int main(int argc, char **argv)
 	flusher_stop();
 	flusher_status(&status);
 
-	char error[512];
-	struct store *s = store_open(&config->database, config->database.statement_timeout, error,
-				     sizeof(error));
+	struct store_failure failure;
+	struct store *s = store_open(&config->database, config->database.statement_timeout,
+				     &failure);
 	struct store_row probe = { .key = key, .key_len = strlen(key), .time = month,
 				   .time_len = month_len };
 	bool last_written = s && s->ops->select(s, "acct_flusher_rate", &probe, 1) == STORE_OK &&

@@ -124,7 +124,7 @@ static enum store_status exec(struct sqlite_store *q, const char *sql, const cha
 }
 
 struct store *store_sqlite_open(const struct database_config *config, int statement_timeout,
-				char *error, size_t size)
+				struct store_failure *failure)
 {
 	sqlite3 *db = NULL;
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
@@ -136,8 +136,9 @@ struct store *store_sqlite_open(const struct database_config *config, int statem
 				  NULL, NULL);
 	}
 	if (rc != SQLITE_OK) {
-		snprintf(error, size, "cannot open SQLite database %s: %s", config->path,
-			 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		snprintf(failure->text, sizeof(failure->text), "cannot open SQLite database %s: %s",
+			 config->path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		failure->configuration = true;     /* the file is tallyd's: nobody else's outage */
 		sqlite3_close(db);
 		return NULL;
 	}
@@ -194,13 +195,43 @@ static void ensure_folded_index(struct sqlite_store *q, const char *table)
 			    "trailing spaces), so they stay two rows", table, q->base.error);
 }
 
+static bool no_such_table(struct sqlite_store *q)
+{
+	return strncmp(sqlite3_errmsg(q->db), "no such table", 13) == 0;
+}
+
+/* Whether `sql` prepares; *rc is SQLite's answer. */
+static bool prepares(struct sqlite_store *q, const char *sql, int *rc)
+{
+	sqlite3_stmt *stmt = NULL;
+
+	*rc = sqlite3_prepare_v2(q->db, sql, -1, &stmt, NULL);
+	sqlite3_finalize(stmt);
+	return *rc == SQLITE_OK;
+}
+
 /* mtpolicyd's SQLite tables lack UNIQUE(key, time), which the upsert needs,
  * and an index on time, which the loader's reads of a period need: both are
- * added to tables that exist already. */
-static enum store_status sqlite_ensure_table(struct store *s, const char *table)
+ * added to tables that exist already.  With `dry_run` nothing is changed:
+ * the columns are read, and a missing table only noted (the file is
+ * writable: preflight.c checked it). */
+static enum store_status sqlite_ensure_table(struct store *s, const char *table, bool dry_run,
+					     bool *missing)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
+	char doing[160];
+	int rc;
 
+	buf_reset(&q->sql);
+	buf_printf(&q->sql, "SELECT `key`, `time`, `count`, `count_rcpt`, `size`, `size_rcpt` "
+		   "FROM `%s` LIMIT 0", table);
+	*missing = !prepares(q, q->sql.data, &rc) && no_such_table(q);
+	if (rc != SQLITE_OK && !*missing) {
+		snprintf(doing, sizeof(doing), "reading the columns of accounting table %s", table);
+		return fail(q, rc, doing);
+	}
+	if (dry_run)
+		return STORE_OK;
 	buf_reset(&q->sql);
 	buf_printf(&q->sql,
 		   "CREATE TABLE IF NOT EXISTS `%s` ("
@@ -211,7 +242,8 @@ static enum store_status sqlite_ensure_table(struct store *s, const char *table)
 		   "CREATE UNIQUE INDEX IF NOT EXISTS `%s_time_key` ON `%s` (`key`, `time`); "
 		   "CREATE INDEX IF NOT EXISTS `%s_time` ON `%s` (`time`);",
 		   table, table, table, table, table);
-	enum store_status status = exec(q, q->sql.data, "creating an accounting table");
+	snprintf(doing, sizeof(doing), "creating accounting table %s", table);
+	enum store_status status = exec(q, q->sql.data, doing);
 	if (status == STORE_OK)
 		ensure_folded_index(q, table);
 	return status;
@@ -313,11 +345,6 @@ static enum store_status sqlite_upsert(struct store *s, const char *table,
 	return status;
 }
 
-static bool no_such_table(struct sqlite_store *q)
-{
-	return strncmp(sqlite3_errmsg(q->db), "no such table", 13) == 0;
-}
-
 /* Calls fn for every row of a statement that selects `key` and the four
  * metrics. */
 static enum store_status fetch_totals(struct sqlite_store *q, sqlite3_stmt *stmt,
@@ -405,9 +432,20 @@ static enum store_status sqlite_reset_row(struct store *s, const char *table,
 	return run(q, stmt, "resetting a row");
 }
 
-static enum store_status sqlite_ensure_sequence_table(struct store *s)
+static enum store_status sqlite_ensure_sequence_table(struct store *s, bool dry_run,
+						      bool *missing)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
+	int rc;
+
+	*missing = !prepares(q, "SELECT `instance`, `seq`, `owner`, `alive_at` FROM "
+			     "`tallyd_flushes` LIMIT 0", &rc);
+	if (!*missing)
+		return STORE_OK;
+	if (!no_such_table(q) && strncmp(sqlite3_errmsg(q->db), "no such column", 14) != 0)
+		return fail(q, rc, "reading tallyd_flushes");
+	if (dry_run)
+		return STORE_OK;
 	enum store_status status = exec(q,
 		"CREATE TABLE IF NOT EXISTS `tallyd_flushes` (`instance` TEXT NOT NULL "
 		"PRIMARY KEY, `seq` INTEGER NOT NULL, `flushed_at` TEXT, "
@@ -422,6 +460,27 @@ static enum store_status sqlite_ensure_sequence_table(struct store *s)
 	return exec(q, "ALTER TABLE `tallyd_flushes` ADD COLUMN `owner` TEXT NOT NULL "
 		    "DEFAULT ''; ALTER TABLE `tallyd_flushes` ADD COLUMN `alive_at` INTEGER "
 		    "NOT NULL DEFAULT 0", "adding the owner to tallyd_flushes");
+}
+
+static enum store_status sqlite_check_query(struct store *s, const char *sql, unsigned params,
+					    unsigned min_columns)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	sqlite3_stmt *stmt = NULL;
+	int rc = sqlite3_prepare_v2(q->db, sql, -1, &stmt, NULL);
+	enum store_status status = STORE_OK;
+
+	if (rc != SQLITE_OK) {
+		status = fail(q, rc, "preparing it");
+	} else if ((unsigned)sqlite3_bind_parameter_count(stmt) != params ||
+		   (unsigned)sqlite3_column_count(stmt) < min_columns) {
+		snprintf(s->error, sizeof(s->error), "it takes %d ? (wants %u) and returns %d "
+			 "columns (wants at least %u)", sqlite3_bind_parameter_count(stmt), params,
+			 sqlite3_column_count(stmt), min_columns);
+		status = STORE_ERROR;
+	}
+	sqlite3_finalize(stmt);
+	return status;
 }
 
 #define SQLITE_NOW "CAST(strftime('%s','now') AS INTEGER)"
@@ -593,4 +652,5 @@ static const struct store_ops sqlite_ops = {
 	.scan = sqlite_scan,
 	.user_configs = sqlite_user_configs,
 	.preload = sqlite_preload,
+	.check_query = sqlite_check_query,
 };

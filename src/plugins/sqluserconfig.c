@@ -121,10 +121,21 @@ static enum plugin_result sqluserconfig_run(const struct plugin *plugin, struct 
 	return PLUGIN_NEXT;
 }
 
+static void sqluserconfig_queries(const struct plugin *plugin, const char **lookup,
+				  const char **preload)
+{
+	const struct sqluserconfig_settings *u = plugin->settings;
+
+	*lookup = u->sql_query;
+	*preload = u->preload_query;
+}
+
 const struct plugin_module sqluserconfig_module = {
 	.name = "SqlUserConfig",
+	.uses_database = true,
 	.options = sqluserconfig_options,
 	.settings_size = sizeof(struct sqluserconfig_settings),
 	.setup = sqluserconfig_setup,
 	.run = sqluserconfig_run,
+	.queries = sqluserconfig_queries,
 };

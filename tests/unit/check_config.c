@@ -300,6 +300,89 @@ START_TEST(test_packaged_and_quickstart_configs_load)
 }
 END_TEST
 
+/* The warning that holds `text`, or NULL. */
+static const char *warning_with(const struct config_errors *errors, const char *text)
+{
+	for (size_t i = 0; i < errors->warning_count; i++) {
+		if (strstr(errors->warnings[i], text))
+			return errors->warnings[i];
+	}
+	return NULL;
+}
+
+START_TEST(test_a_listener_no_virtual_host_serves_is_a_warning_at_its_line)
+{
+	struct config_errors errors;
+	char expected[160];
+	struct config *c = load_text("listen = [ \"127.0.0.1:12346\",\n \"127.0.0.1:12347\" ];\n"
+				     VHOST(ACTION), &errors);
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_uint_eq(errors.warning_count, 1);
+	snprintf(expected, sizeof(expected), "%s:2: listen 127.0.0.1:12347: no virtual host serves "
+		 "it; its requests are answered dunno", path);
+	ck_assert_str_eq(errors.warnings[0], expected);
+	config_errors_free(&errors);
+	config_free(c);
+}
+END_TEST
+
+#define QUOTA(extra) "{ name = \"q\"; module = \"Quota\"; field = \"client_address\"; " \
+	"metric = \"count\"; threshold = 5; " extra " }"
+#define ACCOUNTING(extra) "{ name = \"acct\"; module = \"Accounting\"; " \
+	"fields = \"sasl_username, client_address\"; " extra " }"
+
+/* A Quota reads what an Accounting writes: table_prefix, field and
+ * time_pattern must agree, or the quota never sees this tallyd's counts. */
+START_TEST(test_a_quota_no_accounting_feeds_is_a_warning_at_its_line)
+{
+	static const struct { const char *plugins; bool warned; } quota_cases[] = {
+		{ QUOTA("") ",\n" ACCOUNTING(""), false },
+		{ ACCOUNTING("") ",\n" QUOTA(""), false },
+		{ QUOTA("") ",\n" ACCOUNTING("time_pattern = \"%Y-%m-%d\";"), true },
+		{ QUOTA("table_prefix = \"q_\";") ",\n" ACCOUNTING(""), true },
+		{ "{ name = \"q\"; module = \"Quota\"; field = \"sender\"; metric = \"size\"; "
+		  "threshold = 5; },\n" ACCOUNTING(""), true },
+		{ QUOTA("") ",\n" ACCOUNTING("enabled = false;"), true },
+		{ QUOTA("") ",\n" ACCOUNTING("enabled = false; uc_enabled = \"acct\";"), false },
+		{ QUOTA("enabled = false;") ",\n" ACCOUNTING("time_pattern = \"%Y\";"), false },
+		{ QUOTA(""), true },
+	};
+
+	for (size_t i = 0; i < sizeof(quota_cases) / sizeof(quota_cases[0]); i++) {
+		struct config_errors errors;
+		char text[1024], where[96];
+		snprintf(text, sizeof(text), LISTEN "virtual_hosts = ( { port = 12346;\n plugins = "
+			 "(\n%s ); } );\n", quota_cases[i].plugins);
+		struct config *c = load_text(text, &errors);
+		ck_assert_msg(c != NULL, "case %zu: %s", i, errors.count ? errors.lines[0] : "");
+		const char *w = warning_with(&errors, "plugin 'q': no Accounting writes table");
+		ck_assert_msg((w != NULL) == quota_cases[i].warned, "case %zu: %s", i, w ? w : "no warning");
+		snprintf(where, sizeof(where), "%s:4: ", path);
+		ck_assert_msg(w == NULL || strncmp(w, where, strlen(where)) == 0, "case %zu: %s", i, w);
+		config_errors_free(&errors);
+		config_free(c);
+	}
+}
+END_TEST
+
+START_TEST(test_an_sql_query_with_one_placeholder_and_a_quoted_question_mark_loads)
+{
+	struct config_errors errors;
+	struct config *c = load_text(LISTEN VHOST(
+		"{ name = \"u\"; module = \"SqlUserConfig\"; sql_query = \"SELECT c FROM t "
+		"WHERE a = ? AND b <> 'why?' AND `c?` = 1 -- really?\"; }"), &errors);
+
+	ck_assert_msg(c != NULL, "%s", errors.count ? errors.lines[0] : "");
+	ck_assert(config_needs_store(c));
+	config_free(c);
+	c = load_text(LISTEN VHOST(ACTION), &errors);
+	ck_assert_ptr_nonnull(c);
+	ck_assert(!config_needs_store(c));
+	config_free(c);
+}
+END_TEST
+
 static void setup(void)
 {
 	counters_init();
@@ -321,6 +404,9 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_integer_accepted_where_a_number_is_expected);
 	tcase_add_test(tc, test_numbers_in_strings_comments_and_floats_stay_as_written);
 	tcase_add_test(tc, test_packaged_and_quickstart_configs_load);
+	tcase_add_test(tc, test_a_listener_no_virtual_host_serves_is_a_warning_at_its_line);
+	tcase_add_test(tc, test_a_quota_no_accounting_feeds_is_a_warning_at_its_line);
+	tcase_add_test(tc, test_an_sql_query_with_one_placeholder_and_a_quoted_question_mark_loads);
 	suite_add_tcase(s, tc);
 	return s;
 }
