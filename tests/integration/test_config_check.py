@@ -321,3 +321,36 @@ def test_down_at_start_it_answers_and_makes_the_tables_when_back_and_never_on_re
     assert "database connection lost" in daemon.log()
     assert create_table_statements(db) == before, "a reconnect ran CREATE TABLE"
     proxy.close()
+
+
+def test_a_login_refused_while_running_is_a_configuration_error_ridden_out(db, tallyd):
+    """The password changed on the server while tallyd runs: the log says
+    what to check (not "database unreachable"), requests are answered from
+    memory, and the increments are written once the password is right."""
+    user = "pw_" + db.name[-8:]
+    grant = "GRANT ALL ON `%s`.* TO '%s'@'127.0.0.1';" % (db.name, user)
+    db.server.root("CREATE USER '%s'@'127.0.0.1' IDENTIFIED BY 'first';" % user + grant)
+    try:
+        port = free_port()
+        daemon = tallyd(plugins_config(port, db.config(user='"%s"' % user, password='"first"'),
+                                       [QUOTA, ACCOUNTING]).replace(
+            "virtual_hosts", "accounting = { flush_interval = 0.2; };\nvirtual_hosts"),
+            wait_port=port)
+        client = PolicyClient(port=port)
+        assert client.ask(client_address="192.0.2.80") == "dunno"
+        wait_for(lambda: counted(db) == 1, 20, "the first flush")
+        db.server.root("ALTER USER '%s'@'127.0.0.1' IDENTIFIED BY 'second';" % user)
+        ids = db.server.root("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '%s'"
+                             % user).stdout.split()[1:]
+        for connection in ids:
+            db.server.root("KILL %s" % connection)
+        assert client.ask(client_address="192.0.2.80") == "dunno"
+        wait_for(lambda: "configuration error: access denied for user '%s'" % user in daemon.log(),
+                 20, "the refused login in the log")
+        assert "check database.user and database.password in %s" % daemon.config_path in \
+            daemon.log()
+        assert "database unreachable" not in daemon.log()
+        db.server.root("ALTER USER '%s'@'127.0.0.1' IDENTIFIED BY 'first';" % user)
+        wait_for(lambda: counted(db) == 2, 30, "the increment written once the login works")
+    finally:
+        db.server.root("DROP USER IF EXISTS '%s'@'127.0.0.1';" % user)
