@@ -58,6 +58,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s\n", errors.lines[i]);
 		return 1;
 	}
+	config_errors_free(&errors);
 	counters_init();
 	int table = tables_register("acct_flusher_rate");
 	tables_add_pattern(table, "%Y-%m", 1);

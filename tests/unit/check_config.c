@@ -211,6 +211,7 @@ START_TEST(test_empty_config_loads_with_the_documented_defaults)
 	ck_assert_uint_eq(c->listen_count, 1);
 	ck_assert_str_eq(c->listen[0].spec, "127.0.0.1:12345");
 	ck_assert_uint_eq(c->vhost_count, 0);
+	config_errors_free(&errors);
 	config_free(c);
 }
 END_TEST
@@ -231,11 +232,13 @@ START_TEST(test_listen_as_string_or_list_with_ipv6_and_unix)
 	ck_assert_str_eq(config_find_vhost(c, 12346, NULL)->name, "acct");
 	ck_assert_ptr_nonnull(config_find_vhost(c, 0, "/tmp/tallyd-test.sock"));
 	ck_assert_ptr_null(config_find_vhost(c, 12345, NULL));
+	config_errors_free(&errors);
 	config_free(c);
 
 	c = load_text("listen = \"127.0.0.1:12345, 127.0.0.1:12346\";\n", &errors);
 	ck_assert_ptr_nonnull(c);
 	ck_assert_uint_eq(c->listen_count, 2);
+	config_errors_free(&errors);
 	config_free(c);
 }
 END_TEST
@@ -253,6 +256,7 @@ START_TEST(test_relative_paths_become_absolute)
 	ck_assert_str_eq(c->database.path, expected);
 	snprintf(expected, sizeof(expected), "%s/var/t.sock", cwd);
 	ck_assert_str_eq(c->listen[0].path, expected);
+	config_errors_free(&errors);
 	config_free(c);
 }
 END_TEST
@@ -264,6 +268,7 @@ START_TEST(test_integer_accepted_where_a_number_is_expected)
 
 	ck_assert_ptr_nonnull(c);
 	ck_assert(c->accounting.flush_interval == 2.0);
+	config_errors_free(&errors);
 	config_free(c);
 }
 END_TEST
@@ -279,6 +284,7 @@ START_TEST(test_numbers_in_strings_comments_and_floats_stay_as_written)
 	ck_assert_str_eq(c->pid_file, "/run/3000000000\"x");
 	ck_assert(c->accounting.flush_interval == 3000.5);
 	ck_assert(c->accounting.refresh_interval == 5000.0);
+	config_errors_free(&errors);
 	config_free(c);
 }
 END_TEST
@@ -295,7 +301,8 @@ START_TEST(test_packaged_and_quickstart_configs_load)
 			fprintf(stderr, "%s\n", errors.lines[e]);
 		ck_assert_ptr_nonnull(c);
 		ck_assert_uint_ge(c->vhost_count, 1);
-		config_free(c);
+		config_errors_free(&errors);
+	config_free(c);
 	}
 }
 END_TEST
@@ -361,7 +368,7 @@ START_TEST(test_a_quota_no_accounting_feeds_is_a_warning_at_its_line)
 		snprintf(where, sizeof(where), "%s:4: ", path);
 		ck_assert_msg(w == NULL || strncmp(w, where, strlen(where)) == 0, "case %zu: %s", i, w);
 		config_errors_free(&errors);
-		config_free(c);
+	config_free(c);
 	}
 }
 END_TEST
@@ -375,10 +382,12 @@ START_TEST(test_an_sql_query_with_one_placeholder_and_a_quoted_question_mark_loa
 
 	ck_assert_msg(c != NULL, "%s", errors.count ? errors.lines[0] : "");
 	ck_assert(config_needs_store(c));
+	config_errors_free(&errors);
 	config_free(c);
 	c = load_text(LISTEN VHOST(ACTION), &errors);
 	ck_assert_ptr_nonnull(c);
 	ck_assert(!config_needs_store(c));
+	config_errors_free(&errors);
 	config_free(c);
 }
 END_TEST
