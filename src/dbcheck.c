@@ -5,23 +5,33 @@
  * start does: ensure_table() and ensure_sequence_table() in dry-run mode
  * read no row of a table's columns, and for a missing table prepare its
  * CREATE TABLE without running it (MariaDB and MySQL check the CREATE
- * privilege at PREPARE).  One connection, main thread, no state.
+ * privilege at PREPARE).  An SQLite file is opened immutable, so that a
+ * check run as root leaves no file behind that the daemon could not
+ * write.  One connection, main thread, no state.
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dbcheck.h"
 #include "plugin.h"
 #include "store.h"
 #include "tables.h"
 
-/* Prepares a plugin's query; records a problem when it does not. */
+/* Prepares a plugin's query (s NULL: an SQLite file that does not exist);
+ * records a problem when it does not. */
 static int check_query(struct store *s, const struct config *config, const struct plugin *p,
 		       const char *what, const char *sql, unsigned params, unsigned columns,
 		       struct config_errors *errors)
 {
 	if (sql == NULL || sql[0] == '\0')
 		return 0;
+	if (s == NULL) {
+		config_error_at(errors, config->source[SOURCE_DATABASE], "plugin '%s': %s: the "
+				"SQLite file %s does not exist yet, nor do the tables it reads",
+				p->name, what, config->database.path);
+		return 1;
+	}
 	if (s->ops->check_query(s, sql, params, columns) == STORE_OK)
 		return 0;
 	config_error_at(errors, config->source[SOURCE_DATABASE], "plugin '%s': %s: %s", p->name,
@@ -60,8 +70,18 @@ int dbcheck_run(const struct config *config, struct config_errors *errors, FILE 
 		fprintf(notes, "tallyd: no plugin uses the database; tallyd opens none\n");
 		return 0;
 	}
-	struct store *s = store_open(&config->database, config->database.connect_timeout,
-				     &failure);
+	struct store *s;
+	if (config->database.driver == DATABASE_SQLITE) {
+		/* opened as root, SQLite would leave files the daemon cannot write */
+		if (access(config->database.path, F_OK) < 0) {
+			fprintf(notes, "tallyd: SQLite file %s will be created at start, with its "
+				"tables\n", config->database.path);
+			return check_queries(NULL, config, errors);
+		}
+		s = store_sqlite_open_to_read(&config->database, &failure);
+	} else {
+		s = store_open(&config->database, config->database.connect_timeout, &failure);
+	}
 	if (s == NULL) {
 		config_error_at(errors, where, "database: %s", failure.text);
 		return 1;

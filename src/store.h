@@ -150,6 +150,11 @@ struct store *store_mysql_open(const struct database_config *config, int stateme
 			       struct store_failure *failure);
 struct store *store_sqlite_open(const struct database_config *config, int statement_timeout,
 				struct store_failure *failure);
+/* The SQLite file opened to be read and changed in no way (immutable: not
+ * even a -wal or -shm file is made, which root would own), for `tallyd -t
+ * --connect`; only the dry-run checks may be used on it. */
+struct store *store_sqlite_open_to_read(const struct database_config *config,
+					struct store_failure *failure);
 
 /* Orders rows by their folded keys (keyfold.h): rows of one client
  * compare equal, whatever their spelling. */

@@ -123,21 +123,22 @@ static enum store_status exec(struct sqlite_store *q, const char *sql, const cha
 	return rc == SQLITE_OK ? STORE_OK : fail(q, rc, doing);
 }
 
-struct store *store_sqlite_open(const struct database_config *config, int statement_timeout,
-				struct store_failure *failure)
+/* Opens `name` (a path, or a file: URI with SQLITE_OPEN_URI in flags);
+ * `pragmas` run first, when not NULL. */
+static struct store *open_file(const char *name, const char *path, int flags, int busy_ms,
+			       const char *pragmas, struct store_failure *failure)
 {
 	sqlite3 *db = NULL;
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-	int rc = sqlite3_open_v2(config->path, &db, flags, NULL);
+	int rc = sqlite3_open_v2(name, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 
 	if (rc == SQLITE_OK) {
-		sqlite3_busy_timeout(db, statement_timeout * 1000);
-		rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL,
-				  NULL, NULL);
+		sqlite3_busy_timeout(db, busy_ms);
+		if (pragmas)
+			rc = sqlite3_exec(db, pragmas, NULL, NULL, NULL);
 	}
 	if (rc != SQLITE_OK) {
 		snprintf(failure->text, sizeof(failure->text), "cannot open SQLite database %s: %s",
-			 config->path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+			 path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 		failure->configuration = true;     /* the file is tallyd's: nobody else's outage */
 		sqlite3_close(db);
 		return NULL;
@@ -147,6 +148,34 @@ struct store *store_sqlite_open(const struct database_config *config, int statem
 	q->db = db;
 	buf_init(&q->sql);
 	return &q->base;
+}
+
+struct store *store_sqlite_open(const struct database_config *config, int statement_timeout,
+				struct store_failure *failure)
+{
+	return open_file(config->path, config->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+			 statement_timeout * 1000, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+			 failure);
+}
+
+struct store *store_sqlite_open_to_read(const struct database_config *config,
+					struct store_failure *failure)
+{
+	struct buf uri;
+
+	buf_init(&uri);
+	buf_append_str(&uri, "file:");
+	for (const char *p = config->path; *p; p++) {     /* a path as a URI's path */
+		if (*p == '%' || *p == '?' || *p == '#')
+			buf_printf(&uri, "%%%02X", (unsigned char)*p);
+		else
+			buf_append(&uri, p, 1);
+	}
+	buf_append_str(&uri, "?immutable=1");
+	struct store *s = open_file(uri.data, config->path, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI,
+				    0, NULL, failure);
+	buf_free(&uri);
+	return s;
 }
 
 static void sqlite_store_close(struct store *s)

@@ -354,3 +354,25 @@ def test_a_login_refused_while_running_is_a_configuration_error_ridden_out(db, t
         wait_for(lambda: counted(db) == 2, 30, "the increment written once the login works")
     finally:
         db.server.root("DROP USER IF EXISTS '%s'@'127.0.0.1';" % user)
+
+
+def test_check_connect_reads_an_sqlite_file_and_leaves_nothing_behind(tmp_path):
+    """On SQLite, -t --connect changes nothing: no file is made (run as
+    root, a -wal or -shm file would be root's, and the daemon could not
+    write it), and a table with unusable columns is reported."""
+    import sqlite3
+    database = tmp_path / "tallyd.sqlite"
+    text = plugins_config(free_port(), 'database = { path = "%s"; };\n' % database,
+                          [QUOTA, ACCOUNTING])
+    path = write(tmp_path, text)
+    status, out, err = check(path, "--connect")
+    assert status == 0, err
+    assert "SQLite file %s will be created at start" % database in out
+    assert sorted(os.listdir(str(tmp_path))) == ["t.conf"]
+    connection = sqlite3.connect(str(database))
+    connection.execute("CREATE TABLE acct_client_address (key TEXT, time TEXT, count INTEGER)")
+    connection.close()
+    status, out, err = check(path, "--connect")
+    assert status == 1
+    assert "reading the columns of accounting table acct_client_address: no such column" in err
+    assert sorted(os.listdir(str(tmp_path))) == ["t.conf", "tallyd.sqlite"]
