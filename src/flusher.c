@@ -52,6 +52,7 @@
 
 enum outcome { WRITTEN, NOT_WRITTEN, UNKNOWN };
 enum claim { CLAIMED, NOT_CLAIMED, CLAIM_REFUSED };   /* refused: another live owner */
+enum ensured { TABLES_THERE, TABLES_REFUSED, TABLES_LOST };   /* lost: the connection */
 
 #define HOUSEKEEPING_MS 5000     /* evicting past periods, sweeping user configs */
 
@@ -152,10 +153,11 @@ static void note_refused(const char *table, const struct store_row *row, const c
  * the database was away, and later for the tables a reload (or a journal)
  * adds.  A table that exists is only read; a missing one is created (DDL,
  * outside any transaction).  A reconnect runs nothing here: on Galera DDL
- * is a statement the whole cluster runs in turn.  False when one cannot
- * be used, with the reason in `why` (and logged, at most once a minute,
- * unless `at_start`: the caller says it). */
-static bool ensure_tables(struct flusher *f, bool at_start, char *why, size_t size)
+ * is a statement the whole cluster runs in turn.  TABLES_REFUSED when one
+ * cannot be used or made, with the reason in `why` (and logged, at most
+ * once a minute, unless `at_start`: the caller says it); TABLES_LOST when
+ * the connection broke meanwhile (an outage: tried again on the next). */
+static enum ensured ensure_tables(struct flusher *f, bool at_start, char *why, size_t size)
 {
 	struct store *s = f->store;
 	bool missing, ok = true;
@@ -164,6 +166,8 @@ static bool ensure_tables(struct flusher *f, bool at_start, char *why, size_t si
 	if (!f->ensured_sequence) {
 		enum store_status status = s->ops->ensure_sequence_table(s, false, &missing);
 		f->ensured_sequence = status == STORE_OK;
+		if (status == STORE_LOST)
+			return TABLES_LOST;
 		if (status != STORE_OK) {
 			snprintf(why, size, "%.500s", s->error);
 			ok = false;
@@ -177,23 +181,36 @@ static bool ensure_tables(struct flusher *f, bool at_start, char *why, size_t si
 		f->ensured[i] = status == STORE_OK;
 		if (status == STORE_OK && missing)
 			log_notice("created accounting table %s", table);
+		if (status == STORE_LOST)
+			return TABLES_LOST;
 		if (status != STORE_OK && ok)
 			snprintf(why, size, "%.500s", s->error);
 		if (status != STORE_OK)
 			ok = false;
-		if (status == STORE_LOST)
-			break;
 	}
 	if (ok)
-		return true;
+		return TABLES_THERE;
 	size_t used = strlen(why);
-	snprintf(why + used, size - used, "; the user needs SELECT, INSERT, UPDATE and CREATE on "
-		 "the database (or the tables made from schema.mysql.sql)");
+	snprintf(why + used, size - used, "; tallyd needs SELECT, INSERT and UPDATE on its tables, "
+		 "CREATE while one is missing, and the columns of schema.mysql.sql");
 	int64_t now = clock_ms();
 	if (!at_start && now - f->last_table_complaint >= 60000) {
 		log_error("%s; the increments are kept and retried", why);
 		f->last_table_complaint = now;
 	}
+	return TABLES_REFUSED;
+}
+
+static void lost(struct flusher *f, const char *what);
+
+/* After ensure_tables(): false when the connection is gone (closed now). */
+static bool made_sure(struct flusher *f, enum ensured result, const char *why)
+{
+	if (result == TABLES_REFUSED)
+		note_failure("making sure of the tables", why);
+	if (result != TABLES_LOST)
+		return true;
+	lost(f, "making sure of the tables");
 	return false;
 }
 
@@ -210,9 +227,7 @@ static bool connect_store(struct flusher *f)
 		note_failure("connecting to the database", f->link.failure.text);
 	if (f->store == NULL || !f->link.just_opened)
 		return f->store != NULL;
-	if (!ensure_tables(f, false, why, sizeof(why)))
-		note_failure("making sure of the tables", why);
-	return true;
+	return made_sure(f, ensure_tables(f, false, why, sizeof(why)), why);
 }
 
 /* Closes a connection that reported STORE_LOST (a restart, a KILL, an
@@ -485,8 +500,8 @@ static bool flush(struct flusher *f)
 		return true;
 	}
 	char why[512];
-	if (!ensure_tables(f, false, why, sizeof(why)))
-		note_failure("making sure of the tables", why);
+	if (!made_sure(f, ensure_tables(f, false, why, sizeof(why)), why))
+		return false;
 	rowset_fill(&f->written, &f->batch, true);
 	rowset_pick(&f->read_back, &f->written, counters_wants_read_back);
 
@@ -667,7 +682,7 @@ int flusher_start(const struct config *config, struct journal_replay *replay)
 	/* at start, tables that cannot be made, or a row another live tallyd
 	 * holds, stop tallyd now; the thread opens its own connection */
 	enum claim claimed = NOT_CLAIMED;
-	bool tables_ok = true;
+	enum ensured tables = TABLES_LOST;
 	char why[512];
 	if (!store_is_down()) {
 		pthread_mutex_lock(&link_lock);
@@ -675,13 +690,13 @@ int flusher_start(const struct config *config, struct journal_replay *replay)
 		pthread_mutex_unlock(&link_lock);
 	}
 	if (flusher.store != NULL) {
-		tables_ok = ensure_tables(&flusher, true, why, sizeof(why));
-		if (tables_ok)
+		tables = ensure_tables(&flusher, true, why, sizeof(why));
+		if (tables == TABLES_THERE)
 			claimed = claim(&flusher);
 	}
 	store_link_close(&flusher.link);
 	flusher.store = NULL;
-	if (!tables_ok) {
+	if (tables == TABLES_REFUSED) {
 		log_error("refusing to start: %s", why);
 		return -1;
 	}
