@@ -11,16 +11,16 @@
  * Main thread only; no state.
  */
 #include <errno.h>
-#include <stdbool.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <fcntl.h>
 
 #include "preflight.h"
 
@@ -87,11 +87,12 @@ static int writable_as(const char *path, const char *user, uid_t uid, gid_t gid)
 }
 
 /* Checks that `path` can be created or written (see the header comment);
- * records a problem at `where` for `what` ("pid_file").  A directory that
- * does not exist yet is only a warning when a service manager makes it
- * before start (the pid file's: systemd's RuntimeDirectory=). */
+ * records a problem at `where` for `what` ("database.path").  The pid file
+ * is special: its directory is made by systemd (RuntimeDirectory=) just
+ * before start, so one that does not exist yet is only a warning, and the
+ * file itself is replaced by a rename, never written. */
 static int check_path(const char *path, const char *what, const char *where, const char *user,
-		      uid_t uid, gid_t gid, bool dir_made_for_us, struct config_errors *errors)
+		      uid_t uid, gid_t gid, bool pid_file, struct config_errors *errors)
 {
 	struct stat st;
 	char *dir = xstrdup(path);
@@ -102,7 +103,7 @@ static int check_path(const char *path, const char *what, const char *where, con
 		slash[1] = '\0';
 	else if (slash)
 		*slash = '\0';
-	if (stat(dir, &st) < 0 && errno == ENOENT && dir_made_for_us) {
+	if (stat(dir, &st) < 0 && errno == ENOENT && pid_file) {
 		config_warning_at(errors, where, "%s %s: directory %s does not exist (yet): start "
 				  "fails unless it is made first, as the systemd unit's "
 				  "RuntimeDirectory= does", what, path, dir);
@@ -122,7 +123,7 @@ static int check_path(const char *path, const char *what, const char *where, con
 		return 1;
 	}
 	free(dir);
-	if (stat(path, &st) == 0 && (err = writable_as(path, user, uid, gid)) != 0) {
+	if (!pid_file && stat(path, &st) == 0 && (err = writable_as(path, user, uid, gid)) != 0) {
 		config_error_at(errors, where, "%s %s: user %s cannot write it: %s", what, path,
 				user, strerror(err));
 		return 1;
@@ -170,11 +171,13 @@ int preflight_paths(const struct config *config, uid_t uid, gid_t gid,
 	} else if (gid == (gid_t)-1) {
 		gid = getegid();
 	}
-	if (config_needs_store(config) && config->database.driver == DATABASE_SQLITE)
+	/* without a plugin that uses the database, neither is opened */
+	bool store = config_needs_store(config);
+	if (store && config->database.driver == DATABASE_SQLITE)
 		problems += check_path(config->database.path, "database.path",
 				       config->source[SOURCE_DATABASE_PATH], user, uid, gid, false,
 				       errors);
-	if (config->accounting.journal[0] != '\0')
+	if (store && config->accounting.journal[0] != '\0')
 		problems += check_directory(config->accounting.journal, "accounting.journal",
 					    config->source[SOURCE_JOURNAL], user, uid, gid, errors);
 	free(me);
