@@ -144,7 +144,7 @@ static bool preflight(const struct config *config, uid_t *uid, gid_t *gid, bool 
 
 	preflight_identity(config, uid, gid, &errors);
 	preflight_paths(config, *uid, *gid, &errors);
-	if (connect && errors.count == 0)
+	if (connect)
 		dbcheck_run(config, &errors, stdout);
 	for (size_t i = 0; i < errors.warning_count; i++)
 		fprintf(stderr, "warning: %s\n", errors.warnings[i]);
