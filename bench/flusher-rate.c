@@ -56,6 +56,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s\n", errors.lines[i]);
 		return 1;
 	}
+	config_errors_free(&errors);
 	counters_init();
 	int table = tables_register("acct_flusher_rate");
 	tables_add_pattern(table, "%Y-%m", 1);
@@ -89,9 +90,9 @@ int main(int argc, char **argv)
 	flusher_stop();
 	flusher_status(&status);
 
-	char error[512];
-	struct store *s = store_open(&config->database, config->database.statement_timeout, error,
-				     sizeof(error));
+	struct store_failure failure;
+	struct store *s = store_open(&config->database, config->database.statement_timeout,
+				     &failure);
 	struct store_row probe = { .key = key, .key_len = strlen(key), .time = month,
 				   .time_len = month_len };
 	bool last_written = s && s->ops->select(s, "acct_flusher_rate", &probe, 1) == STORE_OK &&

@@ -23,6 +23,7 @@
 #include "chain.h"
 #include "log.h"
 #include "plugin.h"
+#include "tables.h"
 
 /* ------------------------------------------------------------------ errors */
 
@@ -33,32 +34,85 @@ void config_errors_free(struct config_errors *errors)
 	free(errors->lines);
 	errors->lines = NULL;
 	errors->count = 0;
+	for (size_t i = 0; i < errors->warning_count; i++)
+		free(errors->warnings[i]);
+	free(errors->warnings);
+	errors->warnings = NULL;
+	errors->warning_count = 0;
+}
+
+static void add_line(char ***lines, size_t *count, const char *file, int line,
+		     const char *message)
+{
+	*lines = xrealloc(*lines, (*count + 1) * sizeof(char *));
+	(*lines)[(*count)++] = xasprintf("%s:%d: %s", file, line, message);
 }
 
 static void add_error(struct config_errors *errors, const char *file, int line,
 		      const char *message)
 {
-	errors->lines = xrealloc(errors->lines, (errors->count + 1) * sizeof(char *));
-	errors->lines[errors->count++] = xasprintf("%s:%d: %s", file, line, message);
+	add_line(&errors->lines, &errors->count, file, line, message);
 }
 
-void config_error(struct config_errors *errors, const config_setting_t *where,
-		  const char *fmt, ...)
+/* Adds "FILE:LINE: message" for `where` to an error or warning list. */
+static void add_at(char ***lines, size_t *count, const char *file,
+		   const config_setting_t *where, const char *fmt, va_list ap)
 {
 	char message[1024];
-	const char *file = errors->file;
 	int line = 0;
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(message, sizeof(message), fmt, ap);
-	va_end(ap);
 	if (where != NULL) {
 		line = config_setting_source_line(where);
 		if (config_setting_source_file(where) != NULL)
 			file = config_setting_source_file(where);
 	}
-	add_error(errors, file, line, message);
+	add_line(lines, count, file, line, message);
+}
+
+void config_error(struct config_errors *errors, const config_setting_t *where,
+		  const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	add_at(&errors->lines, &errors->count, errors->file, where, fmt, ap);
+	va_end(ap);
+}
+
+void config_error_at(struct config_errors *errors, const char *where, const char *fmt, ...)
+{
+	char message[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	errors->lines = xrealloc(errors->lines, (errors->count + 1) * sizeof(char *));
+	errors->lines[errors->count++] = xasprintf("%s: %s", where, message);
+}
+
+void config_warning_at(struct config_errors *errors, const char *where, const char *fmt, ...)
+{
+	char message[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	errors->warnings = xrealloc(errors->warnings,
+				    (errors->warning_count + 1) * sizeof(char *));
+	errors->warnings[errors->warning_count++] = xasprintf("%s: %s", where, message);
+}
+
+void config_warning(struct config_errors *errors, const config_setting_t *where,
+		    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	add_at(&errors->warnings, &errors->warning_count, errors->file, where, fmt, ap);
+	va_end(ap);
 }
 
 /* ----------------------------------------------------------- option tables */
@@ -622,6 +676,72 @@ static void parse_vhosts(struct config *config, const config_setting_t *list,
 	}
 }
 
+/* ---------------------------------------------------------------- warnings */
+
+/* The setting that names listen entry `index`: the list's element, or the
+ * string that names them all (NULL: the default address). */
+static const config_setting_t *listen_setting_of(const config_setting_t *listen, size_t index)
+{
+	if (listen != NULL && config_setting_get_string(listen) == NULL &&
+	    (size_t)config_setting_length(listen) > index)
+		return config_setting_get_elem(listen, (unsigned)index);
+	return listen;
+}
+
+/* A listener no virtual host serves answers every request "dunno". */
+static void warn_unserved(const struct config *config, const config_setting_t *listen,
+			  struct config_errors *errors)
+{
+	for (size_t i = 0; i < config->listen_count; i++) {
+		const struct listen_address *a = &config->listen[i];
+		if (config_find_vhost(config, a->port, a->path) == NULL)
+			config_warning(errors, listen_setting_of(listen, i), "listen %s: no virtual "
+				       "host serves it; its requests are answered dunno", a->spec);
+	}
+}
+
+/* True when some plugin of the config writes `table` with `pattern`. */
+static bool written_by_any(const struct config *config, int table, const char *pattern)
+{
+	for (size_t i = 0; i < config->vhost_count; i++) {
+		const struct vhost *v = &config->vhosts[i];
+		for (size_t j = 0; j < v->plugin_count; j++) {
+			const struct plugin *p = v->plugins[j];
+			if (p->module->writes && p->module->writes(p, table, pattern))
+				return true;
+		}
+	}
+	return false;
+}
+
+/* A Quota reads the totals an Accounting writes: when no Accounting of the
+ * config writes its table with its time pattern, what this tallyd counts
+ * never reaches it.  Called only for a config without errors, so plugin j
+ * of virtual host i is element j of the i-th plugins list. */
+static void warn_unfed_quotas(const struct config *config, const config_setting_t *vhosts,
+			      struct config_errors *errors)
+{
+	for (size_t i = 0; i < config->vhost_count; i++) {
+		const struct vhost *v = &config->vhosts[i];
+		const config_setting_t *list =
+			config_setting_get_member(config_setting_get_elem(vhosts, (unsigned)i),
+						  "plugins");
+		for (size_t j = 0; j < v->plugin_count; j++) {
+			const struct plugin *p = v->plugins[j];
+			const char *pattern = NULL;
+			int table = p->module->reads ? p->module->reads(p, &pattern) : -1;
+			if (table < 0 || written_by_any(config, table, pattern))
+				continue;
+			config_warning(errors, config_setting_get_elem(list, (unsigned)j),
+				       "plugin '%s': no Accounting writes table %s with time_pattern "
+				       "\"%s\", so this Quota never sees what this tallyd counts (only "
+				       "what other instances write there); Accounting and Quota must "
+				       "agree on table_prefix, field and time_pattern", p->name,
+				       tables_name(table), pattern);
+		}
+	}
+}
+
 /* ------------------------------------------------------------------ loading */
 
 static void apply_group(const struct config_option *options, void *settings, const char *name,
@@ -642,6 +762,7 @@ static void derive(struct config *config)
 		LOG_TARGET_STDERR : LOG_TARGET_SYSLOG;
 	config->database.driver = strcmp(config->database.driver_name, "mysql") == 0 ?
 		DATABASE_MYSQL : DATABASE_SQLITE;
+	config->database.file = config->file;
 	make_absolute(&config->database.path);
 	make_absolute(&config->accounting.journal);
 	make_absolute(&config->pid_file);
@@ -763,6 +884,23 @@ static bool read_config_file(config_t *cf, const char *file, struct config_error
 	return ok;
 }
 
+/* Where the settings that start checks against the system are written. */
+static void note_sources(struct config *config, const config_t *cf, const char *file)
+{
+	static const char *const paths[SOURCE_COUNT] = {
+		[SOURCE_USER] = "user", [SOURCE_GROUP] = "group", [SOURCE_PID_FILE] = "pid_file",
+		[SOURCE_DATABASE] = "database", [SOURCE_DATABASE_PATH] = "database.path",
+		[SOURCE_JOURNAL] = "accounting.journal",
+	};
+
+	for (int i = 0; i < SOURCE_COUNT; i++) {
+		const config_setting_t *s = config_lookup(cf, paths[i]);
+		const char *in = s && config_setting_source_file(s) ? config_setting_source_file(s) :
+			file;
+		config->source[i] = xasprintf("%s:%d", in, s ? config_setting_source_line(s) : 0);
+	}
+}
+
 static _Atomic uint64_t loads;
 
 uint64_t config_loading(void)
@@ -798,7 +936,11 @@ struct config *config_load(const char *file, struct config_errors *errors)
 	check_metrics_listen(config, config_setting_get_member(root, "metrics_listen"), errors);
 	if (errors->count > 0)
 		goto fail;
+	warn_unserved(config, listen, errors);
+	if (vhosts)
+		warn_unfed_quotas(config, vhosts, errors);
 	derive(config);
+	note_sources(config, &cf, file);
 	config_destroy(&cf);
 	return config;
 
@@ -831,8 +973,22 @@ void config_free(struct config *config)
 	config_free_options(database_options, &config->database);
 	config_free_options(accounting_options, &config->accounting);
 	config_free_options(global_options, config);
+	for (int i = 0; i < SOURCE_COUNT; i++)
+		free(config->source[i]);
 	free(config->file);
 	free(config);
+}
+
+bool config_needs_store(const struct config *config)
+{
+	for (size_t i = 0; i < config->vhost_count; i++) {
+		const struct vhost *v = &config->vhosts[i];
+		for (size_t j = 0; j < v->plugin_count; j++) {
+			if (v->plugins[j]->module->uses_database)
+				return true;
+		}
+	}
+	return false;
 }
 
 const struct vhost *config_find_vhost(const struct config *config, int port, const char *path)

@@ -5,7 +5,9 @@
  * without a network or a database: unknown settings, types, ranges, listen
  * addresses, virtual hosts against listeners, plugin options.  Each problem
  * becomes a "FILE:LINE: message" in struct config_errors; any problem means
- * no config.  A loaded config is immutable and shared read-only by all
+ * no config.  What loads but likely does not do what was meant (a listener
+ * no virtual host serves, a Quota whose table and time_pattern no
+ * Accounting writes) becomes a warning there.  A loaded config is immutable and shared read-only by all
  * threads; main.c owns it (and swaps it on reload).
  *
  * Option tables (struct config_option) are the one mechanism for settings: the
@@ -30,12 +32,21 @@ struct config_errors {
 	const char *file;
 	char **lines;              /* "FILE:LINE: message" */
 	size_t count;
+	/* What loads but will not work as the admin likely meant (a listener
+	 * no virtual host serves, a Quota no Accounting feeds): "FILE:LINE:
+	 * message" too.  `tallyd -t` prints them, start and reload log them;
+	 * they never refuse a config. */
+	char **warnings;
+	size_t warning_count;
 };
 
 void config_errors_free(struct config_errors *errors);
 /* Records a problem at `where` (a setting, or NULL for the file). */
 void config_error(struct config_errors *errors, const config_setting_t *where,
 		  const char *fmt, ...) PRINTF_LIKE(3, 4);
+/* Records a warning at `where`. */
+void config_warning(struct config_errors *errors, const config_setting_t *where,
+		    const char *fmt, ...) PRINTF_LIKE(3, 4);
 
 enum option_type {
 	OPTION_STRING,             /* char *, heap copy */
@@ -82,6 +93,7 @@ struct listen_address {
 enum database_driver { DATABASE_SQLITE, DATABASE_MYSQL };
 
 struct database_config {
+	const char *file;          /* the config file, for messages (struct config's) */
 	char *driver_name;
 	enum database_driver driver;
 	char *host;
@@ -116,8 +128,16 @@ struct vhost {
 	struct object_stats *stats;   /* per thread; set when the config goes live */
 };
 
+/* Settings whose values start checks against the system (preflight.h):
+ * where each is written, for the messages. */
+enum config_source {
+	SOURCE_USER, SOURCE_GROUP, SOURCE_PID_FILE, SOURCE_DATABASE, SOURCE_DATABASE_PATH,
+	SOURCE_JOURNAL, SOURCE_COUNT
+};
+
 struct config {
 	char *file;
+	char *source[SOURCE_COUNT];   /* "FILE:LINE" ("FILE:0" when not set) */
 	uint64_t generation;       /* 1, 2, ... per load: told apart where addresses repeat */
 	atomic_int holds;          /* waiting requests that began with it (live.h) */
 	char *user;
@@ -152,12 +172,23 @@ struct config {
 };
 
 /* Reads and validates `file`.  On any problem returns NULL and fills
- * `errors` (the caller frees them either way). */
+ * `errors` (the caller frees them either way); a config that loads may
+ * come with warnings in `errors`. */
 struct config *config_load(const char *file, struct config_errors *errors);
 /* The generation of the config loaded last (or being loaded): registries
  * mark what it uses with it. */
 uint64_t config_loading(void);
 void config_free(struct config *config);
+
+/* Whether any plugin of `config` uses the database (Accounting, Quota,
+ * SqlUserConfig): without one tallyd opens no store. */
+bool config_needs_store(const struct config *config);
+
+/* Records a problem (a warning) at `where`, a "FILE:LINE" of config->source. */
+void config_error_at(struct config_errors *errors, const char *where, const char *fmt, ...)
+	PRINTF_LIKE(3, 4);
+void config_warning_at(struct config_errors *errors, const char *where, const char *fmt, ...)
+	PRINTF_LIKE(3, 4);
 
 /* The virtual host serving TCP port `port` or unix socket `path`, or NULL. */
 const struct vhost *config_find_vhost(const struct config *config, int port, const char *path);

@@ -52,6 +52,7 @@
 
 enum outcome { WRITTEN, NOT_WRITTEN, UNKNOWN };
 enum claim { CLAIMED, NOT_CLAIMED, CLAIM_REFUSED };   /* refused: another live owner */
+enum ensured { TABLES_THERE, TABLES_REFUSED, TABLES_LOST };   /* lost: the connection */
 
 #define HOUSEKEEPING_MS 5000     /* evicting past periods, sweeping user configs */
 
@@ -59,7 +60,9 @@ struct flusher {
 	const struct config *config;
 	struct store_link link;         /* the connection, reopened when lost */
 	struct store *store;            /* link.store, when connected */
-	int ensured_tables;             /* tables [0, n) exist on this connection */
+	bool ensured_sequence;          /* tallyd_flushes is there (made sure once) */
+	bool ensured[TABLES_MAX];       /* table i is there (made sure once) */
+	int64_t last_table_complaint;   /* ms; a table that cannot be made: once a minute */
 	struct counter_batch batch;     /* keys in flight: written, or to retry */
 	struct rowset written;          /* the batch as rows, sorted */
 	struct rowset read_back;        /* the rows of it whose totals are read back */
@@ -76,6 +79,7 @@ struct flusher {
 
 static struct flusher flusher;
 static pthread_t thread;
+static bool running;            /* main thread: set by flusher_start, cleared by _stop */
 /* Held while the flusher opens or closes its connection, and while
  * flusher_stop() cuts off a statement the database does not answer, so
  * that it never touches a connection being freed. */
@@ -144,35 +148,86 @@ static void note_refused(const char *table, const struct store_row *row, const c
 
 /* ------------------------------------------------------------- connection */
 
-/* Creates the tables registered since the last call (DDL: no transaction). */
-static void ensure_tables(struct flusher *f)
+/* Makes sure, once per process, that tallyd_flushes and the accounting
+ * tables are there: at start, or at the first connection after it when
+ * the database was away, and later for the tables a reload (or a journal)
+ * adds.  A table that exists is only read; a missing one is created (DDL,
+ * outside any transaction).  A reconnect runs nothing here: on Galera DDL
+ * is a statement the whole cluster runs in turn.  TABLES_REFUSED when one
+ * cannot be used or made, with the reason in `why` (and logged, at most
+ * once a minute, unless `at_start`: the caller says it); TABLES_LOST when
+ * the connection broke meanwhile (an outage: tried again on the next). */
+static enum ensured ensure_tables(struct flusher *f, bool at_start, char *why, size_t size)
 {
+	struct store *s = f->store;
+	bool missing, ok = true;
 	int count = tables_count();
 
-	for (; f->ensured_tables < count; f->ensured_tables++) {
-		const char *table = tables_name(f->ensured_tables);
-		if (f->store->ops->ensure_table(f->store, table) != STORE_OK)
-			log_warning("cannot create table %s (it may exist already): %s", table,
-				    f->store->error);
+	if (!f->ensured_sequence) {
+		enum store_status status = s->ops->ensure_sequence_table(s, false, &missing);
+		f->ensured_sequence = status == STORE_OK;
+		if (status == STORE_LOST)
+			return TABLES_LOST;
+		if (status != STORE_OK) {
+			snprintf(why, size, "%.500s", s->error);
+			ok = false;
+		}
 	}
+	for (int i = 0; i < count && i < TABLES_MAX; i++) {
+		if (f->ensured[i])
+			continue;
+		const char *table = tables_name(i);
+		enum store_status status = s->ops->ensure_table(s, table, false, &missing);
+		f->ensured[i] = status == STORE_OK;
+		if (status == STORE_OK && missing)
+			log_notice("created accounting table %s", table);
+		if (status == STORE_LOST)
+			return TABLES_LOST;
+		if (status != STORE_OK && ok)
+			snprintf(why, size, "%.500s", s->error);
+		if (status != STORE_OK)
+			ok = false;
+	}
+	if (ok)
+		return TABLES_THERE;
+	size_t used = strlen(why);
+	snprintf(why + used, size - used, "; tallyd needs SELECT, INSERT and UPDATE on its tables, "
+		 "CREATE while one is missing, and the columns of schema.mysql.sql");
+	int64_t now = clock_ms();
+	if (!at_start && now - f->last_table_complaint >= 60000) {
+		log_error("%s; the increments are kept and retried", why);
+		f->last_table_complaint = now;
+	}
+	return TABLES_REFUSED;
 }
 
-/* A connection, with the flusher's tables on it; false while the database
- * is away. */
+static void lost(struct flusher *f, const char *what);
+
+/* After ensure_tables(): false when the connection is gone (closed now). */
+static bool made_sure(struct flusher *f, enum ensured result, const char *why)
+{
+	if (result == TABLES_REFUSED)
+		note_failure("making sure of the tables", why);
+	if (result != TABLES_LOST)
+		return true;
+	lost(f, "making sure of the tables");
+	return false;
+}
+
+/* A connection, with the flusher's tables made sure of; false while the
+ * database is away. */
 static bool connect_store(struct flusher *f)
 {
+	char why[512];
+
 	pthread_mutex_lock(&link_lock);
 	f->store = store_link_open(&f->link);
 	pthread_mutex_unlock(&link_lock);
 	if (f->link.just_failed)
-		note_failure("connecting to the database", f->link.error);
+		note_failure("connecting to the database", f->link.failure.text);
 	if (f->store == NULL || !f->link.just_opened)
 		return f->store != NULL;
-	f->ensured_tables = 0;
-	if (f->store->ops->ensure_sequence_table(f->store) != STORE_OK)
-		log_warning("cannot create tallyd_flushes: %s", f->store->error);
-	ensure_tables(f);
-	return true;
+	return made_sure(f, ensure_tables(f, false, why, sizeof(why)), why);
 }
 
 /* Closes a connection that reported STORE_LOST (a restart, a KILL, an
@@ -451,7 +506,9 @@ static bool flush(struct flusher *f)
 		snapshot(f, false);
 		return true;
 	}
-	ensure_tables(f);
+	char why[512];
+	if (!made_sure(f, ensure_tables(f, false, why, sizeof(why)), why))
+		return false;
 	rowset_fill(&f->written, &f->batch, true);
 	rowset_pick(&f->read_back, &f->written, counters_wants_read_back);
 
@@ -629,12 +686,27 @@ int flusher_start(const struct config *config, struct journal_replay *replay)
 		memset(&replay->in_flight, 0, sizeof(replay->in_flight));
 	}
 	stopping = false;
-	/* at start, a row another live tallyd holds stops tallyd now; the
-	 * thread opens its own connection */
-	enum claim claimed = !store_is_down() && connect_store(&flusher) ? claim(&flusher) :
-		NOT_CLAIMED;
+	/* at start, tables that cannot be made, or a row another live tallyd
+	 * holds, stop tallyd now; the thread opens its own connection */
+	enum claim claimed = NOT_CLAIMED;
+	enum ensured tables = TABLES_LOST;
+	char why[512];
+	if (!store_is_down()) {
+		pthread_mutex_lock(&link_lock);
+		flusher.store = store_link_open(&flusher.link);
+		pthread_mutex_unlock(&link_lock);
+	}
+	if (flusher.store != NULL) {
+		tables = ensure_tables(&flusher, true, why, sizeof(why));
+		if (tables == TABLES_THERE)
+			claimed = claim(&flusher);
+	}
 	store_link_close(&flusher.link);
 	flusher.store = NULL;
+	if (tables == TABLES_REFUSED) {
+		log_error("refusing to start: %s", why);
+		return -1;
+	}
 	if (claimed == CLAIM_REFUSED) {
 		log_error("refusing to start: %s", flusher.refusal);
 		return -1;
@@ -644,6 +716,7 @@ int flusher_start(const struct config *config, struct journal_replay *replay)
 		log_error("cannot start the flusher thread: %s", strerror(rc));
 		return -1;
 	}
+	running = true;
 	return 0;
 }
 
@@ -668,6 +741,8 @@ int flusher_flush_now(void)
 {
 	struct admin_request r = { .reset = false };
 
+	if (!running)
+		return 0;                /* no store: nothing is ever waiting */
 	return ask(&r);
 }
 
@@ -678,6 +753,8 @@ int flusher_reset(int period, const char *key, size_t key_len)
 		.row = { .key = key, .key_len = key_len },
 	};
 
+	if (!running)
+		return -1;
 	r.row.time = periods_time(period, &r.row.time_len);
 	return ask(&r);
 }
@@ -717,6 +794,9 @@ static void join_by(int64_t give_up)
 
 void flusher_stop(void)
 {
+	if (!running)
+		return;
+	running = false;
 	pthread_mutex_lock(&control_lock);
 	stopping = true;
 	give_up_at = clock_ms() + 2000LL * flusher.config->database.connect_timeout;

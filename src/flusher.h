@@ -24,11 +24,17 @@
 #include "journal.h"
 
 /* Starts the thread, taking over what the journal's replay put back in
- * flight (replay may be NULL); -1 when it cannot be created. */
+ * flight (replay may be NULL).  When the database answers, it first makes
+ * sure of tallyd_flushes and the accounting tables (creating the missing
+ * ones) and claims the instance's row; when it is away, that happens at
+ * the first connection, before the first flush.  A reconnect later runs
+ * no DDL.  -1 (logged) when the thread cannot be created, a table cannot
+ * be used or made, or another live tallyd holds the row. */
 int flusher_start(const struct config *config, struct journal_replay *replay);
 
 /* Asks for a flush now and waits until it has ended; 0 when everything
- * pending was written, -1 when the database refused. */
+ * pending was written (or no flusher runs: tallyd has no store), -1 when
+ * the database refused. */
 int flusher_flush_now(void);
 
 /* Writes what is pending, then sets the database row of (period, key) to

@@ -96,16 +96,6 @@ static void close_listener(struct listener *l)
 	free(l->spec);
 }
 
-static void warn_unserved(const struct config *config)
-{
-	for (size_t i = 0; i < config->listen_count; i++) {
-		const struct listen_address *a = &config->listen[i];
-		if (config_find_vhost(config, a->port, a->path) == NULL)
-			log_warning("listen %s: no virtual host serves it; its requests are "
-				    "answered dunno", a->spec);
-	}
-}
-
 /* The index in old[] of the listener for `spec`, or -1. */
 static long find_listener(const struct listener *old, size_t old_count, const char *spec)
 {
@@ -157,7 +147,6 @@ int listener_open(const struct config *config)
 	if (listeners == NULL)
 		return -1;
 	listener_count = config->listen_count;
-	warn_unserved(config);
 	return 0;
 }
 
@@ -369,7 +358,6 @@ int listener_reload(const struct config *config)
 	free(listeners);
 	listeners = next;
 	listener_count = config->listen_count;
-	warn_unserved(config);
 	return start_acceptor();
 }
 

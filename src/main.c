@@ -1,10 +1,13 @@
 /*
  * main.c: tallyd's command line, start-up order and shutdown order.
  *
- * Start-up (main thread): read and check the config, bind the listeners
- * (as root), daemonize, write the pid file, drop privileges, open the
- * database side (caches, journal, loader, flusher), start the workers,
- * the acceptor and the admin thread, then wait for signals.  Signals are
+ * Start-up (main thread): read and check the config, check what it needs
+ * from the system (preflight.h: the user, group and files it writes; -t
+ * stops here, and with --connect checks the database too, dbcheck.h), bind
+ * the listeners (as root), daemonize, write the pid file, drop privileges,
+ * open the database side (caches, journal, loader, flusher; none when no
+ * plugin uses the database), start the workers, the acceptor and the admin
+ * thread, then wait for signals.  Signals are
  * blocked in every thread and taken here with sigwaitinfo(), so no handler
  * runs inside other code.  Shutdown reverses it: stop accepting, let the
  * workers finish, answer what is buffered, write every pending increment.
@@ -36,6 +39,7 @@
 #include "config.h"
 #include "control.h"
 #include "counters.h"
+#include "dbcheck.h"
 #include "flusher.h"
 #include "identity.h"
 #include "import_mtpolicyd.h"
@@ -44,6 +48,7 @@
 #include "loader.h"
 #include "live.h"
 #include "log.h"
+#include "preflight.h"
 #include "stats.h"
 #include "store.h"
 #include "tables.h"
@@ -60,19 +65,22 @@ struct options {
 	const char *log_level;
 	bool foreground;
 	bool check_only;
+	bool connect;              /* -t --connect: the database too */
 };
 
 static struct options options;
 static struct config *startup_config;       /* alive until exit */
+static bool has_store;                      /* the database side runs */
 static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: tallyd [-f] [-t] [-c FILE] [-l LEVEL] | --import-mtpolicyd FILE\n"
+		"usage: tallyd [-f] [-t [--connect]] [-c FILE] [-l LEVEL] | --import-mtpolicyd FILE\n"
 		"  -c FILE   configuration file (default " DEFAULT_CONFIG ")\n"
 		"  -f        stay in the foreground\n"
 		"  -t        check the configuration and exit (0 when it is good)\n"
+		"  --connect with -t: check the database and its tables too\n"
 		"  -l LEVEL  log level: error, warning, notice, info or debug\n"
 		"  -V        print the version and exit\n"
 		"  -h        print this help and exit\n"
@@ -86,6 +94,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option long_options[] = {
 		{ "import-mtpolicyd", required_argument, NULL, 'I' },
+		{ "connect", no_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
@@ -94,6 +103,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 	while ((ch = getopt_long(argc, argv, "c:fl:tVh", long_options, NULL)) != -1) {
 		switch (ch) {
 		case 'I': exit(import_mtpolicyd(optarg, stdout, stderr));
+		case 'C': o->connect = true; break;
 		case 'c': o->config_file = optarg; break;
 		case 'f': o->foreground = true; break;
 		case 'l': o->log_level = optarg; break;
@@ -103,20 +113,20 @@ static void parse_options(int argc, char **argv, struct options *o)
 		default: usage(stderr); exit(1);
 		}
 	}
-	if (optind < argc) {
+	if (optind < argc || (o->connect && !o->check_only)) {
 		usage(stderr);
 		exit(1);
 	}
 }
 
-static struct config *load_config(const struct options *o)
+/* Loads the config, or prints its problems and exits 1; its warnings are
+ * left in `warnings` (printed by -t, logged at start). */
+static struct config *load_config(const struct options *o, struct config_errors *warnings)
 {
-	struct config_errors errors = { 0 };
-	struct config *config = config_load(o->config_file, &errors);
+	struct config *config = config_load(o->config_file, warnings);
 
-	for (size_t i = 0; i < errors.count; i++)
-		fprintf(stderr, "%s\n", errors.lines[i]);
-	config_errors_free(&errors);
+	for (size_t i = 0; i < warnings->count; i++)
+		fprintf(stderr, "%s\n", warnings->lines[i]);
 	if (config == NULL)
 		exit(1);
 	if (o->log_level && log_level_parse(o->log_level, &config->log_level) < 0) {
@@ -125,6 +135,41 @@ static struct config *load_config(const struct options *o)
 		exit(1);
 	}
 	return config;
+}
+
+/* What start checks against the system, before it needs it: the user and
+ * group, and the files it writes.  Problems are printed; false when any. */
+static bool preflight(const struct config *config, uid_t *uid, gid_t *gid, bool connect)
+{
+	struct config_errors errors = { .file = config->file };
+
+	preflight_identity(config, uid, gid, &errors);
+	preflight_paths(config, *uid, *gid, &errors);
+	if (connect)
+		dbcheck_run(config, &errors, stdout);
+	for (size_t i = 0; i < errors.warning_count; i++)
+		fprintf(stderr, "warning: %s\n", errors.warnings[i]);
+	for (size_t i = 0; i < errors.count; i++)
+		fprintf(stderr, "%s\n", errors.lines[i]);
+	bool ok = errors.count == 0;
+	config_errors_free(&errors);
+	return ok;
+}
+
+/* tallyd -t [--connect]: what start would check, then exit. */
+static int check_only(struct config *config, const struct config_errors *warnings)
+{
+	uid_t uid;
+	gid_t gid;
+
+	for (size_t i = 0; i < warnings->warning_count; i++)
+		fprintf(stderr, "warning: %s\n", warnings->warnings[i]);
+	bool ok = preflight(config, &uid, &gid, options.connect);
+	if (ok)
+		printf("tallyd: configuration %s is OK%s\n", options.config_file,
+		       options.connect ? ", and so is its database" : "");
+	config_free(config);
+	return ok ? 0 : 1;
 }
 
 /* Settings the running daemon cannot change: a reload says so. */
@@ -192,6 +237,16 @@ static int reload(struct buf *why)
 		log_error("reload refused: %s", errors.lines[i]);
 		buf_printf(why, "%s\n", errors.lines[i]);
 	}
+	if (next && !has_store && config_needs_store(next)) {
+		log_error("reload refused: %s: tallyd started without a database (no Accounting, "
+			  "Quota or SqlUserConfig); restart it to use one", options.config_file);
+		buf_printf(why, "%s: tallyd started without a database (no Accounting, Quota or "
+			   "SqlUserConfig); restart it to use one\n", options.config_file);
+		config_free(next);
+		next = NULL;
+	}
+	for (size_t i = 0; next && i < errors.warning_count; i++)
+		log_warning("%s", errors.warnings[i]);
 	config_errors_free(&errors);
 	if (next && listener_reload(next) < 0) {
 		buf_append_str(why, "a new listen address cannot be bound (see the log)\n");
@@ -289,26 +344,6 @@ static void write_pid_file(const struct config *config)
 	buf_free(&temporary);
 }
 
-/* Looks up user/group; uid_t -1 when no change is asked for. */
-static void lookup_identity(const struct config *config, uid_t *uid, gid_t *gid)
-{
-	*uid = (uid_t)-1;
-	*gid = (gid_t)-1;
-	if (config->user[0] != '\0') {
-		struct passwd *pw = getpwnam(config->user);
-		if (pw == NULL)
-			fatal("user '%s' does not exist", config->user);
-		*uid = pw->pw_uid;
-		*gid = pw->pw_gid;
-	}
-	if (config->group[0] != '\0') {
-		struct group *gr = getgrnam(config->group);
-		if (gr == NULL)
-			fatal("group '%s' does not exist", config->group);
-		*gid = gr->gr_gid;
-	}
-}
-
 static void drop_privileges(const struct config *config, uid_t uid, gid_t gid)
 {
 	if (uid == (uid_t)-1 && gid == (gid_t)-1)
@@ -339,21 +374,30 @@ static size_t keys_waiting(void)
 }
 
 /* The caches, the journal, the loader and the flusher.  An unreachable
- * MySQL server is an outage tallyd rides out; an SQLite file it cannot open
- * is a mistake to report now. */
+ * MySQL server is an outage tallyd rides out: it starts, answers, and
+ * makes its tables when the server is back.  A server that refuses the
+ * configured user, password or database, an SQLite file it cannot open,
+ * or tables it cannot make are mistakes to report now.  Without a plugin
+ * that uses the database there is none of this. */
 static void start_database(const struct config *config)
 {
+	struct store_failure failure;
 	char error[512];
 
 	counters_init();
 	usercache_init(config->user_config_ttl);
+	has_store = config_needs_store(config);
+	if (!has_store) {
+		log_info("no Accounting, Quota or SqlUserConfig plugin: no database is opened");
+		return;
+	}
 	store_outage_init(keys_waiting);
-	struct store *probe = store_open(&config->database, config->database.connect_timeout, error,
-					 sizeof(error));
-	if (probe == NULL && config->database.driver == DATABASE_SQLITE)
-		fatal("%s", error);
+	struct store *probe = store_open(&config->database, config->database.connect_timeout,
+					 &failure);
+	if (probe == NULL && failure.configuration)
+		fatal("configuration error: %s", failure.text);
 	if (probe == NULL)
-		store_outage_begin(error);
+		store_outage_begin(&failure);
 	else
 		probe->ops->close(probe);
 
@@ -383,6 +427,12 @@ static void start_database(const struct config *config)
 
 static void stop_database(void)
 {
+	if (!has_store) {
+		usercache_free_all();
+		counters_free_all();
+		tables_free_all();
+		return;
+	}
 	loader_stop();
 	flusher_stop();
 	journal_close();
@@ -427,12 +477,15 @@ int main(int argc, char **argv)
 	int ready_fd = -1;
 
 	parse_options(argc, argv, &options);
-	struct config *config = load_config(&options);
+	struct config_errors warnings = { 0 };
+	struct config *config = load_config(&options, &warnings);
 	if (options.check_only) {
-		printf("tallyd: configuration %s is OK\n", options.config_file);
-		config_free(config);
-		return 0;
+		int status = check_only(config, &warnings);
+		config_errors_free(&warnings);
+		return status;
 	}
+	if (!preflight(config, &uid, &gid, false))
+		return 1;
 	startup_config = config;
 	int workers = config->workers;
 	int acceptor_slot = workers, main_slot = workers + 1, admin_slot = workers + 2;
@@ -441,7 +494,6 @@ int main(int argc, char **argv)
 	chain_enable_stats(config);
 	live_init(config, workers + 3);
 	log_set_level(config->log_level);
-	lookup_identity(config, &uid, &gid);
 	block_signals(&signals);
 
 	if (listener_open(config) < 0)
@@ -449,6 +501,9 @@ int main(int argc, char **argv)
 	if (!options.foreground)
 		ready_fd = daemonize();
 	log_open(config->log_target, config->syslog_facility);
+	for (size_t i = 0; i < warnings.warning_count; i++)
+		log_warning("%s", warnings.warnings[i]);
+	config_errors_free(&warnings);
 	write_pid_file(config);
 	drop_privileges(config, uid, gid);
 	start_database(config);

@@ -45,6 +45,7 @@ struct plugin;
 
 struct plugin_module {
 	const char *name;          /* as written in module = "..."; matched without case */
+	bool uses_database;        /* reads or writes it: tallyd needs a store */
 	const struct config_option *options;
 	size_t settings_size;
 	/* Checks that involve several options and prepares derived state; records
@@ -54,6 +55,15 @@ struct plugin_module {
 	enum plugin_result (*run)(const struct plugin *plugin, struct plugin_call *call);
 	/* Frees what setup() made (options are freed by the chain). May be NULL. */
 	void (*destroy)(struct plugin *plugin);
+	/* For the config's warnings; may be NULL.  reads(): the table (and its
+	 * time pattern) the plugin reads totals from, -1 when none.  writes():
+	 * whether the plugin may add to `table` under `time_pattern`. */
+	int (*reads)(const struct plugin *plugin, const char **time_pattern);
+	bool (*writes)(const struct plugin *plugin, int table, const char *time_pattern);
+	/* For `tallyd -t --connect`; may be NULL: the SQL the loader runs for
+	 * the plugin (a lookup with one ?, a preload without; NULL or "" for
+	 * none). */
+	void (*queries)(const struct plugin *plugin, const char **lookup, const char **preload);
 };
 
 struct plugin {

@@ -17,11 +17,11 @@
 #include "store.h"
 
 struct store *store_open(const struct database_config *config, int statement_timeout,
-			 char *error, size_t size)
+			 struct store_failure *failure)
 {
 	if (config->driver == DATABASE_MYSQL)
-		return store_mysql_open(config, statement_timeout, error, size);
-	return store_sqlite_open(config, statement_timeout, error, size);
+		return store_mysql_open(config, statement_timeout, failure);
+	return store_sqlite_open(config, statement_timeout, failure);
 }
 
 int store_row_compare(const void *a, const void *b)
@@ -77,9 +77,9 @@ struct store *store_link_open(struct store_link *l)
 	 * thread's connection got through, try at once */
 	if (clock_ms() < l->next_attempt && store_is_down())
 		return NULL;
-	l->store = store_open(l->config, l->statement_timeout, l->error, sizeof(l->error));
+	l->store = store_open(l->config, l->statement_timeout, &l->failure);
 	if (l->store == NULL) {
-		store_outage_begin(l->error);       /* logs the outage, once */
+		store_outage_begin(&l->failure);    /* logs the outage, once */
 		l->backoff = l->backoff ? (l->backoff * 2 > 5000 ? 5000 : l->backoff * 2) : 250;
 		l->next_attempt = clock_ms() + l->backoff;
 		l->just_failed = true;
@@ -116,15 +116,21 @@ void store_outage_init(size_t (*waiting)(void))
 	keys_waiting = waiting;
 }
 
-void store_outage_begin(const char *why)
+void store_outage_begin(const struct store_failure *why)
 {
 	bool expected = false;
 
 	if (atomic_compare_exchange_strong(&down, &expected, true)) {
 		atomic_store(&down_since, clock_ms());
-		log_error("database unreachable: %s; answering from memory, %zu keys have "
-			  "increments waiting, and every increment is kept until it is back", why,
-			  keys_waiting ? keys_waiting() : 0);
+		if (why->configuration)
+			log_error("configuration error: %s; answering from memory, %zu keys have "
+				  "increments waiting, and every increment is kept until the "
+				  "database lets tallyd in", why->text,
+				  keys_waiting ? keys_waiting() : 0);
+		else
+			log_error("database unreachable: %s; answering from memory, %zu keys have "
+				  "increments waiting, and every increment is kept until it is "
+				  "back", why->text, keys_waiting ? keys_waiting() : 0);
 	}
 }
 

@@ -80,8 +80,12 @@ struct store_ops {
 	enum store_status (*begin)(struct store *s);
 	enum store_status (*commit)(struct store *s);
 	void (*rollback)(struct store *s);
-	/* CREATE TABLE IF NOT EXISTS with the accounting columns. */
-	enum store_status (*ensure_table)(struct store *s, const char *table);
+	/* Reads no row of the accounting table, to see that its columns can be
+	 * used; a table that does not exist (*missing) is created with them,
+	 * or with `dry_run` only checked for whether this user may create it.
+	 * A table that exists gets no DDL (MySQL). */
+	enum store_status (*ensure_table)(struct store *s, const char *table, bool dry_run,
+					  bool *missing);
 	/* Adds rows[i].values to each row, inserting missing rows.
 	 * STORE_REFUSED: a data error on some row; nothing was written. */
 	enum store_status (*upsert)(struct store *s, const char *table,
@@ -105,7 +109,7 @@ struct store_ops {
 	 * else STORE_CONFLICT.  set_owner() hands the row to `owner`: from
 	 * anyone, creating it (expected NULL), or only from `expected`
 	 * (STORE_CONFLICT otherwise); it renews the owner's lease. */
-	enum store_status (*ensure_sequence_table)(struct store *s);
+	enum store_status (*ensure_sequence_table)(struct store *s, bool dry_run, bool *missing);
 	enum store_status (*read_sequence)(struct store *s, const char *instance,
 					   struct store_sequence *out);
 	enum store_status (*write_sequence)(struct store *s, const char *instance,
@@ -118,6 +122,10 @@ struct store_ops {
 					  struct store_lookup *lookups, size_t count);
 	/* Runs a preload_query: fn gets columns 1 and 2 of every row. */
 	enum store_status (*preload)(struct store *s, const char *sql, store_pair_fn fn, void *arg);
+	/* Prepares `sql` without running it: STORE_ERROR unless it prepares,
+	 * takes `params` ? and returns at least `min_columns` columns. */
+	enum store_status (*check_query)(struct store *s, const char *sql, unsigned params,
+					 unsigned min_columns);
 };
 
 struct store {
@@ -125,15 +133,28 @@ struct store {
 	char error[512];               /* the last error, for log lines */
 };
 
-/* Opens a connection with the configured driver; NULL with *error set.
+/* Why a connection could not be opened. */
+struct store_failure {
+	char text[512];
+	bool configuration;        /* not an outage: the server refused the configured
+				      user, password or database (or the SQLite file
+				      cannot be opened); the text says what to check */
+};
+
+/* Opens a connection with the configured driver; NULL with *failure set.
  * A statement may take `statement_timeout` seconds (the time to wait for a
  * reply, or for SQLite's lock). */
 struct store *store_open(const struct database_config *config, int statement_timeout,
-			 char *error, size_t size);
+			 struct store_failure *failure);
 struct store *store_mysql_open(const struct database_config *config, int statement_timeout,
-			       char *error, size_t size);
+			       struct store_failure *failure);
 struct store *store_sqlite_open(const struct database_config *config, int statement_timeout,
-				char *error, size_t size);
+				struct store_failure *failure);
+/* The SQLite file opened to be read and changed in no way (immutable: not
+ * even a -wal or -shm file is made, which root would own), for `tallyd -t
+ * --connect`; only the dry-run checks may be used on it. */
+struct store *store_sqlite_open_to_read(const struct database_config *config,
+					struct store_failure *failure);
 
 /* Orders rows by their folded keys (keyfold.h): rows of one client
  * compare equal, whatever their spelling. */
@@ -172,7 +193,7 @@ struct store_link {
 	int64_t next_attempt;          /* clock_ms() */
 	int64_t backoff;               /* ms */
 	bool just_failed;              /* the last store_link_open() tried and failed ... */
-	char error[512];               /* ... for this reason */
+	struct store_failure failure;  /* ... for this reason */
 	bool just_opened;              /* ... or opened a new connection */
 };
 /* The connection, opened when there is none and no backoff says wait;
@@ -187,8 +208,9 @@ void store_link_close(struct store_link *l);
 /* ---- outage log (any thread) ---- */
 /* `waiting` tells the outage log how many keys have increments to write. */
 void store_outage_init(size_t (*waiting)(void));
-/* Records a failure to reach the database; logs it when it starts an outage. */
-void store_outage_begin(const char *why);
+/* Records a failure to reach the database; logs it when it starts an
+ * outage (a refusal of the configured access is logged as what it is). */
+void store_outage_begin(const struct store_failure *why);
 /* Records a success; logs the end of an outage. */
 void store_outage_end(void);
 bool store_is_down(void);

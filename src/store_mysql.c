@@ -392,8 +392,57 @@ static void library_init(void)
 	mysql_library_init(0, NULL, NULL);
 }
 
+/* Why the server refused a connection.  It answered, and said no to the
+ * configured user, password or database: that is a mistake in tallyd.conf
+ * (or in the grants), not an outage, and the message says what to check. */
+static void describe_refusal(const struct database_config *config, MYSQL *mysql,
+			     const char *where, struct store_failure *failure)
+{
+	unsigned int err = mysql_errno(mysql);
+	const char *check = NULL;
+	char *text = failure->text;
+	size_t size = sizeof(failure->text);
+
+	switch (err) {
+	case ER_ACCESS_DENIED_ERROR:
+	case ER_ACCESS_DENIED_NO_PASSWORD_ERROR:
+	case ER_MUST_CHANGE_PASSWORD_LOGIN:
+	case ER_ACCOUNT_HAS_BEEN_LOCKED:
+		snprintf(text, size, "access denied for user '%s' by MySQL/MariaDB at %s (%s, "
+			 "MySQL error %u)", config->user, where, mysql_error(mysql), err);
+		check = "database.user and database.password";
+		break;
+	case ER_DBACCESS_DENIED_ERROR:
+		snprintf(text, size, "access denied for user '%s' to database '%s' by "
+			 "MySQL/MariaDB at %s (%s, MySQL error %u)", config->user, config->name,
+			 where, mysql_error(mysql), err);
+		check = "database.user and database.name (and the user's grants)";
+		break;
+	case ER_BAD_DB_ERROR:
+		snprintf(text, size, "database '%s' does not exist on MySQL/MariaDB at %s (%s, "
+			 "MySQL error %u)", config->name, where, mysql_error(mysql), err);
+		check = "database.name";
+		break;
+	case ER_HOST_NOT_PRIVILEGED:
+		snprintf(text, size, "MySQL/MariaDB at %s does not let user '%s' connect from this "
+			 "host (%s, MySQL error %u)", where, config->user, mysql_error(mysql), err);
+		check = "database.user and the hosts in its grants";
+		break;
+	default:
+		snprintf(text, size, "cannot connect to MySQL/MariaDB at %s: %s", where,
+			 mysql_error(mysql));
+		break;
+	}
+	failure->configuration = check != NULL;
+	if (check) {
+		size_t used = strlen(text);
+		snprintf(text + used, size - used, ": check %s in %s", check,
+			 config->file ? config->file : "the configuration");
+	}
+}
+
 struct store *store_mysql_open(const struct database_config *config, int statement_timeout,
-			       char *error, size_t size)
+			       struct store_failure *failure)
 {
 	unsigned int timeout = (unsigned int)config->connect_timeout;
 	unsigned int replies = (unsigned int)statement_timeout;
@@ -402,7 +451,8 @@ struct store *store_mysql_open(const struct database_config *config, int stateme
 	pthread_once(&library_once, library_init);
 	MYSQL *mysql = mysql_init(NULL);
 	if (mysql == NULL) {
-		snprintf(error, size, "out of memory in mysql_init");
+		snprintf(failure->text, sizeof(failure->text), "out of memory in mysql_init");
+		failure->configuration = false;
 		return NULL;
 	}
 	mysql_options(mysql, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
@@ -411,8 +461,7 @@ struct store *store_mysql_open(const struct database_config *config, int stateme
 	mysql_options(mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	if (mysql_real_connect(mysql, config->host, config->user, config->password, config->name,
 			       (unsigned int)config->port, socket, CLIENT_FOUND_ROWS) == NULL) {
-		snprintf(error, size, "cannot connect to MySQL/MariaDB at %s: %s",
-			 socket ? socket : config->host, mysql_error(mysql));
+		describe_refusal(config, mysql, socket ? socket : config->host, failure);
 		mysql_close(mysql);
 		return NULL;
 	}
@@ -477,10 +526,57 @@ static void mysql_rollback_transaction(struct store *s)
 
 /* ------------------------------------------------------------------ tables */
 
-static enum store_status mysql_ensure_table(struct store *s, const char *table)
+/* Runs `sql`, or with `dry_run` only prepares it: the server checks the
+ * privileges it needs at PREPARE, and does nothing. */
+static enum store_status run_or_prepare(struct mysql_store *m, const char *sql, bool dry_run,
+					const char *doing)
+{
+	if (!dry_run)
+		return query(m, sql, doing);
+	MYSQL_STMT *stmt = mysql_stmt_init(m->mysql);
+	if (stmt == NULL)
+		return fail_connection(m, doing);
+	enum store_status status = STORE_OK;
+	if (mysql_stmt_prepare(stmt, sql, strlen(sql)) != 0)
+		status = fail_statement(m, stmt, doing);
+	mysql_stmt_close(stmt);
+	return status;
+}
+
+/* Reads no row of `sql` (a SELECT ... LIMIT 0 of the columns tallyd uses):
+ * STORE_OK when they can be read, else the MySQL error in *err. */
+static enum store_status probe(struct mysql_store *m, const char *sql, const char *doing,
+			       unsigned int *err)
+{
+	*err = 0;
+	if (mysql_query(m->mysql, sql) == 0) {
+		MYSQL_RES *res = mysql_store_result(m->mysql);
+		if (res)
+			mysql_free_result(res);
+		return STORE_OK;
+	}
+	*err = mysql_errno(m->mysql);
+	return fail_connection(m, doing);
+}
+
+/* A table that exists is only read (no DDL: on Galera even CREATE TABLE IF
+ * NOT EXISTS is a statement the whole cluster runs in turn). */
+static enum store_status mysql_ensure_table(struct store *s, const char *table, bool dry_run,
+					    bool *missing)
 {
 	struct mysql_store *m = (struct mysql_store *)s;
+	char doing[160];
+	unsigned int err;
 
+	*missing = false;
+	buf_reset(&m->sql);
+	buf_printf(&m->sql, "SELECT `key`, `time`, `count`, `count_rcpt`, `size`, `size_rcpt` "
+		   "FROM `%s` LIMIT 0", table);
+	snprintf(doing, sizeof(doing), "reading the columns of accounting table %s", table);
+	enum store_status status = probe(m, m->sql.data, doing, &err);
+	if (status == STORE_OK || err != ER_NO_SUCH_TABLE)
+		return status;
+	*missing = true;
 	buf_reset(&m->sql);
 	buf_printf(&m->sql,
 		   "CREATE TABLE IF NOT EXISTS `%s` ("
@@ -493,7 +589,8 @@ static enum store_status mysql_ensure_table(struct store *s, const char *table)
 		   "`size_rcpt` BIGINT UNSIGNED NOT NULL DEFAULT 0, "
 		   "PRIMARY KEY (`id`), UNIQUE KEY `time_key` (`key`, `time`), KEY `time` (`time`)"
 		   ") ENGINE=InnoDB", table);
-	return query(m, m->sql.data, "creating an accounting table");
+	snprintf(doing, sizeof(doing), "creating accounting table %s", table);
+	return run_or_prepare(m, m->sql.data, dry_run, doing);
 }
 
 static enum store_status mysql_upsert(struct store *s, const char *table,
@@ -656,25 +753,30 @@ static enum store_status mysql_reset_row(struct store *s, const char *table,
 #define OWNER_COLUMNS "`owner` VARBINARY(255) NOT NULL DEFAULT '', " \
 	"`alive_at` BIGINT NOT NULL DEFAULT 0"
 
-static enum store_status mysql_ensure_sequence_table(struct store *s)
+static enum store_status mysql_ensure_sequence_table(struct store *s, bool dry_run, bool *missing)
 {
 	struct mysql_store *m = (struct mysql_store *)s;
-	enum store_status status = query(m,
-		"CREATE TABLE IF NOT EXISTS `tallyd_flushes` ("
-		"`instance` VARBINARY(255) NOT NULL PRIMARY KEY, "
-		"`seq` BIGINT UNSIGNED NOT NULL, "
-		"`flushed_at` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP "
-		"ON UPDATE CURRENT_TIMESTAMP, " OWNER_COLUMNS ") ENGINE=InnoDB",
-		"creating tallyd_flushes");
+	unsigned int err;
 
-	if (status != STORE_OK ||
-	    query(m, "SELECT `owner`, `alive_at` FROM `tallyd_flushes` LIMIT 0",
-		  "reading tallyd_flushes") == STORE_OK)
+	*missing = false;
+	enum store_status status = probe(m, "SELECT `instance`, `seq`, `owner`, `alive_at` FROM "
+					 "`tallyd_flushes` LIMIT 0", "reading tallyd_flushes", &err);
+	if (status == STORE_OK || (err != ER_NO_SUCH_TABLE && err != ER_BAD_FIELD_ERROR))
 		return status;
+	*missing = true;
+	if (err == ER_NO_SUCH_TABLE)
+		return run_or_prepare(m,
+			"CREATE TABLE IF NOT EXISTS `tallyd_flushes` ("
+			"`instance` VARBINARY(255) NOT NULL PRIMARY KEY, "
+			"`seq` BIGINT UNSIGNED NOT NULL, "
+			"`flushed_at` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP "
+			"ON UPDATE CURRENT_TIMESTAMP, " OWNER_COLUMNS ") ENGINE=InnoDB", dry_run,
+			"creating tallyd_flushes");
 	/* made by a tallyd that kept no owner */
-	return query(m, "ALTER TABLE `tallyd_flushes` ADD COLUMN IF NOT EXISTS `owner` "
-		     "VARBINARY(255) NOT NULL DEFAULT '', ADD COLUMN IF NOT EXISTS `alive_at` "
-		     "BIGINT NOT NULL DEFAULT 0", "adding the owner to tallyd_flushes");
+	return run_or_prepare(m, "ALTER TABLE `tallyd_flushes` ADD COLUMN IF NOT EXISTS `owner` "
+			      "VARBINARY(255) NOT NULL DEFAULT '', ADD COLUMN IF NOT EXISTS "
+			      "`alive_at` BIGINT NOT NULL DEFAULT 0", dry_run,
+			      "adding the owner to tallyd_flushes");
 }
 
 static enum store_status mysql_read_sequence(struct store *s, const char *instance,
@@ -932,6 +1034,28 @@ static enum store_status mysql_preload(struct store *s, const char *sql, store_p
 	return status;
 }
 
+static enum store_status mysql_check_query(struct store *s, const char *sql, unsigned params,
+					   unsigned min_columns)
+{
+	struct mysql_store *m = (struct mysql_store *)s;
+	MYSQL_STMT *stmt = mysql_stmt_init(m->mysql);
+
+	if (stmt == NULL)
+		return fail_connection(m, "preparing a query");
+	enum store_status status = STORE_OK;
+	if (mysql_stmt_prepare(stmt, sql, strlen(sql)) != 0) {
+		status = fail_statement(m, stmt, "preparing it");
+	} else if (mysql_stmt_param_count(stmt) != params ||
+		   mysql_stmt_field_count(stmt) < min_columns) {
+		snprintf(s->error, sizeof(s->error), "it takes %lu ? (wants %u) and returns %u "
+			 "columns (wants at least %u)", mysql_stmt_param_count(stmt), params,
+			 mysql_stmt_field_count(stmt), min_columns);
+		status = STORE_ERROR;
+	}
+	mysql_stmt_close(stmt);
+	return status;
+}
+
 static const struct store_ops mysql_ops = {
 	.close = mysql_store_close,
 	.interrupt = mysql_interrupt,
@@ -949,4 +1073,5 @@ static const struct store_ops mysql_ops = {
 	.scan = mysql_scan,
 	.user_configs = mysql_user_configs,
 	.preload = mysql_preload,
+	.check_query = mysql_check_query,
 };

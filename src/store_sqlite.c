@@ -125,21 +125,23 @@ static enum store_status exec(struct sqlite_store *q, const char *sql, const cha
 	return rc == SQLITE_OK ? STORE_OK : fail(q, rc, doing);
 }
 
-struct store *store_sqlite_open(const struct database_config *config, int statement_timeout,
-				char *error, size_t size)
+/* Opens `name` (a path, or a file: URI with SQLITE_OPEN_URI in flags);
+ * `pragmas` run first, when not NULL. */
+static struct store *open_file(const char *name, const char *path, int flags, int busy_ms,
+			       const char *pragmas, struct store_failure *failure)
 {
 	sqlite3 *db = NULL;
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-	int rc = sqlite3_open_v2(config->path, &db, flags, NULL);
+	int rc = sqlite3_open_v2(name, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 
 	if (rc == SQLITE_OK) {
-		sqlite3_busy_timeout(db, statement_timeout * 1000);
-		rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL,
-				  NULL, NULL);
+		sqlite3_busy_timeout(db, busy_ms);
+		if (pragmas)
+			rc = sqlite3_exec(db, pragmas, NULL, NULL, NULL);
 	}
 	if (rc != SQLITE_OK) {
-		snprintf(error, size, "cannot open SQLite database %s: %s", config->path,
-			 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		snprintf(failure->text, sizeof(failure->text), "cannot open SQLite database %s: %s",
+			 path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		failure->configuration = true;     /* the file is tallyd's: nobody else's outage */
 		sqlite3_close(db);
 		return NULL;
 	}
@@ -148,6 +150,34 @@ struct store *store_sqlite_open(const struct database_config *config, int statem
 	q->db = db;
 	buf_init(&q->sql);
 	return &q->base;
+}
+
+struct store *store_sqlite_open(const struct database_config *config, int statement_timeout,
+				struct store_failure *failure)
+{
+	return open_file(config->path, config->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+			 statement_timeout * 1000, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+			 failure);
+}
+
+struct store *store_sqlite_open_to_read(const struct database_config *config,
+					struct store_failure *failure)
+{
+	struct buf uri;
+
+	buf_init(&uri);
+	buf_append_str(&uri, "file:");
+	for (const char *p = config->path; *p; p++) {     /* a path as a URI's path */
+		if (*p == '%' || *p == '?' || *p == '#')
+			buf_printf(&uri, "%%%02X", (unsigned char)*p);
+		else
+			buf_append(&uri, p, 1);
+	}
+	buf_append_str(&uri, "?immutable=1");
+	struct store *s = open_file(uri.data, config->path, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI,
+				    0, NULL, failure);
+	buf_free(&uri);
+	return s;
 }
 
 static void sqlite_store_close(struct store *s)
@@ -214,13 +244,43 @@ static bool has_folded_index(struct sqlite_store *q, const char *table)
 	return found;
 }
 
+static bool no_such_table(struct sqlite_store *q)
+{
+	return strncmp(sqlite3_errmsg(q->db), "no such table", 13) == 0;
+}
+
+/* Whether `sql` prepares; *rc is SQLite's answer. */
+static bool prepares(struct sqlite_store *q, const char *sql, int *rc)
+{
+	sqlite3_stmt *stmt = NULL;
+
+	*rc = sqlite3_prepare_v2(q->db, sql, -1, &stmt, NULL);
+	sqlite3_finalize(stmt);
+	return *rc == SQLITE_OK;
+}
+
 /* mtpolicyd's SQLite tables lack UNIQUE(key, time), which the upsert needs,
  * and an index on time, which the loader's reads of a period need: both are
- * added to tables that exist already. */
-static enum store_status sqlite_ensure_table(struct store *s, const char *table)
+ * added to tables that exist already.  With `dry_run` nothing is changed:
+ * the columns are read, and a missing table only noted (the file is
+ * writable: preflight.c checked it). */
+static enum store_status sqlite_ensure_table(struct store *s, const char *table, bool dry_run,
+					     bool *missing)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
+	char doing[160];
+	int rc;
 
+	buf_reset(&q->sql);
+	buf_printf(&q->sql, "SELECT `key`, `time`, `count`, `count_rcpt`, `size`, `size_rcpt` "
+		   "FROM `%s` LIMIT 0", table);
+	*missing = !prepares(q, q->sql.data, &rc) && no_such_table(q);
+	if (rc != SQLITE_OK && !*missing) {
+		snprintf(doing, sizeof(doing), "reading the columns of accounting table %s", table);
+		return fail(q, rc, doing);
+	}
+	if (dry_run)
+		return STORE_OK;
 	buf_reset(&q->sql);
 	buf_printf(&q->sql,
 		   "CREATE TABLE IF NOT EXISTS `%s` ("
@@ -231,7 +291,8 @@ static enum store_status sqlite_ensure_table(struct store *s, const char *table)
 		   "CREATE UNIQUE INDEX IF NOT EXISTS `%s_time_key` ON `%s` (`key`, `time`); "
 		   "CREATE INDEX IF NOT EXISTS `%s_time` ON `%s` (`time`);",
 		   table, table, table, table, table);
-	enum store_status status = exec(q, q->sql.data, "creating an accounting table");
+	snprintf(doing, sizeof(doing), "creating accounting table %s", table);
+	enum store_status status = exec(q, q->sql.data, doing);
 	if (status == STORE_OK)
 		ensure_folded_index(q, table);
 	return status;
@@ -331,11 +392,6 @@ static enum store_status sqlite_upsert(struct store *s, const char *table,
 	if (pieces && status != STORE_LOST)
 		exec(q, "RELEASE tallyd_upsert", "writing accounting rows");
 	return status;
-}
-
-static bool no_such_table(struct sqlite_store *q)
-{
-	return strncmp(sqlite3_errmsg(q->db), "no such table", 13) == 0;
 }
 
 /* Calls fn for every row of a statement that selects `key` and the four
@@ -452,9 +508,20 @@ static enum store_status sqlite_reset_row(struct store *s, const char *table,
 	return run(q, stmt, "resetting a row");
 }
 
-static enum store_status sqlite_ensure_sequence_table(struct store *s)
+static enum store_status sqlite_ensure_sequence_table(struct store *s, bool dry_run,
+						      bool *missing)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
+	int rc;
+
+	*missing = !prepares(q, "SELECT `instance`, `seq`, `owner`, `alive_at` FROM "
+			     "`tallyd_flushes` LIMIT 0", &rc);
+	if (!*missing)
+		return STORE_OK;
+	if (!no_such_table(q) && strncmp(sqlite3_errmsg(q->db), "no such column", 14) != 0)
+		return fail(q, rc, "reading tallyd_flushes");
+	if (dry_run)
+		return STORE_OK;
 	enum store_status status = exec(q,
 		"CREATE TABLE IF NOT EXISTS `tallyd_flushes` (`instance` TEXT NOT NULL "
 		"PRIMARY KEY, `seq` INTEGER NOT NULL, `flushed_at` TEXT, "
@@ -469,6 +536,27 @@ static enum store_status sqlite_ensure_sequence_table(struct store *s)
 	return exec(q, "ALTER TABLE `tallyd_flushes` ADD COLUMN `owner` TEXT NOT NULL "
 		    "DEFAULT ''; ALTER TABLE `tallyd_flushes` ADD COLUMN `alive_at` INTEGER "
 		    "NOT NULL DEFAULT 0", "adding the owner to tallyd_flushes");
+}
+
+static enum store_status sqlite_check_query(struct store *s, const char *sql, unsigned params,
+					    unsigned min_columns)
+{
+	struct sqlite_store *q = (struct sqlite_store *)s;
+	sqlite3_stmt *stmt = NULL;
+	int rc = sqlite3_prepare_v2(q->db, sql, -1, &stmt, NULL);
+	enum store_status status = STORE_OK;
+
+	if (rc != SQLITE_OK) {
+		status = fail(q, rc, "preparing it");
+	} else if ((unsigned)sqlite3_bind_parameter_count(stmt) != params ||
+		   (unsigned)sqlite3_column_count(stmt) < min_columns) {
+		snprintf(s->error, sizeof(s->error), "it takes %d ? (wants %u) and returns %d "
+			 "columns (wants at least %u)", sqlite3_bind_parameter_count(stmt), params,
+			 sqlite3_column_count(stmt), min_columns);
+		status = STORE_ERROR;
+	}
+	sqlite3_finalize(stmt);
+	return status;
 }
 
 #define SQLITE_NOW "CAST(strftime('%s','now') AS INTEGER)"
@@ -640,4 +728,5 @@ static const struct store_ops sqlite_ops = {
 	.scan = sqlite_scan,
 	.user_configs = sqlite_user_configs,
 	.preload = sqlite_preload,
+	.check_query = sqlite_check_query,
 };

@@ -121,11 +121,27 @@ static enum plugin_result accounting_run(const struct plugin *plugin, struct plu
 	return PLUGIN_NEXT;
 }
 
+static bool accounting_writes(const struct plugin *plugin, int table, const char *time_pattern)
+{
+	const struct accounting_settings *a = plugin->settings;
+
+	if ((!a->enabled && plugin_uc(a->uc_enabled) == NULL) ||
+	    strcmp(a->time_pattern, time_pattern) != 0)
+		return false;
+	for (size_t i = 0; i < a->count; i++) {
+		if (a->list[i].table == table)
+			return true;
+	}
+	return false;
+}
+
 const struct plugin_module accounting_module = {
 	.name = "Accounting",
+	.uses_database = true,
 	.options = accounting_options,
 	.settings_size = sizeof(struct accounting_settings),
 	.setup = accounting_setup,
 	.run = accounting_run,
 	.destroy = accounting_destroy,
+	.writes = accounting_writes,
 };

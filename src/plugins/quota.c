@@ -219,11 +219,24 @@ static enum plugin_result quota_run(const struct plugin *plugin, struct plugin_c
 	return PLUGIN_ANSWER;
 }
 
+/* The configured field's table; a Quota that is off for good reads none. */
+static int quota_reads(const struct plugin *plugin, const char **time_pattern)
+{
+	const struct quota_settings *q = plugin->settings;
+
+	if (!q->enabled && plugin_uc(q->uc_enabled) == NULL)
+		return -1;
+	*time_pattern = q->time_pattern;
+	return q->table;
+}
+
 const struct plugin_module quota_module = {
 	.name = "Quota",
+	.uses_database = true,
 	.options = quota_options,
 	.settings_size = sizeof(struct quota_settings),
 	.setup = quota_setup,
 	.run = quota_run,
 	.destroy = quota_destroy,
+	.reads = quota_reads,
 };

@@ -31,21 +31,53 @@ struct sqluserconfig_settings {
 
 #define SETTING(field) offsetof(struct sqluserconfig_settings, field)
 
-static bool has_placeholder(const char *sql)
+/* The placeholders (?) of an SQL text, as MariaDB's and SQLite's parsers
+ * see them: a ? inside a quoted string or name, or a comment, is none. */
+static int count_placeholders(const char *sql)
 {
-	return strchr(sql, '?') != NULL;
+	int count = 0;
+
+	for (const char *p = sql; *p; p++) {
+		if (*p == '\'' || *p == '"' || *p == '`') {
+			char quote = *p;
+			for (p++; *p && *p != quote; p++) {
+				if (*p == '\\' && quote != '`' && p[1])
+					p++;
+			}
+			if (*p == '\0')
+				break;
+		} else if ((p[0] == '-' && p[1] == '-') || *p == '#') {
+			p += strcspn(p, "\n");
+			if (*p == '\0')
+				break;
+		} else if (p[0] == '/' && p[1] == '*') {
+			const char *end = strstr(p + 2, "*/");
+			if (end == NULL)
+				break;
+			p = end + 1;
+		} else if (*p == '?') {
+			count++;
+		}
+	}
+	return count;
+}
+
+static bool has_one_placeholder(const char *sql)
+{
+	return count_placeholders(sql) == 1;
 }
 
 static bool has_no_placeholder(const char *sql)
 {
-	return strchr(sql, '?') == NULL;
+	return count_placeholders(sql) == 0;
 }
 
 static const struct config_option sqluserconfig_options[] = {
 	PLUGIN_COMMON_OPTIONS,
 	{ .name = "sql_query", .type = OPTION_STRING, .offset = SETTING(sql_query),
 	  .default_string = "SELECT config FROM user_config WHERE address=?",
-	  .valid = has_placeholder, .valid_what = "an SQL query with one ? for the field's value" },
+	  .valid = has_one_placeholder,
+	  .valid_what = "an SQL query with exactly one ? (the field's value is bound to it)" },
 	{ .name = "preload_query", .type = OPTION_STRING, .offset = SETTING(preload_query),
 	  .default_string = "", .valid = has_no_placeholder,
 	  .valid_what = "an SQL query without ? that returns rows of key and config" },
@@ -89,10 +121,21 @@ static enum plugin_result sqluserconfig_run(const struct plugin *plugin, struct 
 	return PLUGIN_NEXT;
 }
 
+static void sqluserconfig_queries(const struct plugin *plugin, const char **lookup,
+				  const char **preload)
+{
+	const struct sqluserconfig_settings *u = plugin->settings;
+
+	*lookup = u->sql_query;
+	*preload = u->preload_query;
+}
+
 const struct plugin_module sqluserconfig_module = {
 	.name = "SqlUserConfig",
+	.uses_database = true,
 	.options = sqluserconfig_options,
 	.settings_size = sizeof(struct sqluserconfig_settings),
 	.setup = sqluserconfig_setup,
 	.run = sqluserconfig_run,
+	.queries = sqluserconfig_queries,
 };

@@ -61,6 +61,7 @@ static void admin_fuzz_start(void)
 	unlink(path);
 	for (size_t i = 0; i < errors.count; i++)
 		fprintf(stderr, "%s\n", errors.lines[i]);
+	config_errors_free(&errors);
 	check(config != NULL);
 	usercache_init(config->user_config_ttl);
 	stats_init(1);

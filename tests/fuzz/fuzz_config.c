@@ -38,6 +38,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size)
 						     line[n + 1] > '9'))
 			abort();
 	}
+	for (size_t i = 0; i < errors.warning_count; i++) {
+		size_t n = strlen(path);
+		const char *line = errors.warnings[i];
+		/* warnings are about a config that loads, and name its lines */
+		if (config == NULL || (strncmp(line, path, n) == 0 &&
+				       (line[n] != ':' || line[n + 1] < '0' || line[n + 1] > '9')))
+			abort();
+	}
 	if ((config == NULL) != (errors.count > 0))
 		abort();
 	config_errors_free(&errors);

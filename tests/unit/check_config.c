@@ -121,7 +121,18 @@ static const struct broken cases[] = {
 	{ LISTEN VHOST("{ name = \"q\"; module = \"Quota\"; field = \"x y\"; metric = \"count\";"
 		       " threshold = 1; }"), 3, "field must be an attribute name" },
 	{ LISTEN VHOST("{ name = \"u\"; module = \"SqlUserConfig\"; sql_query = \"SELECT 1\"; }"), 3,
-	  "sql_query must be an SQL query with one ?" },
+	  "sql_query must be an SQL query with exactly one ?" },
+	/* two ?: accepted until now, then one failed lookup (and log line) per request */
+	{ LISTEN VHOST("{ name = \"u\"; module = \"SqlUserConfig\";\n"
+		       " sql_query = \"SELECT c FROM t WHERE a = ? OR b = ?\"; }"), 4,
+	  "plugin 'u': sql_query must be an SQL query with exactly one ?" },
+	/* a ? in a string, a name or a comment is no placeholder */
+	{ LISTEN VHOST("{ name = \"u\"; module = \"SqlUserConfig\";\n"
+		       " sql_query = \"SELECT '?' FROM `t?` WHERE 1 /* ? */ -- ?\"; }"), 4,
+	  "plugin 'u': sql_query must be an SQL query with exactly one ?" },
+	{ LISTEN VHOST("{ name = \"u\"; module = \"SqlUserConfig\"; sql_query = \"SELECT c FROM t "
+		       "WHERE a = ?\";\n preload_query = \"SELECT a, c FROM t WHERE a = ?\"; }"), 4,
+	  "plugin 'u': preload_query must be an SQL query without ?" },
 	/* integers beyond 32 bits keep their value (libconfig 1.5 wraps them) */
 	{ "workers = 3000000000;\n", 1, "workers must be 1..1024, got 3000000000" },
 	{ "\nmax_connections = 4294967297;\n", 2, "got 4294967297" },
@@ -200,6 +211,7 @@ START_TEST(test_empty_config_loads_with_the_documented_defaults)
 	ck_assert_uint_eq(c->listen_count, 1);
 	ck_assert_str_eq(c->listen[0].spec, "127.0.0.1:12345");
 	ck_assert_uint_eq(c->vhost_count, 0);
+	config_errors_free(&errors);
 	config_free(c);
 }
 END_TEST
@@ -220,11 +232,13 @@ START_TEST(test_listen_as_string_or_list_with_ipv6_and_unix)
 	ck_assert_str_eq(config_find_vhost(c, 12346, NULL)->name, "acct");
 	ck_assert_ptr_nonnull(config_find_vhost(c, 0, "/tmp/tallyd-test.sock"));
 	ck_assert_ptr_null(config_find_vhost(c, 12345, NULL));
+	config_errors_free(&errors);
 	config_free(c);
 
 	c = load_text("listen = \"127.0.0.1:12345, 127.0.0.1:12346\";\n", &errors);
 	ck_assert_ptr_nonnull(c);
 	ck_assert_uint_eq(c->listen_count, 2);
+	config_errors_free(&errors);
 	config_free(c);
 }
 END_TEST
@@ -242,6 +256,7 @@ START_TEST(test_relative_paths_become_absolute)
 	ck_assert_str_eq(c->database.path, expected);
 	snprintf(expected, sizeof(expected), "%s/var/t.sock", cwd);
 	ck_assert_str_eq(c->listen[0].path, expected);
+	config_errors_free(&errors);
 	config_free(c);
 }
 END_TEST
@@ -253,6 +268,7 @@ START_TEST(test_integer_accepted_where_a_number_is_expected)
 
 	ck_assert_ptr_nonnull(c);
 	ck_assert(c->accounting.flush_interval == 2.0);
+	config_errors_free(&errors);
 	config_free(c);
 }
 END_TEST
@@ -268,6 +284,7 @@ START_TEST(test_numbers_in_strings_comments_and_floats_stay_as_written)
 	ck_assert_str_eq(c->pid_file, "/run/3000000000\"x");
 	ck_assert(c->accounting.flush_interval == 3000.5);
 	ck_assert(c->accounting.refresh_interval == 5000.0);
+	config_errors_free(&errors);
 	config_free(c);
 }
 END_TEST
@@ -284,8 +301,94 @@ START_TEST(test_packaged_and_quickstart_configs_load)
 			fprintf(stderr, "%s\n", errors.lines[e]);
 		ck_assert_ptr_nonnull(c);
 		ck_assert_uint_ge(c->vhost_count, 1);
-		config_free(c);
+		config_errors_free(&errors);
+	config_free(c);
 	}
+}
+END_TEST
+
+/* The warning that holds `text`, or NULL. */
+static const char *warning_with(const struct config_errors *errors, const char *text)
+{
+	for (size_t i = 0; i < errors->warning_count; i++) {
+		if (strstr(errors->warnings[i], text))
+			return errors->warnings[i];
+	}
+	return NULL;
+}
+
+START_TEST(test_a_listener_no_virtual_host_serves_is_a_warning_at_its_line)
+{
+	struct config_errors errors;
+	char expected[160];
+	struct config *c = load_text("listen = [ \"127.0.0.1:12346\",\n \"127.0.0.1:12347\" ];\n"
+				     VHOST(ACTION), &errors);
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_uint_eq(errors.warning_count, 1);
+	snprintf(expected, sizeof(expected), "%s:2: listen 127.0.0.1:12347: no virtual host serves "
+		 "it; its requests are answered dunno", path);
+	ck_assert_str_eq(errors.warnings[0], expected);
+	config_errors_free(&errors);
+	config_free(c);
+}
+END_TEST
+
+#define QUOTA(extra) "{ name = \"q\"; module = \"Quota\"; field = \"client_address\"; " \
+	"metric = \"count\"; threshold = 5; " extra " }"
+#define ACCOUNTING(extra) "{ name = \"acct\"; module = \"Accounting\"; " \
+	"fields = \"sasl_username, client_address\"; " extra " }"
+
+/* A Quota reads what an Accounting writes: table_prefix, field and
+ * time_pattern must agree, or the quota never sees this tallyd's counts. */
+START_TEST(test_a_quota_no_accounting_feeds_is_a_warning_at_its_line)
+{
+	static const struct { const char *plugins; bool warned; } quota_cases[] = {
+		{ QUOTA("") ",\n" ACCOUNTING(""), false },
+		{ ACCOUNTING("") ",\n" QUOTA(""), false },
+		{ QUOTA("") ",\n" ACCOUNTING("time_pattern = \"%Y-%m-%d\";"), true },
+		{ QUOTA("table_prefix = \"q_\";") ",\n" ACCOUNTING(""), true },
+		{ "{ name = \"q\"; module = \"Quota\"; field = \"sender\"; metric = \"size\"; "
+		  "threshold = 5; },\n" ACCOUNTING(""), true },
+		{ QUOTA("") ",\n" ACCOUNTING("enabled = false;"), true },
+		{ QUOTA("") ",\n" ACCOUNTING("enabled = false; uc_enabled = \"acct\";"), false },
+		{ QUOTA("enabled = false;") ",\n" ACCOUNTING("time_pattern = \"%Y\";"), false },
+		{ QUOTA(""), true },
+	};
+
+	for (size_t i = 0; i < sizeof(quota_cases) / sizeof(quota_cases[0]); i++) {
+		struct config_errors errors;
+		char text[1024], where[96];
+		snprintf(text, sizeof(text), LISTEN "virtual_hosts = ( { port = 12346;\n plugins = "
+			 "(\n%s ); } );\n", quota_cases[i].plugins);
+		struct config *c = load_text(text, &errors);
+		ck_assert_msg(c != NULL, "case %zu: %s", i, errors.count ? errors.lines[0] : "");
+		const char *w = warning_with(&errors, "plugin 'q': no Accounting writes table");
+		ck_assert_msg((w != NULL) == quota_cases[i].warned, "case %zu: %s", i, w ? w : "no warning");
+		snprintf(where, sizeof(where), "%s:4: ", path);
+		ck_assert_msg(w == NULL || strncmp(w, where, strlen(where)) == 0, "case %zu: %s", i, w);
+		config_errors_free(&errors);
+	config_free(c);
+	}
+}
+END_TEST
+
+START_TEST(test_an_sql_query_with_one_placeholder_and_a_quoted_question_mark_loads)
+{
+	struct config_errors errors;
+	struct config *c = load_text(LISTEN VHOST(
+		"{ name = \"u\"; module = \"SqlUserConfig\"; sql_query = \"SELECT c FROM t "
+		"WHERE a = ? AND b <> 'why?' AND `c?` = 1 -- really?\"; }"), &errors);
+
+	ck_assert_msg(c != NULL, "%s", errors.count ? errors.lines[0] : "");
+	ck_assert(config_needs_store(c));
+	config_errors_free(&errors);
+	config_free(c);
+	c = load_text(LISTEN VHOST(ACTION), &errors);
+	ck_assert_ptr_nonnull(c);
+	ck_assert(!config_needs_store(c));
+	config_errors_free(&errors);
+	config_free(c);
 }
 END_TEST
 
@@ -310,6 +413,9 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_integer_accepted_where_a_number_is_expected);
 	tcase_add_test(tc, test_numbers_in_strings_comments_and_floats_stay_as_written);
 	tcase_add_test(tc, test_packaged_and_quickstart_configs_load);
+	tcase_add_test(tc, test_a_listener_no_virtual_host_serves_is_a_warning_at_its_line);
+	tcase_add_test(tc, test_a_quota_no_accounting_feeds_is_a_warning_at_its_line);
+	tcase_add_test(tc, test_an_sql_query_with_one_placeholder_and_a_quoted_question_mark_loads);
 	suite_add_tcase(s, tc);
 	return s;
 }
