@@ -66,6 +66,15 @@ void store_batch_sql(struct buf *out, const char *sql, size_t count)
 			   i ? " UNION ALL " : "", i, (int)len, sql);
 }
 
+void store_upsert_values_sql(struct buf *out, const char *table, size_t count)
+{
+	buf_reset(out);
+	buf_printf(out, "INSERT INTO `%s` (`key`,`time`,`count`,`count_rcpt`,`size`,`size_rcpt`) "
+		   "VALUES ", table);
+	for (size_t i = 0; i < count; i++)
+		buf_append_str(out, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
+}
+
 /* -------------------------------------------------------------------- link */
 
 struct store *store_link_open(struct store_link *l)

@@ -179,6 +179,10 @@ enum store_status store_not_owner(struct store *s, const char *instance);
  * sql_query as a derived table, numbered, so that rows say which key they
  * answer:  SELECT 0, t.* FROM (sql) t UNION ALL SELECT 1, t.* FROM (sql) t ... */
 void store_batch_sql(struct buf *out, const char *sql, size_t count);
+/* The part of a flush's upsert both dialects share, into `out` (reset):
+ * INSERT INTO `table` (key, time, the four metrics) VALUES and `count` rows
+ * of six parameters each; the driver appends its conflict clause. */
+void store_upsert_values_sql(struct buf *out, const char *table, size_t count);
 /* Most keys one batched statement carries. */
 #define STORE_BATCH_MAX 200
 

@@ -4,7 +4,7 @@
  * at a time (the pool lends it out, or the flusher owns it): no locking.
  *
  * Every statement is prepared, with request data bound as parameters, and
- * kept in a small per-connection cache keyed by its SQL text (the ones
+ * kept in the connection's cache (statements.h) under its SQL text (the ones
  * built for a table and a number of rows, by a short name, so that a
  * flush does not build and compare a long text; rowset.c keeps the
  * numbers of rows to a few).  Keys are
@@ -22,17 +22,10 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "statements.h"
 #include "store.h"
 
-#define STATEMENT_CACHE 32
 #define ER_CONNECTION_KILLED_MARIADB 1927
-
-struct cached_statement {
-	char *name;                     /* the SQL text, or a short name for built ones */
-	MYSQL_STMT *stmt;
-	uint64_t last_used;
-	uint32_t bound;                 /* the upsert area's generation it is bound to */
-};
 
 /* The parameters of every upsert statement of a connection live here, and
  * each statement is bound to them once: a flush copies its rows in, which
@@ -63,8 +56,7 @@ struct table_limits {
 struct mysql_store {
 	struct store base;
 	MYSQL *mysql;
-	struct cached_statement cache[STATEMENT_CACHE];
-	uint64_t uses;
+	struct statements statements;   /* an upsert's `bound`: the upsert area's generation */
 	MYSQL_BIND *binds;              /* parameter array, grown as needed */
 	size_t bind_cap;
 	struct upsert_area upsert;
@@ -109,29 +101,23 @@ static enum store_status fail_statement(struct mysql_store *m, MYSQL_STMT *stmt,
 /* The cached statement called `name`, or NULL. */
 static MYSQL_STMT *cached(struct mysql_store *m, const char *name)
 {
-	for (int i = 0; i < STATEMENT_CACHE; i++) {
-		struct cached_statement *c = &m->cache[i];
-		if (c->name && strcmp(c->name, name) == 0) {
-			c->last_used = ++m->uses;
-			return c->stmt;
-		}
-	}
-	return NULL;
+	struct statement *c = statements_find(&m->statements, name);
+
+	return c ? c->stmt : NULL;
 }
 
-/* Prepares `sql` and caches it as `name`, in place of the least recently
- * used; NULL with the error recorded (and the MySQL error number in *err)
- * when it cannot be prepared. */
+static void close_statement(void *stmt)
+{
+	mysql_stmt_close(stmt);
+}
+
+/* Prepares `sql` and caches it as `name`; NULL with the error recorded
+ * (and the MySQL error number in *err) when it cannot be prepared. */
 static MYSQL_STMT *prepare_as(struct mysql_store *m, const char *name, const char *sql,
 			      unsigned int *err)
 {
-	struct cached_statement *slot = &m->cache[0];
-
-	for (int i = 1; i < STATEMENT_CACHE; i++) {
-		if (m->cache[i].last_used < slot->last_used)
-			slot = &m->cache[i];
-	}
 	MYSQL_STMT *stmt = mysql_stmt_init(m->mysql);
+
 	if (stmt == NULL) {
 		*err = mysql_errno(m->mysql);
 		fail_connection(m, "preparing a statement");
@@ -143,24 +129,10 @@ static MYSQL_STMT *prepare_as(struct mysql_store *m, const char *name, const cha
 		mysql_stmt_close(stmt);
 		return NULL;
 	}
-	if (slot->stmt)
-		mysql_stmt_close(slot->stmt);
-	free(slot->name);
-	slot->name = xstrdup(name);
-	slot->stmt = stmt;
-	slot->bound = 0;
-	slot->last_used = ++m->uses;
+	MYSQL_STMT *replaced = statements_put(&m->statements, name, stmt);
+	if (replaced)
+		close_statement(replaced);
 	return stmt;
-}
-
-/* The cache entry of a statement it holds. */
-static struct cached_statement *slot_of(struct mysql_store *m, const MYSQL_STMT *stmt)
-{
-	int i = 0;
-
-	while (m->cache[i].stmt != stmt)
-		i++;
-	return &m->cache[i];
 }
 
 /* The prepared statement for an SQL text. */
@@ -476,11 +448,7 @@ static void mysql_store_close(struct store *s)
 {
 	struct mysql_store *m = (struct mysql_store *)s;
 
-	for (int i = 0; i < STATEMENT_CACHE; i++) {
-		if (m->cache[i].stmt)
-			mysql_stmt_close(m->cache[i].stmt);
-		free(m->cache[i].name);
-	}
+	statements_clear(&m->statements, close_statement);
 	mysql_close(m->mysql);
 	free(m->binds);
 	upsert_area_free(&m->upsert);
@@ -605,11 +573,7 @@ static enum store_status mysql_upsert(struct store *s, const char *table,
 	const uint64_t *max = limits_of(m, table)->max;
 	MYSQL_STMT *stmt = cached(m, name);
 	if (stmt == NULL) {
-		buf_reset(&m->sql);
-		buf_printf(&m->sql, "INSERT INTO `%s` (`key`,`time`,`count`,`count_rcpt`,`size`,"
-			   "`size_rcpt`) VALUES ", table);
-		for (size_t i = 0; i < count; i++)
-			buf_append_str(&m->sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
+		store_upsert_values_sql(&m->sql, table, count);
 		/* a total stops at what its column holds (no sum is ever formed
 		 * beyond it, so the database has nothing to refuse) */
 		buf_append_str(&m->sql, " ON DUPLICATE KEY UPDATE ");
@@ -630,7 +594,7 @@ static enum store_status mysql_upsert(struct store *s, const char *table,
 	}
 	upsert_area_fit(&m->upsert, count, longest);
 	upsert_area_fill(&m->upsert, rows, count, max);
-	struct cached_statement *slot = slot_of(m, stmt);
+	struct statement *slot = statements_holding(&m->statements, stmt);
 	if (slot->bound != m->upsert.generation) {
 		if (mysql_stmt_bind_param(stmt, m->upsert.binds) != 0)
 			return fail_statement(m, stmt, "writing accounting rows");

@@ -6,9 +6,9 @@
  * connection waits for another's lock up to its statement timeout (busy
  * timeout: statement_timeout for the flusher, connect_timeout for loaders).
  *
- * Statements are prepared once per connection and cached like the MySQL
- * driver's: by SQL text, or by a short name for those built per table and
- * number of rows (rowset.c keeps them to a few).  Keys are bound as
+ * Statements are prepared once per connection and cached (statements.h):
+ * by SQL text, or by a short name for those built per table and number of
+ * rows (rowset.c keeps them to a few).  Keys are bound as
  * text with their length, so any byte reaches the file unchanged.  Keys
  * compare folded (keyfold.h); in a table that holds one client's key in
  * two spellings, reads add its rows up.
@@ -19,23 +19,16 @@
 
 #include "keyfold.h"
 #include "log.h"
+#include "statements.h"
 #include "store.h"
 
-#define STATEMENT_CACHE 32
 /* SQLite allows 32766 parameters per statement; an upsert row takes 6. */
 #define MAX_ROWS_PER_STATEMENT 5000
-
-struct cached_statement {
-	char *name;                     /* the SQL text, or a short name for built ones */
-	sqlite3_stmt *stmt;
-	uint64_t last_used;
-};
 
 struct sqlite_store {
 	struct store base;
 	sqlite3 *db;
-	struct cached_statement cache[STATEMENT_CACHE];
-	uint64_t uses;
+	struct statements statements;
 	struct buf sql;
 };
 
@@ -52,42 +45,33 @@ static enum store_status fail(struct sqlite_store *q, int rc, const char *doing)
 	}
 }
 
-/* The prepared statement for `sql`, reset and unbound; NULL on error. */
 /* The cached statement called `name`, reset and unbound, or NULL. */
 static sqlite3_stmt *cached(struct sqlite_store *q, const char *name)
 {
-	for (int i = 0; i < STATEMENT_CACHE; i++) {
-		struct cached_statement *c = &q->cache[i];
-		if (c->name && strcmp(c->name, name) == 0) {
-			c->last_used = ++q->uses;
-			sqlite3_reset(c->stmt);
-			sqlite3_clear_bindings(c->stmt);
-			return c->stmt;
-		}
-	}
-	return NULL;
+	struct statement *c = statements_find(&q->statements, name);
+
+	if (c == NULL)
+		return NULL;
+	sqlite3_reset(c->stmt);
+	sqlite3_clear_bindings(c->stmt);
+	return c->stmt;
 }
 
-/* Prepares `sql` and caches it as `name`, in place of the least recently
- * used; NULL with *rc set on error. */
+static void finalize(void *stmt)
+{
+	sqlite3_finalize(stmt);
+}
+
+/* Prepares `sql` and caches it as `name`; NULL with *rc set on error. */
 static sqlite3_stmt *prepare_as(struct sqlite_store *q, const char *name, const char *sql,
 				int *rc)
 {
-	struct cached_statement *slot = &q->cache[0];
 	sqlite3_stmt *stmt;
 
-	for (int i = 1; i < STATEMENT_CACHE; i++) {
-		if (q->cache[i].last_used < slot->last_used)
-			slot = &q->cache[i];
-	}
 	*rc = sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL);
 	if (*rc != SQLITE_OK)
 		return NULL;
-	sqlite3_finalize(slot->stmt);
-	free(slot->name);
-	slot->name = xstrdup(name);
-	slot->stmt = stmt;
-	slot->last_used = ++q->uses;
+	finalize(statements_put(&q->statements, name, stmt));
 	return stmt;
 }
 
@@ -184,10 +168,7 @@ static void sqlite_store_close(struct store *s)
 {
 	struct sqlite_store *q = (struct sqlite_store *)s;
 
-	for (int i = 0; i < STATEMENT_CACHE; i++) {
-		sqlite3_finalize(q->cache[i].stmt);
-		free(q->cache[i].name);
-	}
+	statements_clear(&q->statements, finalize);
 	sqlite3_close(q->db);
 	buf_free(&q->sql);
 	free(q);
@@ -302,11 +283,7 @@ static enum store_status sqlite_ensure_table(struct store *s, const char *table,
  * for it, else on the exact key's. */
 static void upsert_sql(struct sqlite_store *q, const char *table, size_t count, bool folded)
 {
-	buf_reset(&q->sql);
-	buf_printf(&q->sql, "INSERT INTO `%s` (`key`,`time`,`count`,`count_rcpt`,`size`,"
-		   "`size_rcpt`) VALUES ", table);
-	for (size_t i = 0; i < count; i++)
-		buf_append_str(&q->sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
+	store_upsert_values_sql(&q->sql, table, count);
 	/* a total stops at INT64_MAX, SQLite's largest integer (beyond it a
 	 * sum would turn into an inexact REAL) */
 	buf_append_str(&q->sql, folded ? " ON CONFLICT(" FOLDED("`key`") ",`time`) DO UPDATE SET " :
