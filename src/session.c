@@ -119,8 +119,7 @@ bool session_uc_switch(const struct session *s, const char *uc, bool configured)
 
 	if (!override(s, uc, &v))
 		return configured;
-	if (v.kind == SESSION_FALSE)
-		return false;
+	/* mtpolicyd's `eq 'off'`: a JSON false is "0" there, which leaves it on */
 	return !(v.kind == SESSION_STRING && strcmp(v.text, "off") == 0);
 }
 

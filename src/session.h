@@ -65,7 +65,8 @@ bool session_get(const struct session *s, const char *name, struct session_view 
  * configured value when uc is NULL, the variable is unset or null, or its
  * value cannot be used (which is logged).
  */
-/* enabled: "off" or JSON false switch off; any other value switches on. */
+/* enabled: only the string "off" switches off, as in mtpolicyd (a JSON
+ * false too switches on there); any other value switches on. */
 bool session_uc_switch(const struct session *s, const char *uc, bool configured);
 /* threshold: an integer (string or number); huge values saturate. */
 int64_t session_uc_number(const struct session *s, const char *uc, int64_t configured,

@@ -229,7 +229,7 @@ START_TEST(test_json_booleans_null_and_nesting)
 			       "\"l\":[1,2]}", &s), 0);
 	ck_assert(session_get(&s, "o", &v));
 	ck_assert_int_eq(v.kind, SESSION_OTHER);
-	ck_assert(!session_uc_switch(&s, "off", true));
+	ck_assert(session_uc_switch(&s, "off", false));           /* JSON false: not "off" */
 	ck_assert(session_uc_switch(&s, "on", false));
 	ck_assert(session_uc_switch(&s, "none", true));           /* null: not set */
 	ck_assert_int_eq(session_uc_number(&s, "none", 77, "t"), 77);
@@ -456,12 +456,14 @@ START_TEST(test_uc_enabled_off_switches_plugins_off)
 	ck_assert_str_eq(send_as("192.0.2.8", NULL, off, &s), "dunno");
 	ck_assert_uint_eq(counted("acct_client_address", "192.0.2.8", METRIC_COUNT), 0);
 	session_clear(&s);
+	/* a JSON false leaves it on, as in mtpolicyd */
 	session_set(&s, "quota", 5, SESSION_FALSE, "", 0);
 	session_set(&s, "quota_count", 11, SESSION_STRING, "0", 1);
 	struct test_request t;
 	const char *pairs[] = { "client_address=192.0.2.8", NULL };
 	make_request(&t, pairs);
-	ck_assert_str_eq(unit_run_chain(vhost, &t.req, &s), "dunno");
+	ck_assert_str_eq(unit_run_chain(vhost, &t.req, &s),
+			 "defer you exceeded your monthly limit, please insert coin");
 	session_free(&s);
 }
 END_TEST
