@@ -5,10 +5,55 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
 #include "json.h"
 #include "log.h"
+
+/* Writes v back as compact JSON (numbers as written). */
+static void generate(yajl_gen g, yajl_val v)
+{
+	if (YAJL_IS_STRING(v)) {
+		const char *text = YAJL_GET_STRING(v) ? YAJL_GET_STRING(v) : "";
+		yajl_gen_string(g, (const unsigned char *)text, strlen(text));
+	} else if (YAJL_IS_NUMBER(v)) {
+		const char *text = YAJL_GET_NUMBER(v) ? YAJL_GET_NUMBER(v) : "0";
+		yajl_gen_number(g, text, strlen(text));
+	} else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
+		yajl_gen_bool(g, YAJL_IS_TRUE(v));
+	} else if (YAJL_IS_ARRAY(v)) {
+		yajl_gen_array_open(g);
+		for (size_t i = 0; i < YAJL_GET_ARRAY(v)->len; i++)
+			generate(g, YAJL_GET_ARRAY(v)->values[i]);
+		yajl_gen_array_close(g);
+	} else if (YAJL_IS_OBJECT(v)) {
+		yajl_gen_map_open(g);
+		for (size_t i = 0; i < YAJL_GET_OBJECT(v)->len; i++) {
+			const char *key = YAJL_GET_OBJECT(v)->keys[i];
+			yajl_gen_string(g, (const unsigned char *)key, strlen(key));
+			generate(g, YAJL_GET_OBJECT(v)->values[i]);
+		}
+		yajl_gen_map_close(g);
+	} else {
+		yajl_gen_null(g);
+	}
+}
+
+/* An array or object, kept as its compact JSON text (RateLimit's uc_limits
+ * reads an array). */
+static void add_other(struct session *out, const char *name, size_t name_len, yajl_val v)
+{
+	yajl_gen g = yajl_gen_alloc(NULL);
+	const unsigned char *text = NULL;
+	size_t len = 0;
+
+	generate(g, v);
+	if (yajl_gen_get_buf(g, &text, &len) != yajl_gen_status_ok)
+		text = NULL, len = 0;
+	session_set(out, name, name_len, SESSION_OTHER, text ? (const char *)text : "", len);
+	yajl_gen_free(g);
+}
 
 static void add_value(struct session *out, const char *name, yajl_val v)
 {
@@ -29,7 +74,7 @@ static void add_value(struct session *out, const char *name, yajl_val v)
 	} else if (YAJL_IS_NULL(v)) {
 		session_set(out, name, name_len, SESSION_NULL, "", 0);
 	} else {
-		session_set(out, name, name_len, SESSION_OTHER, "", 0);
+		add_other(out, name, name_len, v);
 	}
 }
 

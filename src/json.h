@@ -1,7 +1,8 @@
 /*
  * json.h: a user config (a JSON object) parsed into session values, with
  * yajl.  Only the top level matters: strings, numbers (kept as written),
- * true/false/null; nested objects and arrays are recorded as SESSION_OTHER.
+ * true/false/null; nested objects and arrays are recorded as SESSION_OTHER,
+ * with their compact JSON text (numbers as written).
  * Pure function; any thread.
  */
 #ifndef TALLYD_JSON_H

@@ -23,7 +23,8 @@ enum session_kind {
 	SESSION_TRUE,
 	SESSION_FALSE,
 	SESSION_NULL,              /* JSON null: "not set" */
-	SESSION_OTHER,             /* an object or array: nothing a uc_ option can use */
+	SESSION_OTHER,             /* an object or array, as compact JSON text: only
+	                              RateLimit's uc_limits uses one */
 };
 
 struct session_value {
