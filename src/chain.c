@@ -18,6 +18,7 @@ static const struct plugin_module *const modules[] = {
 	&action_module,
 	&accounting_module,
 	&quota_module,
+	&ratelimit_module,
 	&sqluserconfig_module,
 };
 
@@ -30,7 +31,7 @@ static const struct plugin_module *find_module(const char *name)
 	return NULL;
 }
 
-#define MODULE_NAMES "Accounting, Action, Quota, SqlUserConfig"
+#define MODULE_NAMES "Accounting, Action, Quota, RateLimit, SqlUserConfig"
 
 struct plugin *chain_create_plugin(const config_setting_t *group, struct config_errors *errors)
 {

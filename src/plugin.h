@@ -1,7 +1,7 @@
 /*
  * plugin.h: the plugin interface.
  *
- * A plugin module (Accounting, Quota, SqlUserConfig, Action) describes its
+ * A plugin module (Accounting, Quota, RateLimit, SqlUserConfig, Action) describes its
  * settings in an option table and provides run().  The chain (chain.c)
  * creates one struct plugin per configured plugin and calls run() in order
  * for each request; the first plugin that answers ends the chain.
@@ -118,6 +118,7 @@ bool plugin_has_period(const struct plugin *plugin, int period);
 extern const struct plugin_module action_module;
 extern const struct plugin_module accounting_module;
 extern const struct plugin_module quota_module;
+extern const struct plugin_module ratelimit_module;
 extern const struct plugin_module sqluserconfig_module;
 
 #endif

@@ -133,6 +133,29 @@ static const struct broken cases[] = {
 	{ LISTEN VHOST("{ name = \"u\"; module = \"SqlUserConfig\"; sql_query = \"SELECT c FROM t "
 		       "WHERE a = ?\";\n preload_query = \"SELECT a, c FROM t WHERE a = ?\"; }"), 4,
 	  "plugin 'u': preload_query must be an SQL query without ?" },
+	{ LISTEN VHOST("{ name = \"r\"; module = \"RateLimit\"; field = \"sasl_username\"; }"), 3,
+	  "plugin 'r': missing required setting 'limits'" },
+	{ LISTEN VHOST("{ name = \"r\"; module = \"RateLimit\"; field = \"sasl_username\";\n"
+		       " limits = ( [100, 60],\n [0, 3600] ); }"), 5,
+	  "plugin 'r': limit [0, 3600]: the count must be 1..2^62" },
+	{ LISTEN VHOST("{ name = \"r\"; module = \"RateLimit\"; field = \"sasl_username\";\n"
+		       " limits = ( [100, 2592001] ); }"), 4,
+	  "plugin 'r': limit [100, 2592001]: the seconds must be 1..2592000" },
+	{ LISTEN VHOST("{ name = \"r\"; module = \"RateLimit\"; field = \"sasl_username\";\n"
+		       " limits = ( (100, \"60\") ); }"), 4,
+	  "plugin 'r': a limit is [count, seconds], two whole numbers" },
+	{ LISTEN VHOST("{ name = \"r\"; module = \"RateLimit\"; field = \"sasl_username\";\n"
+		       " limits = ( [100, 60, 5] ); }"), 4,
+	  "plugin 'r': limits must be a list of [count, seconds] pairs" },
+	{ LISTEN VHOST("{ name = \"r\"; module = \"RateLimit\"; field = \"sasl_username\";\n"
+		       " limits = ( ); }"), 4,
+	  "plugin 'r': limits must be a list of 1 to 8 [count, seconds] pairs" },
+	{ LISTEN VHOST("{ name = \"r\"; module = \"RateLimit\"; field = \"sasl_username\";\n"
+		       " limits = [1, 2]; metric = \"bytes\"; }"), 4,
+	  "plugin 'r': metric must be one of count, count_rcpt, size, size_rcpt; got 'bytes'" },
+	{ LISTEN VHOST("{ name = \"r\"; module = \"RateLimit\"; field = \"sasl_username\";\n"
+		       " limits = [1, 2]; max_keys = 1; }"), 4,
+	  "plugin 'r': max_keys must be 64..100000000, got 1" },
 	/* integers beyond 32 bits keep their value (libconfig 1.5 wraps them) */
 	{ "workers = 3000000000;\n", 1, "workers must be 1..1024, got 3000000000" },
 	{ "\nmax_connections = 4294967297;\n", 2, "got 4294967297" },
