@@ -42,6 +42,7 @@ struct plugin_call {
 };
 
 struct plugin;
+struct ratekeys_stats;
 
 struct plugin_module {
 	const char *name;          /* as written in module = "..."; matched without case */
@@ -64,6 +65,9 @@ struct plugin_module {
 	 * the plugin (a lookup with one ?, a preload without; NULL or "" for
 	 * none). */
 	void (*queries)(const struct plugin *plugin, const char **lookup, const char **preload);
+	/* For tallyctl stats and /metrics; may be NULL: the keys a plugin keeps
+	 * in memory of its own (RateLimit). */
+	void (*key_stats)(const struct plugin *plugin, struct ratekeys_stats *out);
 };
 
 struct plugin {

@@ -16,6 +16,7 @@
 #include "loader.h"
 #include "park.h"
 #include "plugin.h"
+#include "ratekeys.h"
 #include "report.h"
 #include "stats.h"
 #include "store.h"
@@ -75,6 +76,14 @@ void report_stats(struct buf *out, const struct config *config, time_t started)
 				   (unsigned long long)o.answers, (unsigned long long)o.waits,
 				   (unsigned long long)o.monitored,
 				   o.calls ? (double)o.nanoseconds / (double)o.calls / 1000.0 : 0.0);
+			if (p->module->key_stats) {
+				struct ratekeys_stats k;
+				p->module->key_stats(p, &k);
+				buf_printf(out, "plugin %s %s keys %zu evicted_idle %llu "
+					   "evicted_active %llu\n", v->name, p->name, k.keys,
+					   (unsigned long long)k.evicted_idle,
+					   (unsigned long long)k.evicted_active);
+			}
 		}
 	}
 	buf_printf(out, "cache_keys %zu\n", cache.keys);
@@ -143,6 +152,18 @@ static void metric(struct buf *out, const char *name, const char *type, const ch
 	value(out, v);
 }
 
+/* One sample of a plugin's family. */
+static void plugin_sample(struct buf *out, const char *name, const struct vhost *v,
+			  const struct plugin *p, double sample)
+{
+	buf_printf(out, "%s{vhost=\"", name);
+	label(out, v->name);
+	buf_append_str(out, "\",plugin=\"");
+	label(out, p->name);
+	buf_append_str(out, "\"} ");
+	value(out, sample);
+}
+
 static void object_metrics(struct buf *out, const struct config *config)
 {
 	enum { FAMILIES = 5 };
@@ -153,7 +174,7 @@ static void object_metrics(struct buf *out, const struct config *config)
 						     "tallyd_plugin_seconds_total" };
 	static const char *const help[FAMILIES] = {
 		"Requests that ran the plugin.",
-		"Requests the plugin answered (a Quota's deferrals, an Action's answers).",
+		"Requests the plugin answered (a Quota's or a RateLimit's deferrals, an Action's answers).",
 		"Runs of the plugin that waited for the database.",
 		"Answers a Quota with monitor = true would have given.",
 		"Seconds spent in the plugin." };
@@ -169,12 +190,39 @@ static void object_metrics(struct buf *out, const struct config *config)
 				double values[FAMILIES] = { (double)o.calls, (double)o.answers,
 							    (double)o.waits, (double)o.monitored,
 							    (double)o.nanoseconds / 1e9 };
-				buf_printf(out, "%s{vhost=\"", names[which]);
-				label(out, v->name);
-				buf_append_str(out, "\",plugin=\"");
-				label(out, v->plugins[j]->name);
-				buf_append_str(out, "\"} ");
-				value(out, values[which]);
+				plugin_sample(out, names[which], v, v->plugins[j], values[which]);
+			}
+		}
+	}
+}
+
+/* The keys of the plugins that keep their own (RateLimit). */
+static void key_metrics(struct buf *out, const struct config *config)
+{
+	enum { FAMILIES = 3 };
+	static const char *const names[FAMILIES] = { "tallyd_plugin_keys",
+						     "tallyd_plugin_keys_evicted_idle_total",
+						     "tallyd_plugin_keys_evicted_active_total" };
+	static const char *const types[FAMILIES] = { "gauge", "counter", "counter" };
+	static const char *const help[FAMILIES] = {
+		"Keys a RateLimit tracks.",
+		"Keys a RateLimit let go with empty windows.",
+		"Keys a RateLimit let go at max_keys with messages still in a window." };
+
+	for (int which = 0; which < FAMILIES; which++) {
+		buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", names[which], help[which],
+			   names[which], types[which]);
+		for (size_t i = 0; i < config->vhost_count; i++) {
+			const struct vhost *v = &config->vhosts[i];
+			for (size_t j = 0; j < v->plugin_count; j++) {
+				const struct plugin *p = v->plugins[j];
+				struct ratekeys_stats k;
+				if (p->module->key_stats == NULL)
+					continue;
+				p->module->key_stats(p, &k);
+				double values[FAMILIES] = { (double)k.keys, (double)k.evicted_idle,
+							    (double)k.evicted_active };
+				plugin_sample(out, names[which], v, p, values[which]);
 			}
 		}
 	}
@@ -218,6 +266,7 @@ void report_metrics(struct buf *out, const struct config *config)
 	metric(out, "tallyd_parked_requests", "gauge", "Requests waiting for the database now.",
 	       (double)park_count());
 	object_metrics(out, config);
+	key_metrics(out, config);
 	metric(out, "tallyd_cache_keys", "gauge", "Keys in the counter cache.",
 	       (double)cache.keys);
 	metric(out, "tallyd_user_configs", "gauge", "Entries in the user config cache.",

@@ -341,6 +341,13 @@ static enum plugin_result ratelimit_run(const struct plugin *plugin, struct plug
 	return PLUGIN_ANSWER;
 }
 
+static void ratelimit_key_stats(const struct plugin *plugin, struct ratekeys_stats *out)
+{
+	const struct ratelimit_settings *r = plugin->settings;
+
+	ratekeys_stats(r->keys, out);
+}
+
 const struct plugin_module ratelimit_module = {
 	.name = "RateLimit",
 	.uses_database = false,
@@ -349,4 +356,5 @@ const struct plugin_module ratelimit_module = {
 	.setup = ratelimit_setup,
 	.run = ratelimit_run,
 	.destroy = ratelimit_destroy,
+	.key_stats = ratelimit_key_stats,
 };
