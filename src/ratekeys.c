@@ -11,6 +11,7 @@
  * kept.
  */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,8 @@ struct rate_key {
 	uint8_t window_count;
 	struct ratewindow windows[];   /* at offset 48 */     /* then the key's bytes, not NUL-terminated */
 };
+
+_Static_assert(offsetof(struct rate_key, windows) == 48, "a key's header is 48 bytes");
 
 struct shard {
 	pthread_mutex_t lock;
