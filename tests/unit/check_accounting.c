@@ -270,21 +270,8 @@ static const struct vhost *vhost;
 
 static void load_chain(const char *plugins)
 {
-	char path[] = "/tmp/check_accounting_XXXXXX";
-	int fd = mkstemp(path);
-	FILE *f = fdopen(fd, "w");
-	struct config_errors errors = { 0 };
-
-	fprintf(f, "listen = \"127.0.0.1:12346\";\nvirtual_hosts = ( { port = 12346; "
-		"plugins = ( %s ); } );\n", plugins);
-	fclose(f);
 	config_free(config);           /* a test may load a second chain */
-	config = config_load(path, &errors);
-	for (size_t i = 0; i < errors.count; i++)
-		fprintf(stderr, "%s\n", errors.lines[i]);
-	ck_assert_ptr_nonnull(config);
-	config_errors_free(&errors);
-	unlink(path);
+	config = unit_load_plugins(plugins);
 	vhost = config_find_vhost(config, 12346, NULL);
 }
 

@@ -17,23 +17,13 @@
 
 static struct config *load(const char *plugins)
 {
-	char path[] = "/tmp/check_chain_XXXXXX";
-	int fd = mkstemp(path);
-	FILE *f = fdopen(fd, "w");
-	struct config_errors errors = { 0 };
+	char text[4096];
 
-	fprintf(f, "listen = \"127.0.0.1:12346,unix:/tmp/check_chain.sock\";\n"
-		"virtual_hosts = ( { port = 12346; plugins = ( %s ); },\n"
-		"  { socket = \"/tmp/check_chain.sock\"; plugins = ( { name = \"s\"; "
-		"module = \"Action\"; action = \"OK from the socket\"; } ); } );\n", plugins);
-	fclose(f);
-	struct config *c = config_load(path, &errors);
-	for (size_t i = 0; i < errors.count; i++)
-		fprintf(stderr, "%s\n", errors.lines[i]);
-	config_errors_free(&errors);
-	unlink(path);
-	ck_assert_ptr_nonnull(c);
-	return c;
+	snprintf(text, sizeof(text), "listen = \"127.0.0.1:12346,unix:/tmp/check_chain.sock\";\n"
+		 "virtual_hosts = ( { port = 12346; plugins = ( %s ); },\n"
+		 "  { socket = \"/tmp/check_chain.sock\"; plugins = ( { name = \"s\"; "
+		 "module = \"Action\"; action = \"OK from the socket\"; } ); } );\n", plugins);
+	return unit_load_config(text);
 }
 
 static const char *run(const struct vhost *vhost)

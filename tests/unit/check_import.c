@@ -53,16 +53,7 @@ static void import_text(const char *text)
 /* Loads the translation with tallyd's own loader. */
 static struct config *load_output(void)
 {
-	struct config_errors errors = { 0 };
-	char *path = write_temp(output);
-	struct config *config = config_load(path, &errors);
-
-	for (size_t i = 0; i < errors.count; i++)
-		fprintf(stderr, "%s\n", errors.lines[i]);
-	config_errors_free(&errors);
-	unlink(path);
-	ck_assert_ptr_nonnull(config);
-	return config;
+	return unit_load_config(output);
 }
 
 START_TEST(test_howto_configuration_translates_whole)

@@ -341,25 +341,6 @@ END_TEST
 
 /* ---------------------------------------------------------------- plugin */
 
-static struct config *load(const char *plugins)
-{
-	char path[] = "/tmp/check_ratewindow_XXXXXX";
-	int fd = mkstemp(path);
-	FILE *f = fdopen(fd, "w");
-	struct config_errors errors = { 0 };
-
-	fprintf(f, "listen = \"127.0.0.1:12346\";\n"
-		"virtual_hosts = ( { port = 12346; plugins = ( %s ); } );\n", plugins);
-	fclose(f);
-	struct config *c = config_load(path, &errors);
-	for (size_t i = 0; i < errors.count; i++)
-		fprintf(stderr, "%s\n", errors.lines[i]);
-	config_errors_free(&errors);
-	unlink(path);
-	ck_assert_ptr_nonnull(c);
-	return c;
-}
-
 static const char *run(const struct config *c, const char *user, const char *json)
 {
 	struct attribute attr[2] = { { "sasl_username", user, 13, strlen(user) },
@@ -376,7 +357,7 @@ static const char *run(const struct config *c, const char *user, const char *jso
 
 START_TEST(test_the_plugin_names_the_window_and_takes_limits_from_a_json_array)
 {
-	struct config *c = load("{ name = \"rate\"; module = \"RateLimit\"; field = \"sasl_username\";"
+	struct config *c = unit_load_plugins("{ name = \"rate\"; module = \"RateLimit\"; field = \"sasl_username\";"
 				" limits = ( [2, 3600], [1, 60] ); uc_limits = \"limits\"; }");
 
 	ck_assert_str_eq(run(c, "ann", NULL), "dunno");
@@ -403,7 +384,7 @@ END_TEST
 
 START_TEST(test_the_plugin_counts_recipients_and_takes_overrides)
 {
-	struct config *c = load("{ name = \"rcpt\"; module = \"RateLimit\"; field = \"sasl_username\";"
+	struct config *c = unit_load_plugins("{ name = \"rcpt\"; module = \"RateLimit\"; field = \"sasl_username\";"
 				" metric = \"count_rcpt\"; limits = [7, 60]; uc_action = \"say\";"
 				" uc_enabled = \"on\"; }");
 

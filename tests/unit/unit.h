@@ -1,13 +1,16 @@
 /*
  * unit.h: what every Check test program shares — running its suite and
  * turning the result into the exit status automake's test driver reads,
- * and running a chain with the test in the loader's place.
+ * loading a config from a text, and running a chain with the test in the
+ * loader's place.
  */
 #ifndef TALLYD_UNIT_H
 #define TALLYD_UNIT_H
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "chain.h"
 #include "counters.h"
@@ -21,6 +24,42 @@ static inline int unit_run(Suite *suite)
 	int failed = srunner_ntests_failed(runner);
 	srunner_free(runner);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/* Loads a config from `text` (through a temporary file, as tallyd reads
+ * one); prints its problems and fails the test when it does not load. */
+static inline struct config *unit_load_config(const char *text)
+{
+	char path[] = "/tmp/check_config_text_XXXXXX";
+	int fd = mkstemp(path);
+	FILE *f = fdopen(fd, "w");
+	struct config_errors errors = { 0 };
+
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+	struct config *config = config_load(path, &errors);
+	for (size_t i = 0; i < errors.count; i++)
+		fprintf(stderr, "%s\n", errors.lines[i]);
+	config_errors_free(&errors);
+	unlink(path);
+	ck_assert_ptr_nonnull(config);
+	return config;
+}
+
+/* A config with one virtual host on port 12346 running `plugins`. */
+static inline struct config *unit_load_plugins(const char *plugins)
+{
+	char *text = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&text, &size);
+
+	fprintf(f, "listen = \"127.0.0.1:12346\";\n"
+		"virtual_hosts = ( { port = 12346; plugins = ( %s ); } );\n", plugins);
+	fclose(f);
+	struct config *config = unit_load_config(text);
+	free(text);
+	return config;
 }
 
 /* Plays the loader of an empty database: answers everything queued with
