@@ -4,7 +4,7 @@
  * Locking: `registry_lock` guards `tables` and every table's `users`,
  * `name` and `next`; a shard's `lock` guards its buckets, its list of keys
  * (newest message first) and every field of the keys in it.  A table's
- * max_keys and counts are atomics, read without a lock.
+ * counts are atomics, read without a lock.
  *
  * Memory: a key costs its header (48 bytes), 32 bytes per window and its
  * bytes, plus a bucket pointer; a key that was never let through is not
@@ -50,7 +50,6 @@ struct ratekeys {
 	char *name;
 	int users;                       /* configs that hold it */
 	uint64_t hash_key[2];
-	_Atomic size_t max_keys;
 	_Atomic size_t keys;
 	_Atomic uint64_t evicted_idle;
 	_Atomic uint64_t evicted_active;
@@ -73,7 +72,7 @@ void rate_limits_sign(struct rate_limits *limits, int metric)
 
 /* ----------------------------------------------------------------- tables */
 
-struct ratekeys *ratekeys_open(const char *name, size_t max_keys)
+struct ratekeys *ratekeys_open(const char *name)
 {
 	struct ratekeys *t;
 
@@ -90,7 +89,6 @@ struct ratekeys *ratekeys_open(const char *name, size_t max_keys)
 		tables = t;
 	}
 	t->users++;
-	atomic_store(&t->max_keys, max_keys);
 	pthread_mutex_unlock(&registry_lock);
 	return t;
 }
@@ -222,9 +220,8 @@ static bool is_idle(const struct rate_key *k, int64_t now)
 
 /* Makes room for one more key in s (shard locked): keys whose windows are
  * empty go first; at max_keys the one with the oldest message goes. */
-static void make_room(struct ratekeys *t, struct shard *s, int64_t now)
+static void make_room(struct ratekeys *t, struct shard *s, int64_t now, size_t max)
 {
-	size_t max = atomic_load(&t->max_keys);
 	size_t room = (max + SHARD_COUNT - 1) / SHARD_COUNT;
 
 	for (int n = 0; n < 2 && s->oldest && is_idle(s->oldest, now); n++) {
@@ -273,7 +270,8 @@ static struct rate_key *create(struct ratekeys *t, struct shard *s, uint64_t has
 }
 
 int ratekeys_offer(struct ratekeys *t, const char *key, size_t key_len,
-		   const struct rate_limits *limits, uint64_t amount, int64_t now)
+		   const struct rate_limits *limits, uint64_t amount, int64_t now,
+		   size_t max_keys)
 {
 	int refused;
 
@@ -301,7 +299,7 @@ int ratekeys_offer(struct ratekeys *t, const char *key, size_t key_len,
 		int64_t last = 0;
 		refused = ratewindow_offer(fresh, limits->limit, limits->count, &last, amount, now);
 		if (refused < 0 && amount > 0) {
-			make_room(t, s, now);
+			make_room(t, s, now, max_keys);
 			create(t, s, hash, key, key_len, limits, fresh, last);
 		}
 	}

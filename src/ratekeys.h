@@ -41,17 +41,19 @@ void rate_limits_sign(struct rate_limits *limits, int metric);
 
 struct ratekeys;
 
-/* The table of plugin `name` (made when no config has it), with room for
- * max_keys keys from now on.  Main thread. */
-struct ratekeys *ratekeys_open(const char *name, size_t max_keys);
+/* The table of plugin `name` (made when no config has it).  Main thread. */
+struct ratekeys *ratekeys_open(const char *name);
 /* Gives the table up; the last close frees it.  NULL is ignored. */
 void ratekeys_close(struct ratekeys *t);
 
 /* A message of `amount` units from `key` at `now` (ms, monotonic): -1 when
  * every window takes it (counted in all), else the index of the first
- * window it would overflow (counted in none).  Any worker. */
+ * window it would overflow (counted in none).  A new key makes room for
+ * itself when the table holds max_keys (the caller's config says how
+ * many).  Any worker. */
 int ratekeys_offer(struct ratekeys *t, const char *key, size_t key_len,
-		   const struct rate_limits *limits, uint64_t amount, int64_t now);
+		   const struct rate_limits *limits, uint64_t amount, int64_t now,
+		   size_t max_keys);
 
 struct ratekeys_stats {
 	size_t keys;               /* tracked now */

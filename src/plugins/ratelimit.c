@@ -242,7 +242,7 @@ static int ratelimit_setup(struct plugin *plugin, const config_setting_t *where,
 	r->metric_index = metric_parse(r->metric);
 	rate_limits_sign(&r->limits, r->metric_index);
 	r->field_len = strlen(r->field);
-	r->keys = ratekeys_open(plugin->name, (size_t)r->max_keys);
+	r->keys = ratekeys_open(plugin->name);
 	return 0;
 }
 
@@ -318,7 +318,8 @@ static enum plugin_result ratelimit_run(const struct plugin *plugin, struct plug
 
 	metrics_of_request(call->request, &amounts);
 	const char *key = key_for(r, field, value, &key_len, key_buf, sizeof(key_buf));
-	int refused = ratekeys_offer(r->keys, key, key_len, limits, amounts.v[metric], clock_ms());
+	int refused = ratekeys_offer(r->keys, key, key_len, limits, amounts.v[metric], clock_ms(),
+				     (size_t)r->max_keys);
 	if (refused < 0)
 		return PLUGIN_NEXT;
 

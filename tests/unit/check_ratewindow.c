@@ -20,6 +20,7 @@
 #include "unit.h"
 
 #define SECOND 1000
+#define MAX_KEYS 1000
 
 /* One window: -1 (accepted) or 0 (deferred). */
 static int offer(struct ratewindow *w, const struct rate_limit *l, int64_t *last, uint64_t amount,
@@ -242,14 +243,14 @@ static struct rate_limits limits_of(uint64_t count, uint32_t seconds)
 
 START_TEST(test_keys_fold_case_and_trailing_spaces_and_new_limits_start_afresh)
 {
-	struct ratekeys *t = ratekeys_open("fold", 1000);
+	struct ratekeys *t = ratekeys_open("fold");
 	struct rate_limits two = limits_of(2, 60), three = limits_of(3, 60);
 
-	ck_assert_int_eq(ratekeys_offer(t, "Alice@Example.org", 17, &two, 1, SECOND), -1);
-	ck_assert_int_eq(ratekeys_offer(t, "alice@example.org ", 18, &two, 1, SECOND), -1);
-	ck_assert_int_eq(ratekeys_offer(t, "ALICE@EXAMPLE.ORG", 17, &two, 1, SECOND), 0);
-	ck_assert_int_eq(ratekeys_offer(t, "bob@example.org", 15, &two, 1, SECOND), -1);
-	ck_assert_int_eq(ratekeys_offer(t, "alice@example.org", 17, &three, 1, SECOND), -1);
+	ck_assert_int_eq(ratekeys_offer(t, "Alice@Example.org", 17, &two, 1, SECOND, MAX_KEYS), -1);
+	ck_assert_int_eq(ratekeys_offer(t, "alice@example.org ", 18, &two, 1, SECOND, MAX_KEYS), -1);
+	ck_assert_int_eq(ratekeys_offer(t, "ALICE@EXAMPLE.ORG", 17, &two, 1, SECOND, MAX_KEYS), 0);
+	ck_assert_int_eq(ratekeys_offer(t, "bob@example.org", 15, &two, 1, SECOND, MAX_KEYS), -1);
+	ck_assert_int_eq(ratekeys_offer(t, "alice@example.org", 17, &three, 1, SECOND, MAX_KEYS), -1);
 	struct ratekeys_stats st;
 	ratekeys_stats(t, &st);
 	ck_assert_uint_eq(st.keys, 2);
@@ -259,21 +260,21 @@ END_TEST
 
 START_TEST(test_a_table_survives_a_reload_that_keeps_the_plugin)
 {
-	struct ratekeys *old = ratekeys_open("kept", 1000);
+	struct ratekeys *old = ratekeys_open("kept");
 	struct rate_limits one = limits_of(1, 60);
 
-	ck_assert_int_eq(ratekeys_offer(old, "k", 1, &one, 1, SECOND), -1);
-	struct ratekeys *new = ratekeys_open("kept", 1000);
+	ck_assert_int_eq(ratekeys_offer(old, "k", 1, &one, 1, SECOND, MAX_KEYS), -1);
+	struct ratekeys *new = ratekeys_open("kept");
 	ratekeys_close(old);
 	ck_assert_ptr_eq(new, old);
-	ck_assert_int_eq(ratekeys_offer(new, "k", 1, &one, 1, 2 * SECOND), 0);
+	ck_assert_int_eq(ratekeys_offer(new, "k", 1, &one, 1, 2 * SECOND, MAX_KEYS), 0);
 	ratekeys_close(new);
 }
 END_TEST
 
 START_TEST(test_max_keys_bounds_the_table_and_idle_keys_go_first)
 {
-	struct ratekeys *t = ratekeys_open("bounded", 64);
+	struct ratekeys *t = ratekeys_open("bounded");
 	struct rate_limits one = limits_of(1, 60);
 	struct ratekeys_stats st;
 	char key[32];
@@ -282,7 +283,7 @@ START_TEST(test_max_keys_bounds_the_table_and_idle_keys_go_first)
 	 * while they still have a message inside (counted apart) */
 	for (int i = 0; i < 1000; i++) {
 		int len = snprintf(key, sizeof(key), "10.0.%d.%d", i / 256, i % 256);
-		ck_assert_int_eq(ratekeys_offer(t, key, (size_t)len, &one, 1, SECOND), -1);
+		ck_assert_int_eq(ratekeys_offer(t, key, (size_t)len, &one, 1, SECOND, 64), -1);
 	}
 	ratekeys_stats(t, &st);
 	ck_assert_uint_le(st.keys, 64);
@@ -292,7 +293,7 @@ START_TEST(test_max_keys_bounds_the_table_and_idle_keys_go_first)
 	uint64_t active = st.evicted_active;
 	for (int i = 0; i < 1000; i++) {
 		int len = snprintf(key, sizeof(key), "10.1.%d.%d", i / 256, i % 256);
-		ratekeys_offer(t, key, (size_t)len, &one, 1, 200 * SECOND + i);
+		ratekeys_offer(t, key, (size_t)len, &one, 1, 200 * SECOND + i, 64);
 	}
 	ratekeys_stats(t, &st);
 	ck_assert_uint_le(st.keys, 64);
@@ -314,13 +315,13 @@ static void *race(void *arg)
 
 	for (int i = 0; i < 5000; i++)
 		r->accepted += ratekeys_offer(r->table, "shared", 6, r->limits, 1,
-					      SECOND + i / 100) == -1;
+					      SECOND + i / 100, MAX_KEYS) == -1;
 	return NULL;
 }
 
 START_TEST(test_threads_offering_one_key_never_pass_its_limit_together)
 {
-	struct ratekeys *t = ratekeys_open("raced", 1000);
+	struct ratekeys *t = ratekeys_open("raced");
 	struct rate_limits limit = limits_of(100, 60);
 	struct racer racers[4];
 	pthread_t threads[4];
