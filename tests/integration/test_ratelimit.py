@@ -38,33 +38,40 @@ def start(tallyd, db, limits):
 
 
 def test_a_full_window_lets_one_through_as_each_old_message_leaves(tallyd, db):
-    daemon, client = start(tallyd, db, "( [3, 3] )")
-    began = time.monotonic()
+    daemon, client = start(tallyd, db, "( [3, 6] )")
+    answered = []                         # when each accepted message had its answer
 
-    def at(offset):
-        time.sleep(max(0, began + offset - time.monotonic()))
+    def send():
+        answer = client.ask(client_address="192.0.2.1")
+        if answer == "dunno":
+            answered.append(time.monotonic())
+        return answer
 
-    for offset in (0, 1, 2):              # three messages, one second apart
-        at(offset)
-        assert client.ask(client_address="192.0.2.1") == "dunno"
-    assert client.ask(client_address="192.0.2.1") == deferral(3, 3)
-    at(3.4)                               # the first left; the second has not
-    assert client.ask(client_address="192.0.2.1") == "dunno"
-    assert client.ask(client_address="192.0.2.1") == deferral(3, 3)
-    at(4.4)                               # the second left
-    assert client.ask(client_address="192.0.2.1") == "dunno"
-    assert client.ask(client_address="192.0.2.1") == deferral(3, 3)
+    def after(offset):
+        time.sleep(max(0, offset - time.monotonic()))
+
+    for n in range(3):                    # three messages, two seconds apart
+        if answered:
+            after(answered[-1] + 2)
+        assert send() == "dunno"
+    assert send() == deferral(3, 6)
+    after(answered[0] + 6.3)              # the first left; the second has not
+    assert send() == "dunno"
+    assert send() == deferral(3, 6)
+    after(answered[1] + 6.3)              # the second left
+    assert send() == "dunno"
+    assert send() == deferral(3, 6)
     daemon.ctl("flush")
     assert counted(db, "192.0.2.1") == 5  # the three deferrals are not counted
 
 
 def test_several_windows_defer_by_the_first_they_overflow_and_count_in_none(tallyd, db):
-    daemon, client = start(tallyd, db, "( [2, 1], [3, 60] )")
+    daemon, client = start(tallyd, db, "( [2, 2], [3, 60] )")
 
     assert client.ask(client_address="192.0.2.2") == "dunno"
     assert client.ask(client_address="192.0.2.2") == "dunno"
-    assert client.ask(client_address="192.0.2.2") == deferral(2, 1)
-    time.sleep(1.2)                       # the one-second window is empty again
+    assert client.ask(client_address="192.0.2.2") == deferral(2, 2)
+    time.sleep(2.3)                       # the two-second window is empty again
     assert client.ask(client_address="192.0.2.2") == "dunno"
     assert client.ask(client_address="192.0.2.2") == deferral(3, 60)
     time.sleep(1.2)
