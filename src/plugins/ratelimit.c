@@ -267,20 +267,22 @@ static const char *default_action(const struct rate_limit *limit, int metric)
 }
 
 /* The key of (field, value): the value when the field is the configured
- * one, else "field\nvalue" (no request value holds a newline, and a long
- * value's form has 222 bytes before its newline). */
+ * one (named by uc_field or not), else "field\nvalue" (no request value
+ * holds a newline, and a long value's form has 222 bytes before its
+ * newline). */
 static const char *key_for(const struct ratelimit_settings *r, const char *field,
 			   const struct attribute *value, size_t *len, char *buf, size_t size)
 {
 	char long_form[ACCOUNTING_VALUE_MAX];
 	size_t value_len = value->value_len;
 	const char *stored = accounting_key(value->value, &value_len, long_form);
+	bool configured = field == r->field || strcmp(field, r->field) == 0;
 
-	if (field == r->field && stored == value->value) {
+	if (configured && stored == value->value) {
 		*len = value_len;
 		return stored;
 	}
-	if (field == r->field)
+	if (configured)
 		*len = (size_t)snprintf(buf, size, "%.*s", (int)value_len, stored);
 	else
 		*len = (size_t)snprintf(buf, size, "%s\n%.*s", field, (int)value_len, stored);
