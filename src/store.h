@@ -9,7 +9,14 @@
  * SQL only as bound parameters of prepared statements; table names are
  * checked identifiers (config_is_identifier).  Every call says whether the
  * connection is still usable: STORE_LOST means the caller must close it
- * and open another (and, for a COMMIT, that the outcome is unknown).
+ * and open another (and, for a COMMIT, that the outcome is unknown);
+ * STORE_RETRY that the transaction was rolled back by a conflict and may
+ * simply be run again.
+ *
+ * On a MariaDB Galera node every connection waits for the cluster before
+ * it reads (wsrep_sync_wait), so that what it reads decides nothing on a
+ * stale view: the totals a quota uses, the sequence number that says
+ * whether a flush is in.
  *
  * store.c holds what both drivers share: opening with the configured
  * driver, the order of rows, the SQL that batches SqlUserConfig lookups,
@@ -35,6 +42,11 @@ enum store_status {
 			     range, a key too long for the column...); the statement
 			     wrote nothing and the transaction goes on */
 	STORE_CONFLICT,   /* tallyd_flushes: the row is not this process's */
+	STORE_RETRY,      /* the transaction lost a conflict and was rolled back (a
+			     deadlock, a Galera certification failure or brute-force
+			     abort, error 1213; a lock wait timeout, 1205), or the
+			     Galera node is not ready (1047): nothing of it was
+			     written, the connection is fine, try it again at once */
 };
 
 /* One (key, time) row of a flush or a key lookup. */

@@ -11,12 +11,19 @@
  * bound as binary strings so that they reach the column byte for byte.
  * Client errors (2xxx) and a killed connection mean STORE_LOST: the caller
  * closes the connection and opens another; there is no silent reconnect,
- * which would lose the transaction state without saying so.
+ * which would lose the transaction state without saying so.  A deadlock,
+ * a Galera certification failure (both 1213), a lock wait timeout (1205)
+ * and a Galera node that is not ready (1047) mean STORE_RETRY.
+ *
+ * Each connection asks once whether the server is a Galera node (wsrep_on)
+ * and then makes its reads causal (wsrep_sync_wait): a node may not have
+ * applied what another committed, and tallyd's reads decide things.
  */
 #include <mysql.h>
 #include <errmsg.h>
 #include <mysqld_error.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -74,14 +81,25 @@ static enum store_status classify(unsigned int err)
 	if (err == ER_CONNECTION_KILLED_MARIADB || err == ER_SERVER_SHUTDOWN ||
 	    err == ER_QUERY_INTERRUPTED)
 		return STORE_LOST;
+	/* the transaction was rolled back (1205: the statement; the caller
+	 * rolls back the rest), or the Galera node refuses work for now */
+	if (err == ER_LOCK_DEADLOCK || err == ER_LOCK_WAIT_TIMEOUT || err == ER_UNKNOWN_COM_ERROR)
+		return STORE_RETRY;
 	return STORE_ERROR;
 }
 
+/* A call failed with `err`; err 0 (the library reported a failure and no
+ * reason) leaves the connection in a state nobody knows: lost. */
 static enum store_status fail(struct mysql_store *m, unsigned int err, const char *text,
 			      const char *doing)
 {
-	snprintf(m->base.error, sizeof(m->base.error), "%s: %s (MySQL error %u)", doing, text,
-		 err);
+	if (err == 0) {
+		snprintf(m->base.error, sizeof(m->base.error), "%s: the client library reported "
+			 "a failure without a reason; the connection is given up", doing);
+		return STORE_LOST;
+	}
+	snprintf(m->base.error, sizeof(m->base.error), "%s: %s (MySQL error %u)", doing,
+		 text && text[0] ? text : "no message", err);
 	return classify(err);
 }
 
@@ -90,9 +108,13 @@ static enum store_status fail_connection(struct mysql_store *m, const char *doin
 	return fail(m, mysql_errno(m->mysql), mysql_error(m->mysql), doing);
 }
 
+/* Connector/C leaves some failures of a statement (a fetch cut short) on
+ * the connection rather than on the statement. */
 static enum store_status fail_statement(struct mysql_store *m, MYSQL_STMT *stmt,
 					const char *doing)
 {
+	if (mysql_stmt_errno(stmt) == 0)
+		return fail_connection(m, doing);
 	return fail(m, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), doing);
 }
 
@@ -482,9 +504,12 @@ static enum store_status mysql_commit_transaction(struct store *s)
 {
 	struct mysql_store *m = (struct mysql_store *)s;
 
-	if (mysql_commit(m->mysql) != 0)
-		return fail_connection(m, "COMMIT");
-	return STORE_OK;
+	if (mysql_commit(m->mysql) == 0)
+		return STORE_OK;
+	enum store_status status = fail_connection(m, "COMMIT");
+	/* a Galera node that left the primary component during COMMIT may
+	 * have sent the write set: only the sequence number can tell */
+	return mysql_errno(m->mysql) == ER_UNKNOWN_COM_ERROR ? STORE_LOST : status;
 }
 
 static void mysql_rollback_transaction(struct store *s)
