@@ -24,6 +24,14 @@
  * that is not about a row closes the connection, so that the next attempt
  * has a new session.  No flush starts before its intent is in the journal.
  *
+ * Conflicts are not failures: when the database rolls the transaction back
+ * because another writer of the same rows won (a Galera certification
+ * failure or deadlock, a lock wait timeout) or the Galera node is not
+ * ready, the flush runs again at once, up to CONFLICT_TRIES times, after a
+ * short random pause; each is counted (flush_conflicts) and logged at
+ * debug.  The schedule has ±25% jitter so that instances started together
+ * do not keep meeting on the same rows.
+ *
  * One writer per instance id: the flusher claims its row of tallyd_flushes
  * (identity.h) before its first flush on each connection, and the
  * sequence number moves only by compare-and-set in a row it owns; a row
@@ -37,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "counters.h"
@@ -50,11 +59,13 @@
 #include "tables.h"
 #include "usercache.h"
 
-enum outcome { WRITTEN, NOT_WRITTEN, UNKNOWN };
+enum outcome { WRITTEN, NOT_WRITTEN, UNKNOWN, CONFLICTED };   /* conflicted: rolled back */
 enum claim { CLAIMED, NOT_CLAIMED, CLAIM_REFUSED };   /* refused: another live owner */
 enum ensured { TABLES_THERE, TABLES_REFUSED, TABLES_LOST };   /* lost: the connection */
 
 #define HOUSEKEEPING_MS 5000     /* evicting past periods, sweeping user configs */
+#define CONFLICT_TRIES 5         /* runs of one flush's transaction before it waits */
+#define CONFLICT_BACKOFF_MS 10   /* the first pause after a conflict: 0 to this, doubling */
 
 struct flusher {
 	const struct config *config;
@@ -75,6 +86,8 @@ struct flusher {
 	uint32_t unknown_take;          /* ... and the take it carried */
 	int64_t last_complaint;         /* ms; failed flushes are logged once a minute */
 	int64_t next_snapshot;          /* ms; 0: at the first chance */
+	uint64_t random;                /* xorshift state: jitter and backoff */
+	int64_t last_conflict_notice;   /* ms; conflicts that outlast the retries: once a minute */
 };
 
 static struct flusher flusher;
@@ -144,6 +157,55 @@ static void note_refused(const char *table, const struct store_row *row, const c
 		    "kept and tried again at each flush, the other rows are written (tallyctl "
 		    "stats: flush_rows_refused)", (int)row->key_len, row->key, table,
 		    (int)row->time_len, row->time, why);
+}
+
+/* A number from the flusher's own generator (xorshift64*): the flush
+ * schedule's jitter and the pause after a conflict need no more. */
+static uint64_t next_random(struct flusher *f)
+{
+	f->random ^= f->random >> 12;
+	f->random ^= f->random << 25;
+	f->random ^= f->random >> 27;
+	return f->random * 2685821657736338717ULL;
+}
+
+/* Counts a transaction that a conflict rolled back (attempt 0: a statement
+ * on the sequence row).  Another writer of the same rows is normal on a
+ * Galera cluster and a retry settles it: the log says so at debug. */
+static void note_conflict(const char *what, const char *why, int attempt)
+{
+	pthread_mutex_lock(&control_lock);
+	shared_status.conflicts++;
+	pthread_mutex_unlock(&control_lock);
+	log_debug("%s: conflict with another writer (%s), attempt %d; run again", what, why,
+		  attempt);
+}
+
+/* A flush whose transaction lost CONFLICT_TRIES conflicts in a row: it
+ * counts as a failed flush and waits for the next one, noticed once a
+ * minute. */
+static void conflicts_outlasted(struct flusher *f, uint64_t seq, const char *why)
+{
+	int64_t now = clock_ms();
+
+	note_failure("writing the accounting increments", why);
+	if (now - f->last_conflict_notice < 60000)
+		return;
+	f->last_conflict_notice = now;
+	log_notice("flush %llu lost %d conflicts in a row with other writers of the same rows "
+		   "(%s); the increments are kept and written by the next flush (tallyctl stats: "
+		   "flush_conflicts)", (unsigned long long)seq, CONFLICT_TRIES, why);
+}
+
+/* The pause before running a conflicted transaction again: random, so that
+ * two writers do not meet again, from 0 to 10 ms doubling each attempt. */
+static void conflict_backoff(struct flusher *f, int attempt)
+{
+	int64_t ms = (int64_t)(next_random(f) % ((uint64_t)CONFLICT_BACKOFF_MS << (attempt - 1)));
+	struct timespec pause = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+
+	while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+		;
 }
 
 /* ------------------------------------------------------------- connection */
@@ -309,6 +371,10 @@ static enum outcome write_batch(struct flusher *f, uint64_t seq)
 	}
 	if (status == STORE_OK)
 		return WRITTEN;
+	if (status == STORE_RETRY) {         /* rolled back, at whatever stage */
+		s->ops->rollback(s);
+		return CONFLICTED;
+	}
 	if (status == STORE_CONFLICT)
 		f->seq_known = false;        /* claimed again before the next try */
 	complain(f, "writing the accounting increments", s->error);
@@ -365,11 +431,17 @@ static void batch_written(struct flusher *f, bool with_totals)
 	park_wake();
 }
 
-/* After a failed statement on the sequence row: false. */
+/* After a failed statement on the sequence row: false.  A conflict is
+ * counted and the next flush tries again on the same connection. */
 static bool sequence_failed(struct flusher *f, enum store_status status, const char *what)
 {
 	if (status == STORE_LOST) {
 		lost(f, what);
+		return false;
+	}
+	if (status == STORE_RETRY) {
+		f->store->ops->rollback(f->store);
+		note_conflict(what, f->store->error, 0);
 		return false;
 	}
 	complain(f, what, f->store->error);
@@ -519,6 +591,17 @@ static bool flush(struct flusher *f)
 		return false;
 	}
 	enum outcome outcome = write_batch(f, seq);
+	for (int attempt = 1; outcome == CONFLICTED; attempt++) {
+		note_conflict("writing the accounting increments", f->store->error, attempt);
+		if (attempt == CONFLICT_TRIES) {
+			conflicts_outlasted(f, seq, f->store->error);
+			return false;
+		}
+		conflict_backoff(f, attempt);
+		for (size_t i = 0; i < f->written.count; i++)
+			f->written.rows[i].refused = false;
+		outcome = write_batch(f, seq);
+	}
 	if (outcome == UNKNOWN) {
 		f->unknown_seq = seq;
 		f->unknown_take = f->last_take;
@@ -619,11 +702,21 @@ static void final_flush(struct flusher *f)
 			  "are lost (accounting.journal keeps them across restarts)", unwritten);
 }
 
+/* interval ±25%, the same on average. */
+static int64_t jittered(struct flusher *f, int64_t interval)
+{
+	int64_t spread = interval / 2;
+
+	if (spread <= 0)
+		return interval;
+	return interval - spread / 2 + (int64_t)(next_random(f) % (uint64_t)(spread + 1));
+}
+
 static void *flusher_main(void *arg)
 {
 	struct flusher *f = arg;
 	int64_t interval = (int64_t)(f->config->accounting.flush_interval * 1000);
-	int64_t next_flush = clock_ms() + interval, next_housekeeping = clock_ms() + HOUSEKEEPING_MS;
+	int64_t next_flush = clock_ms() + jittered(f, interval), next_housekeeping = clock_ms() + HOUSEKEEPING_MS;
 
 	pthread_mutex_lock(&control_lock);
 	while (!stopping) {
@@ -642,8 +735,10 @@ static void *flusher_main(void *arg)
 				result = reset_row(f, serving);
 			/* a fixed rate: a flush that took longer than the interval is
 			 * followed at once by the next, instead of letting the next
-			 * batch grow by the time this one took */
-			next_flush += interval;
+			 * batch grow by the time this one took.  Jitter of ±25% keeps
+			 * instances started together from writing in step (on
+			 * Galera they would collide on shared rows every time). */
+			next_flush += jittered(f, interval);
 			if (next_flush < clock_ms())
 				next_flush = clock_ms();
 		}
@@ -678,6 +773,10 @@ int flusher_start(const struct config *config, struct journal_replay *replay)
 	memset(&flusher, 0, sizeof(flusher));
 	memset(&shared_status, 0, sizeof(shared_status));
 	flusher.config = config;
+	flusher.random = ((uint64_t)getpid() << 32) ^ (uint64_t)clock_ms() ^
+		(uint64_t)time(NULL) << 20;
+	if (flusher.random == 0)
+		flusher.random = 1;
 	flusher.link.config = &config->database;
 	flusher.link.statement_timeout = config->database.statement_timeout;
 	if (replay) {            /* a flush of unknown outcome from the last run */

@@ -44,6 +44,9 @@ int flusher_reset(int period, const char *key, size_t key_len);
 struct flusher_status {
 	uint64_t flushes;             /* committed */
 	uint64_t failures;            /* attempts that wrote nothing */
+	uint64_t conflicts;           /* transactions rolled back by a conflict and
+					 run again (Galera certification, deadlock,
+					 lock wait, node not ready) */
 	uint64_t rows_refused;        /* rows set aside for a data error, each time */
 	uint64_t last_seq;
 	int64_t last_flush;           /* unix time of the last committed flush, or 0 */

@@ -104,6 +104,7 @@ void report_stats(struct buf *out, const struct config *config, time_t started)
 	buf_printf(out, "flushes %llu\n", (unsigned long long)f.flushes);
 	buf_printf(out, "flush_failures %llu\n", (unsigned long long)f.failures);
 	buf_printf(out, "flush_rows_refused %llu\n", (unsigned long long)f.rows_refused);
+	buf_printf(out, "flush_conflicts %llu\n", (unsigned long long)f.conflicts);
 	format_time(when, sizeof(when), f.last_flush);
 	buf_printf(out, "last_flush %s seq %llu keys %zu seconds %.3f\n", when,
 		   (unsigned long long)f.last_seq, f.last_keys, f.last_duration);
@@ -282,6 +283,9 @@ void report_metrics(struct buf *out, const struct config *config)
 	metric(out, "tallyd_flushes_total", "counter", "Flushes committed.", (double)f.flushes);
 	metric(out, "tallyd_flush_failures_total", "counter", "Flush attempts that failed.",
 	       (double)f.failures);
+	metric(out, "tallyd_flush_conflicts_total", "counter",
+	       "Flush transactions rolled back by a conflict and run again.",
+	       (double)f.conflicts);
 	metric(out, "tallyd_flush_rows_refused_total", "counter",
 	       "Rows the database refused (a data error), set aside and tried again.",
 	       (double)f.rows_refused);
