@@ -435,6 +435,38 @@ static void describe_refusal(const struct database_config *config, MYSQL *mysql,
 	}
 }
 
+/* On a Galera node (wsrep_on), makes every read of this session wait until
+ * the node has applied what the cluster committed before it (READ in
+ * wsrep_sync_wait, added to what the server's setting asks): a total a
+ * quota loads, or the sequence number that says whether a flush of
+ * unknown outcome is in, must not come from a node that lags behind.  A
+ * server without the variable (MySQL, MariaDB built without wsrep) or with
+ * wsrep off is left as it is. */
+static void read_after_the_cluster(struct mysql_store *m)
+{
+	static atomic_bool logged;
+	bool galera = false;
+
+	if (mysql_query(m->mysql, "SELECT @@wsrep_on") != 0)
+		return;                          /* no such variable: not a Galera server */
+	MYSQL_RES *res = mysql_store_result(m->mysql);
+	MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+	galera = row && row[0] && strcmp(row[0], "1") == 0;
+	if (res)
+		mysql_free_result(res);
+	if (!galera)
+		return;
+	if (mysql_query(m->mysql, "SET SESSION wsrep_sync_wait = @@wsrep_sync_wait | 1") != 0) {
+		log_warning("a Galera node, but setting wsrep_sync_wait failed: %s (MySQL error "
+			    "%u); reads may see a node that lags behind the cluster",
+			    mysql_error(m->mysql), mysql_errno(m->mysql));
+		return;
+	}
+	if (!atomic_exchange(&logged, true))
+		log_info("the database is a Galera node: reads wait until it has applied what the "
+			 "cluster committed (wsrep_sync_wait)");
+}
+
 struct store *store_mysql_open(const struct database_config *config, int statement_timeout,
 			       struct store_failure *failure)
 {
@@ -463,6 +495,7 @@ struct store *store_mysql_open(const struct database_config *config, int stateme
 	m->base.ops = &mysql_ops;
 	m->mysql = mysql;
 	buf_init(&m->sql);
+	read_after_the_cluster(m);
 	return &m->base;
 }
 
