@@ -485,7 +485,15 @@ struct store *store_mysql_open(const struct database_config *config, int stateme
 	mysql_options(mysql, MYSQL_OPT_READ_TIMEOUT, &replies);
 	mysql_options(mysql, MYSQL_OPT_WRITE_TIMEOUT, &replies);
 	mysql_options(mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-	if (mysql_real_connect(mysql, config->host, config->user, config->password, config->name,
+	/* the socket replaces host and port (tallyd.conf(5)); Connector/C
+	 * would take host "127.0.0.1" for TCP and ignore it */
+	const char *host = config->host;
+	if (socket) {
+		unsigned int protocol = MYSQL_PROTOCOL_SOCKET;
+		mysql_options(mysql, MYSQL_OPT_PROTOCOL, &protocol);
+		host = "localhost";
+	}
+	if (mysql_real_connect(mysql, host, config->user, config->password, config->name,
 			       (unsigned int)config->port, socket, CLIENT_FOUND_ROWS) == NULL) {
 		describe_refusal(config, mysql, socket ? socket : config->host, failure);
 		mysql_close(mysql);
