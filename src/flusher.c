@@ -516,6 +516,19 @@ static void pass_row(struct flusher *f, const char *next)
 	sequence_failed(f, status, "renewing the instance's lease");
 }
 
+/* Records a committed flush for tallyctl stats. */
+static void note_flushed(uint64_t seq, size_t keys, int64_t took)
+{
+	pthread_mutex_lock(&control_lock);
+	shared_status.flushes++;
+	shared_status.last_seq = seq;
+	shared_status.last_flush = (int64_t)time(NULL);
+	shared_status.last_duration = (double)took / 1000.0;
+	shared_status.last_keys = keys;
+	shared_status.last_error[0] = '\0';
+	pthread_mutex_unlock(&control_lock);
+}
+
 /* After a COMMIT of unknown outcome: was that batch written? */
 static bool resolve_unknown(struct flusher *f)
 {
@@ -532,6 +545,7 @@ static bool resolve_unknown(struct flusher *f)
 			rowset_fill(&f->written, &f->batch, true);
 			f->read_back.count = 0;
 		}
+		note_flushed(f->unknown_seq, f->batch.count, 0);
 		requeue_refused(f);
 		journal_committed(f->unknown_seq, f->unknown_take);
 		batch_written(f, false);
@@ -612,14 +626,7 @@ static bool flush(struct flusher *f)
 	int64_t took = clock_ms() - started;
 	log_debug("flush %llu: %zu keys in %lld ms", (unsigned long long)seq, f->batch.count,
 		  (long long)took);
-	pthread_mutex_lock(&control_lock);
-	shared_status.flushes++;
-	shared_status.last_seq = seq;
-	shared_status.last_flush = (int64_t)time(NULL);
-	shared_status.last_duration = (double)took / 1000.0;
-	shared_status.last_keys = f->batch.count;
-	shared_status.last_error[0] = '\0';
-	pthread_mutex_unlock(&control_lock);
+	note_flushed(seq, f->batch.count, took);
 	f->last_seq = seq;
 	f->last_complaint = 0;
 	f->renewed = clock_ms();
