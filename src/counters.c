@@ -757,6 +757,20 @@ void counters_restore_settled(int period, const char *key, size_t key_len,
 	pthread_mutex_unlock(&s->lock);
 }
 
+size_t counters_pending_in_flight(void)
+{
+	size_t both = 0;
+
+	for (int i = 0; i < SHARD_COUNT; i++) {
+		struct shard *s = &shards[i];
+		pthread_mutex_lock(&s->lock);
+		for (size_t k = 0; k < s->dirty.count; k++)
+			both += (s->dirty.keys[k]->flags & IN_FLUSH) != 0;
+		pthread_mutex_unlock(&s->lock);
+	}
+	return both;
+}
+
 void counters_stats(struct counters_stats *out)
 {
 	memset(out, 0, sizeof(*out));

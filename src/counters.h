@@ -173,5 +173,9 @@ struct counters_stats {
 	uint64_t evicted;    /* keys let go for cache_max_keys, ever */
 };
 void counters_stats(struct counters_stats *out);
+/* The keys with pending increments that are in the flusher's batch too
+ * (each has something in flight as well): counted once where both are
+ * added up.  Walks the pending keys. */
+size_t counters_pending_in_flight(void);
 
 #endif

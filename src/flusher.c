@@ -865,6 +865,20 @@ int flusher_reset(int period, const char *key, size_t key_len)
 	return ask(&r);
 }
 
+size_t flusher_keys_waiting(void)
+{
+	struct counters_stats stats;
+	size_t in_flight;
+
+	pthread_mutex_lock(&control_lock);
+	in_flight = shared_status.in_flight_keys;
+	pthread_mutex_unlock(&control_lock);
+	counters_stats(&stats);
+	size_t both = counters_pending_in_flight();
+	size_t waiting = stats.dirty_keys + in_flight;
+	return waiting > both ? waiting - both : stats.dirty_keys;
+}
+
 void flusher_status(struct flusher_status *out)
 {
 	pthread_mutex_lock(&control_lock);

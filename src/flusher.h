@@ -57,6 +57,10 @@ struct flusher_status {
 };
 void flusher_status(struct flusher_status *out);
 
+/* The keys that have increments to write, pending or in flight, each
+ * counted once (the outage log, the pending-keys gauge). */
+size_t flusher_keys_waiting(void);
+
 /* Writes what is pending and ends the thread.  When the database stays
  * unreachable for 2 × connect_timeout it gives up and logs what is lost;
  * a statement the database has not answered by then is cut off. */

@@ -363,16 +363,6 @@ static void drop_privileges(const struct config *config, uid_t uid, gid_t gid)
 }
 
 /* Keys whose increments are not in the database yet, for the outage log. */
-static size_t keys_waiting(void)
-{
-	struct counters_stats stats;
-	struct flusher_status flusher;
-
-	counters_stats(&stats);
-	flusher_status(&flusher);
-	return stats.dirty_keys + flusher.in_flight_keys;
-}
-
 /* The caches, the journal, the loader and the flusher.  An unreachable
  * MySQL server is an outage tallyd rides out: it starts, answers, and
  * makes its tables when the server is back.  A server that refuses the
@@ -391,7 +381,7 @@ static void start_database(const struct config *config)
 		log_info("no Accounting, Quota or SqlUserConfig plugin: no database is opened");
 		return;
 	}
-	store_outage_init(keys_waiting);
+	store_outage_init(flusher_keys_waiting);
 	struct store *probe = store_open(&config->database, config->database.connect_timeout,
 					 &failure);
 	if (probe == NULL && failure.configuration)

@@ -279,7 +279,7 @@ void report_metrics(struct buf *out, const struct config *config)
 	metric(out, "tallyd_cache_evicted_total", "counter",
 	       "Keys the counter cache let go for cache_max_keys.", (double)cache.evicted);
 	metric(out, "tallyd_pending_keys", "gauge", "Keys with increments not yet flushed.",
-	       (double)(cache.dirty_keys + f.in_flight_keys));
+	       (double)flusher_keys_waiting());
 	metric(out, "tallyd_flushes_total", "counter", "Flushes committed.", (double)f.flushes);
 	metric(out, "tallyd_flush_failures_total", "counter", "Flush attempts that failed.",
 	       (double)f.failures);
