@@ -251,6 +251,21 @@ def test_two_instances_on_one_database_give_exact_totals(tallyd, db):
         [b"relay0", b"relay1"]
 
 
+def test_database_socket_replaces_host_and_port(tallyd, db):
+    """tallyd.conf(5): with `socket` set, host and port play no part, even
+    host = "127.0.0.1" (the packaged value), which Connector/C alone would
+    take for TCP.  The port here has nothing behind it."""
+    if not db.server.socket:
+        pytest.skip("the server's socket is not known (TALLYD_TEST_MYSQL_SOCKET)")
+    port = free_port()
+    daemon = tallyd(howto_config(port, db.config(socket='"%s"' % db.server.socket,
+                                                 port=str(free_port())), threshold=10 ** 6),
+                    wait_port=port)
+    assert PolicyClient(port=port).ask(client_address="192.0.2.71") == "dunno"
+    daemon.ctl("flush")
+    assert totals(db, "192.0.2.71")[0] == 1
+
+
 def test_quota_sees_what_another_instance_counted(tallyd, db):
     db.load_howto_tables()
     ports = free_port(), free_port()

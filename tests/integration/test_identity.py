@@ -68,6 +68,9 @@ def test_a_reordered_listen_after_a_cut_commit_counts_once(tallyd, db, tmp_path)
                     name="second", wait_port=port)
     second.ctl("flush")
     assert "was committed before the connection broke" in second.log()
+    # a flush resolved as committed is a flush (tallyctl stats)
+    assert second.stats()["flushes"] == "1"
+    assert second.stats()["last_flush_error"] == "-"
     assert totals(db, "192.0.2.201")[0] == 30
     assert [r[0].decode() for r in rows(db)] == [kept]
 

@@ -101,6 +101,32 @@ def test_database_outage_loses_nothing_and_answers_from_memory(tallyd, private_d
     assert log.count("database reachable again") == 1
 
 
+def test_the_outage_log_counts_a_key_pending_and_in_flight_once(tallyd, private_db):
+    """One client: its increments of a failed flush are in flight, newer
+    ones pending; the end of the outage speaks of 1 key, not 2."""
+    port = free_port()
+    daemon = tallyd('listen = "127.0.0.1:%d";\n%s'
+                    'accounting = { flush_interval = 0.2; };\n'
+                    'virtual_hosts = ( { port = %d; name = "a"; plugins = (\n'
+                    '  { name = "A"; module = "Accounting"; fields = "client_address"; } ) } );\n'
+                    % (port, private_db.config(connect_timeout=2), port), wait_port=port)
+    client = PolicyClient(port=port)
+    assert client.ask(client_address="192.0.2.61") == "dunno"
+    daemon.ctl("flush")
+    private_db.server.pause()
+    assert client.ask(client_address="192.0.2.61") == "dunno"
+    wait_for(lambda: daemon.stats().get("in_flight_keys") == "1", 15,
+             "a flush that failed with the key in flight")
+    assert client.ask(client_address="192.0.2.61") == "dunno"
+    wait_for(lambda: daemon.stats().get("pending_keys") == "1", 5, "the key pending too")
+    private_db.server.resume()
+    wait_for(lambda: "database reachable again" in daemon.log(), 30, "the end of the outage")
+    assert "writing the 1 keys' increments" in daemon.log(), daemon.log()
+    daemon.ctl("flush")
+    private_db.reconnect()
+    assert totals(private_db, "192.0.2.61")[0] == 3
+
+
 def test_started_with_the_database_refusing_answers_on_db_error_at_once(tallyd, private_db):
     private_db.load_howto_tables()
     port = free_port()
