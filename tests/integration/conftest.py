@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 def pytest_configure(config):
     config.addinivalue_line("markers", "concurrency: also run under ThreadSanitizer")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line("markers", "galera: needs a 3-node Galera cluster (test_galera.py)")
 
 
 class MariaDB:

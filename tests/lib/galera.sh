@@ -26,7 +26,8 @@ GALERA_PROVIDER=${GALERA_PROVIDER:-/usr/lib/galera/libgalera_smm.so}
 
 galera_available() {
 	[ -f "$GALERA_PROVIDER" ] && command -v mariadbd >/dev/null 2>&1 &&
-		command -v wsrep_sst_rsync >/dev/null 2>&1 && command -v rsync >/dev/null 2>&1
+		command -v wsrep_sst_rsync >/dev/null 2>&1 && command -v rsync >/dev/null 2>&1 &&
+		id mysql >/dev/null 2>&1
 }
 
 galera_free_port() {
