@@ -111,7 +111,8 @@ def cluster():
 @pytest.fixture
 def database(cluster):
     """A fresh database on the cluster; every node restarted by the test is
-    synced again before the next one."""
+    synced again before the next one.  Tests ask for it before `tallyd`, so
+    that their daemons stop before it is dropped."""
     name = "g_" + uuid.uuid4().hex[:12]
     cluster.execute(1, "CREATE DATABASE " + name)
     yield name
@@ -280,8 +281,8 @@ def assert_totals_on_every_node(cluster, database, sent):
 KEYS = ["198.51.100.%d" % i for i in range(1, 31)]
 
 
-def test_three_instances_on_three_nodes_flush_often_and_count_exactly(tallyd, cluster,
-                                                                         database):
+def test_three_instances_on_three_nodes_flush_often_and_count_exactly(cluster, database,
+                                                                         tallyd):
     if not os.access(BENCH, os.X_OK):
         pytest.skip("%s is not built" % BENCH)
     ports, daemons = start_relays(tallyd, cluster, database)
@@ -318,7 +319,7 @@ def test_three_instances_on_three_nodes_flush_often_and_count_exactly(tallyd, cl
         assert "error:" not in daemon.log(), daemon.log()[-3000:]
 
 
-def test_a_node_killed_under_load_and_restarted_keeps_totals_exact(tallyd, cluster, database):
+def test_a_node_killed_under_load_and_restarted_keeps_totals_exact(cluster, database, tallyd):
     ports, daemons = start_relays(tallyd, cluster, database)
     load = Load(ports, KEYS[:10], clients_per_instance=2)
     load.start()
@@ -342,7 +343,7 @@ def test_a_node_killed_under_load_and_restarted_keeps_totals_exact(tallyd, clust
         assert not cut, cut
 
 
-def test_reads_wait_for_the_cluster_on_galera(tallyd, cluster, database):
+def test_reads_wait_for_the_cluster_on_galera(cluster, database, tallyd):
     """wsrep_sync_wait on tallyd's connections: a read on one node sees what
     another committed before it (the sequence read-back after an unknown
     COMMIT, the totals a quota loads)."""
