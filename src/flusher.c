@@ -218,7 +218,8 @@ static void conflict_backoff(struct flusher *f, int attempt)
  * is a statement the whole cluster runs in turn.  TABLES_REFUSED when one
  * cannot be used or made, with the reason in `why` (and logged, at most
  * once a minute, unless `at_start`: the caller says it); TABLES_LOST when
- * the connection broke meanwhile (an outage: tried again on the next). */
+ * the connection broke meanwhile, or a Galera node is not ready (1047) or
+ * a conflict got in the way (an outage: tried again on the next). */
 static enum ensured ensure_tables(struct flusher *f, bool at_start, char *why, size_t size)
 {
 	struct store *s = f->store;
@@ -228,7 +229,7 @@ static enum ensured ensure_tables(struct flusher *f, bool at_start, char *why, s
 	if (!f->ensured_sequence) {
 		enum store_status status = s->ops->ensure_sequence_table(s, false, &missing);
 		f->ensured_sequence = status == STORE_OK;
-		if (status == STORE_LOST)
+		if (status == STORE_LOST || status == STORE_RETRY)
 			return TABLES_LOST;
 		if (status != STORE_OK) {
 			snprintf(why, size, "%.500s", s->error);
@@ -243,7 +244,7 @@ static enum ensured ensure_tables(struct flusher *f, bool at_start, char *why, s
 		f->ensured[i] = status == STORE_OK;
 		if (status == STORE_OK && missing)
 			log_notice("created accounting table %s", table);
-		if (status == STORE_LOST)
+		if (status == STORE_LOST || status == STORE_RETRY)
 			return TABLES_LOST;
 		if (status != STORE_OK && ok)
 			snprintf(why, size, "%.500s", s->error);
