@@ -69,6 +69,9 @@ galera_launch() {
 	shift 2
 	(galera_mariadbd "$dir" "$n" "$@") &
 	echo $! >"$dir/node$n/launched"
+	# not a job of the caller's shell (tests/run-all): a node killed by a
+	# test is no "Killed" line in its output
+	disown $! 2>/dev/null || true
 }
 
 # galera_wait_answers DIR N: until node N answers SQL (60 s).
