@@ -80,29 +80,33 @@ void config_error(struct config_errors *errors, const config_setting_t *where,
 	va_end(ap);
 }
 
-void config_error_at(struct config_errors *errors, const char *where, const char *fmt, ...)
+/* Adds "WHERE: message" to lines (errors or warnings). */
+static void add_placed(char ***lines, size_t *count, const char *where, const char *fmt,
+		       va_list ap)
 {
 	char message[1024];
+
+	vsnprintf(message, sizeof(message), fmt, ap);
+	*lines = xrealloc(*lines, (*count + 1) * sizeof(char *));
+	(*lines)[(*count)++] = xasprintf("%s: %s", where, message);
+}
+
+void config_error_at(struct config_errors *errors, const char *where, const char *fmt, ...)
+{
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(message, sizeof(message), fmt, ap);
+	add_placed(&errors->lines, &errors->count, where, fmt, ap);
 	va_end(ap);
-	errors->lines = xrealloc(errors->lines, (errors->count + 1) * sizeof(char *));
-	errors->lines[errors->count++] = xasprintf("%s: %s", where, message);
 }
 
 void config_warning_at(struct config_errors *errors, const char *where, const char *fmt, ...)
 {
-	char message[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(message, sizeof(message), fmt, ap);
+	add_placed(&errors->warnings, &errors->warning_count, where, fmt, ap);
 	va_end(ap);
-	errors->warnings = xrealloc(errors->warnings,
-				    (errors->warning_count + 1) * sizeof(char *));
-	errors->warnings[errors->warning_count++] = xasprintf("%s: %s", where, message);
 }
 
 void config_warning(struct config_errors *errors, const config_setting_t *where,
