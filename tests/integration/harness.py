@@ -116,10 +116,18 @@ def preloaded(directory, name, library, **env):
     return script
 
 
-def build_faultfs(directory):
-    """tests/lib/faultfs.c as a shared library in `directory` (see there)."""
-    source = os.path.join(os.path.dirname(__file__), "..", "lib", "faultfs.c")
-    library = os.path.join(directory, "faultfs.so")
+def sanitized():
+    """True when tallyd is built with a sanitizer (its runtime replaces the
+    allocator, which a preloaded allocation shim cannot stand in front of)."""
+    with open(TALLYD, "rb") as f:
+        binary = f.read()
+    return b"__asan_init" in binary or b"__tsan_init" in binary
+
+
+def build_preload(directory, name):
+    """tests/lib/NAME.c as a shared library in `directory` (see there)."""
+    source = os.path.join(os.path.dirname(__file__), "..", "lib", name + ".c")
+    library = os.path.join(directory, name + ".so")
     subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", library, source, "-ldl"], check=True)
     return library
 

@@ -15,7 +15,8 @@ import urllib.request
 
 import pytest
 
-from harness import PolicyClient, TALLYD, encode, free_port, postfix_request, wait_for
+from harness import (PolicyClient, TALLYD, build_preload, encode, free_port, postfix_request,
+                     preloaded, sanitized, wait_for)
 
 
 def raise_file_limit(wanted):
@@ -375,6 +376,31 @@ def test_reloads_that_reorder_listen_under_connection_churn_keep_every_socket(ta
     for port in ports:
         assert PolicyClient(port=port).ask() == "OK %d %d" % (port, reloads)
     assert daemon.stop() == 0
+
+@pytest.mark.skipif(sanitized(), reason="tests/lib/reuse.c cannot wrap a sanitizer's allocator")
+def test_a_worker_idle_across_two_reloads_takes_the_last_configs_limits(tallyd, tmp_path):
+    """One worker serves a request under a reloaded config, then nothing
+    during two more reloads; tests/lib/reuse.c makes the last config take
+    the address of the one the worker served under (an allocator may).  The
+    worker must tell them apart by generation, not by address, or it keeps
+    max_attributes = 10 and drops a request the last config allows."""
+    port = free_port()
+    binary = preloaded(str(tmp_path), "tallyd-reuse", build_preload(str(tmp_path), "reuse"))
+
+    def reload(limit):
+        daemon.write_config(action_config(port, "OK", "workers = 1;\nmax_attributes = %d;\n" % limit))
+        assert daemon.ctl("reload").stdout == "reloaded\n"
+
+    daemon = tallyd(action_config(port, "OK", "workers = 1;\n"), binary=binary, wait_port=port)
+    reload(10)                                       # the start-up config is never freed
+    client = PolicyClient(port=port)
+    client.send(encode(postfix_request()))
+    assert client.closed_by_server()                 # over 10 attributes
+    reload(11)
+    reload(100)                                      # where max_attributes = 10 was
+    assert PolicyClient(port=port).ask() == "OK"
+    assert daemon.log().count("too many attributes") == 1, daemon.log()
+
 
 def test_bad_reload_is_refused_and_the_running_config_stays(tallyd):
     port = free_port()

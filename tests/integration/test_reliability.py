@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness import PolicyClient, build_faultfs, encode, free_port, postfix_request, preloaded, wait_for
+from harness import PolicyClient, build_preload, encode, free_port, postfix_request, preloaded, wait_for
 from dbproxy import Proxy
 from test_accounting import howto_config, mtpolicyd_table, totals
 from test_core import raise_file_limit
@@ -554,7 +554,7 @@ def test_a_failing_journal_disk_breaks_no_later_record(tallyd, db, tmp_path, fau
     db.load_howto_tables()
     port = free_port()
     control = tmp_path / "fault"
-    binary = preloaded(str(tmp_path), "tallyd-faultfs", build_faultfs(str(tmp_path)),
+    binary = preloaded(str(tmp_path), "tallyd-faultfs", build_preload(str(tmp_path), "faultfs"),
                        FAULTFS_MATCH="/journal/segment-", FAULTFS_CONTROL=str(control))
     journal = 'accounting = { flush_interval = 3600; journal = "%s/journal"; };\n' % tmp_path
     config = howto_config(port, db.config(), threshold=10 ** 6).replace(
@@ -585,7 +585,7 @@ def test_journal_sync_syncs_the_directory_after_renames_and_unlinks(tallyd, db, 
     db.load_howto_tables()
     port = free_port()
     synced = tmp_path / "fsynced"
-    binary = preloaded(str(tmp_path), "tallyd-faultfs", build_faultfs(str(tmp_path)),
+    binary = preloaded(str(tmp_path), "tallyd-faultfs", build_preload(str(tmp_path), "faultfs"),
                        FAULTFS_FSYNC_LOG=str(synced))
     journal = ('accounting = { flush_interval = 3600; journal = "%s/journal"; '
                'journal_sync = %s; };\n' % (tmp_path, "true" if sync else "false"))
