@@ -2,13 +2,14 @@
 Quota and Accounting over the counter cache and the flusher, against a real
 MariaDB and against the embedded SQLite store."""
 import os
+import socket
 import sqlite3
 import threading
 import time
 
 import pytest
 
-from harness import PolicyClient, free_port, wait_for
+from harness import PolicyClient, encode, free_port, postfix_request, wait_for
 
 DEFER = "defer you exceeded your monthly limit, please insert coin"
 HOWTO_QUERY = ("SELECT p.config FROM relay_policies p JOIN relay_hosts h "
@@ -160,6 +161,31 @@ def test_200_keys_at_once(tallyd, store):
     assert store.value("SELECT COUNT(*) FROM acct_client_address") == 200
     assert store.value("SELECT SUM(count) FROM acct_client_address") == 800
     assert store.value("SELECT MIN(count) FROM acct_client_address") == 4
+
+
+@pytest.mark.concurrency
+def test_a_stop_while_the_flusher_commits_and_wakes_the_parking_lot(tallyd, store):
+    """At stop the workers drain and free the parking lot while the flusher
+    still commits what the drain answered, and wakes the lot after each
+    commit.  A client that sends without reading keeps the drain waiting
+    for it (up to 2 s) while the flusher commits every 10 ms: a lot emptied
+    without its lock is a data race that ThreadSanitizer reports (and
+    tallyd then exits 66 instead of 0)."""
+    port = free_port()
+    daemon = tallyd(howto_config(port, store.config(), threshold=10 ** 9, flush_interval=0.01),
+                    wait_port=port)
+    greedy = PolicyClient(port=port)
+    greedy.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    greedy.sock.setblocking(False)
+    request = encode(postfix_request(client_address="192.0.2.77"))
+    try:
+        while True:
+            greedy.sock.send(request)
+    except BlockingIOError:
+        pass                                        # both ends' buffers are full
+    wait_for(lambda: int(daemon.stats()["requests"]) > 100, 30, "answers to the greedy client")
+    assert daemon.stop() == 0, daemon.log()
+    assert store.value("SELECT count FROM acct_client_address WHERE `key` = '192.0.2.77'") > 100
 
 
 def test_blank_fields_are_skipped(tallyd, store):
