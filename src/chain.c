@@ -4,10 +4,12 @@
  * in one thread; chain_run() is called by every worker at once and only
  * reads the config; it counts calls, answers, waits and time per virtual
  * host and plugin in the calling thread's own slot (stats.h), so it takes
- * no lock.
+ * no lock.  A plugin's `exempt` list (cidr.h) is parsed here and applied
+ * here: a request from an exempt client_address skips the plugin.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #include "chain.h"
@@ -29,6 +31,38 @@ static const struct plugin_module *find_module(const char *name)
 			return modules[i];
 	}
 	return NULL;
+}
+
+static bool takes_exempt(const struct plugin_module *module)
+{
+	for (const struct config_option *o = module->options; o->name; o++) {
+		if (strcmp(o->name, "exempt") == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Parses the plugin's `exempt` setting, if its module takes one
+ * (PLUGIN_EXEMPT_OPTION; for the others it is an unknown setting). */
+static int parse_exempt(struct plugin *plugin, const config_setting_t *group,
+			struct config_errors *errors)
+{
+	const config_setting_t *setting = config_setting_get_member(group, "exempt");
+	char why[200];
+
+	if (setting == NULL || !takes_exempt(plugin->module))
+		return 0;
+	const char *text = config_setting_get_string(setting);
+	if (text == NULL) {
+		config_error(errors, setting, "plugin '%s': exempt must be a string of addresses "
+			     "and networks, as in exempt = \"127.0.0.0/8, ::1\";", plugin->name);
+		return 1;
+	}
+	if (!cidr_parse(text, &plugin->exempt, why, sizeof(why))) {
+		config_error(errors, setting, "plugin '%s': exempt: %s", plugin->name, why);
+		return 1;
+	}
+	return 0;
 }
 
 #define MODULE_NAMES "Accounting, Action, Quota, RateLimit, SqlUserConfig"
@@ -67,6 +101,7 @@ struct plugin *chain_create_plugin(const config_setting_t *group, struct config_
 	char context[300];
 	snprintf(context, sizeof(context), "plugin '%s'", name);
 	int problems = config_apply_options(module->options, plugin->settings, group, context, errors);
+	problems += parse_exempt(plugin, group, errors);
 	if (problems == 0 && module->setup)
 		problems = module->setup(plugin, group, errors);
 	if (problems > 0) {
@@ -83,6 +118,7 @@ void chain_free_plugin(struct plugin *plugin)
 	if (plugin->module->destroy)
 		plugin->module->destroy(plugin);
 	config_free_options(plugin->module->options, plugin->settings);
+	cidr_free(&plugin->exempt);
 	free(plugin->settings);
 	free(plugin->name);
 	free(plugin->stats);
@@ -130,11 +166,37 @@ static void count_run(const struct plugin *plugin, int slot, enum plugin_result 
 	stats_bump(&mine->answers, result == PLUGIN_ANSWER);
 }
 
+/* The request's client_address, read once per chain_run() and only when
+ * a plugin has an exempt list. */
+struct client {
+	enum { CLIENT_UNREAD, CLIENT_NONE, CLIENT_ADDRESS } state;
+	uint8_t address[CIDR_BYTES];
+};
+
+/* Whether the plugin lets this request's client pass untouched; counted. */
+static bool is_exempt(const struct plugin *plugin, const struct request *request,
+		      struct client *client, int slot)
+{
+	if (plugin->exempt.count == 0)
+		return false;
+	if (client->state == CLIENT_UNREAD) {
+		const struct attribute *a = request_find(request, "client_address");
+		client->state = a && cidr_address(a->value, a->value_len, client->address) ?
+				CLIENT_ADDRESS : CLIENT_NONE;
+	}
+	if (client->state != CLIENT_ADDRESS || !cidr_contains(&plugin->exempt, client->address))
+		return false;
+	if (plugin->stats)
+		stats_bump(&plugin->stats[slot].exempt, 1);
+	return true;
+}
+
 const char *chain_run(const struct vhost *vhost, const struct request *request,
 		      struct session *session, struct chain_state *state)
 {
 	struct plugin_call call = { .request = request, .session = session,
 				    .may_wait = state->may_wait };
+	struct client client = { .state = CLIENT_UNREAD };
 	int slot = stats_thread_index();
 
 	if (vhost == NULL)
@@ -145,6 +207,8 @@ const char *chain_run(const struct vhost *vhost, const struct request *request,
 	int64_t then = timed ? clock_ns() : 0;
 	for (; state->next < vhost->plugin_count; state->next++) {
 		const struct plugin *plugin = vhost->plugins[state->next];
+		if (is_exempt(plugin, request, &client, slot))
+			continue;
 		enum plugin_result result = plugin->module->run(plugin, &call);
 		int64_t now = timed ? clock_ns() : 0;
 		count_run(plugin, slot, result, now - then);

@@ -19,6 +19,7 @@
 
 #include <libconfig.h>
 
+#include "cidr.h"
 #include "config.h"
 #include "policy.h"
 #include "session.h"
@@ -75,12 +76,21 @@ struct plugin {
 	char *name;
 	void *settings;            /* the module's settings struct */
 	struct object_stats *stats;   /* per thread; set when the config goes live */
+	struct cidr_list exempt;   /* client addresses the chain lets pass this plugin
+	                              untouched (empty: none) */
 };
 
 /* Every option table begins with these: the chain reads them. */
 #define PLUGIN_COMMON_OPTIONS \
 	{ .name = "name", .type = OPTION_CUSTOM }, \
 	{ .name = "module", .type = OPTION_CUSTOM }
+
+/* In the option tables of the modules that count or limit clients
+ * (Accounting, Quota, RateLimit): `exempt = "127.0.0.0/8, ::1";`.  The
+ * chain parses it (cidr.h) and does not run the plugin for a request whose
+ * client_address is in it. */
+#define PLUGIN_EXEMPT_OPTION \
+	{ .name = "exempt", .type = OPTION_CUSTOM }
 
 /* The options of the modules that use accounting tables (Accounting and
  * Quota): `settings` must have char *time_pattern and char *table_prefix. */

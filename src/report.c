@@ -72,9 +72,10 @@ void report_stats(struct buf *out, const struct config *config, time_t started)
 			const struct plugin *p = v->plugins[j];
 			object_stats_read(p->stats, &o);
 			buf_printf(out, "plugin %s %s calls %llu answers %llu waits %llu monitored %llu "
-				   "avg_us %.1f\n", v->name, p->name, (unsigned long long)o.calls,
-				   (unsigned long long)o.answers, (unsigned long long)o.waits,
-				   (unsigned long long)o.monitored,
+				   "exempt %llu avg_us %.1f\n", v->name, p->name,
+				   (unsigned long long)o.calls, (unsigned long long)o.answers,
+				   (unsigned long long)o.waits, (unsigned long long)o.monitored,
+				   (unsigned long long)o.exempt,
 				   o.calls ? (double)o.nanoseconds / (double)o.calls / 1000.0 : 0.0);
 			if (p->module->key_stats) {
 				struct ratekeys_stats k;
@@ -167,17 +168,19 @@ static void plugin_sample(struct buf *out, const char *name, const struct vhost 
 
 static void object_metrics(struct buf *out, const struct config *config)
 {
-	enum { FAMILIES = 5 };
+	enum { FAMILIES = 6 };
 	static const char *const names[FAMILIES] = { "tallyd_plugin_calls_total",
 						     "tallyd_plugin_answers_total",
 						     "tallyd_plugin_waits_total",
 						     "tallyd_plugin_monitored_total",
+						     "tallyd_plugin_exempt_total",
 						     "tallyd_plugin_seconds_total" };
 	static const char *const help[FAMILIES] = {
 		"Requests that ran the plugin.",
 		"Requests the plugin answered (a Quota's or a RateLimit's deferrals, an Action's answers).",
 		"Runs of the plugin that waited for the database.",
 		"Answers a Quota with monitor = true would have given.",
+		"Requests from an exempt client_address that passed the plugin untouched.",
 		"Seconds spent in the plugin." };
 
 	for (int which = 0; which < FAMILIES; which++) {
@@ -190,6 +193,7 @@ static void object_metrics(struct buf *out, const struct config *config)
 				object_stats_read(v->plugins[j]->stats, &o);
 				double values[FAMILIES] = { (double)o.calls, (double)o.answers,
 							    (double)o.waits, (double)o.monitored,
+							    (double)o.exempt,
 							    (double)o.nanoseconds / 1e9 };
 				plugin_sample(out, names[which], v, v->plugins[j], values[which]);
 			}

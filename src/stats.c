@@ -127,6 +127,7 @@ void object_stats_read(const struct object_stats *per_thread, struct object_tota
 		out->answers += load(&per_thread[i].answers);
 		out->waits += load(&per_thread[i].waits);
 		out->monitored += load(&per_thread[i].monitored);
+		out->exempt += load(&per_thread[i].exempt);
 		out->nanoseconds += load(&per_thread[i].nanoseconds);
 	}
 }

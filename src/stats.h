@@ -57,11 +57,12 @@ struct object_stats {
 	_Atomic uint64_t answers;
 	_Atomic uint64_t waits;       /* runs that waited for the database */
 	_Atomic uint64_t monitored;   /* a Quota's answers not given (monitor = true) */
+	_Atomic uint64_t exempt;      /* requests that passed untouched (exempt = ...) */
 	_Atomic uint64_t nanoseconds;
 } __attribute__((aligned(64)));
 
 struct object_totals {
-	uint64_t calls, answers, waits, monitored, nanoseconds;
+	uint64_t calls, answers, waits, monitored, exempt, nanoseconds;
 };
 
 struct object_stats *object_stats_new(void);

@@ -40,6 +40,7 @@ struct accounting_settings {
 
 static const struct config_option accounting_options[] = {
 	PLUGIN_COMMON_OPTIONS,
+	PLUGIN_EXEMPT_OPTION,
 	{ .name = "fields", .type = OPTION_STRING, .offset = SETTING(fields), .required = true },
 	PLUGIN_TABLE_OPTIONS(struct accounting_settings),
 	{ .name = "enabled", .type = OPTION_SWITCH, .offset = SETTING(enabled),

@@ -52,6 +52,7 @@ static const char *const metrics[] = { "count", "count_rcpt", "size", "size_rcpt
 
 static const struct config_option ratelimit_options[] = {
 	PLUGIN_COMMON_OPTIONS,
+	PLUGIN_EXEMPT_OPTION,
 	{ .name = "field", .type = OPTION_STRING, .offset = SETTING(field), .required = true,
 	  .valid = config_is_identifier, .valid_what = "an attribute name (letters, digits, _)" },
 	{ .name = "metric", .type = OPTION_STRING, .offset = SETTING(metric),

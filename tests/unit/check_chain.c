@@ -1,6 +1,7 @@
 /*
  * check_chain.c: the plugin chain (first answer wins, no answer is dunno,
- * module names without case) and the session's uc_ override rules.
+ * module names without case, an exempt client skips a plugin) and the
+ * session's uc_ override rules.
  */
 #include <check.h>
 #include <stdint.h>
@@ -86,6 +87,36 @@ static void set(struct session *s, const char *name, enum session_kind kind, con
 {
 	session_set(s, name, strlen(name), kind, text, strlen(text));
 }
+
+/* Runs a request from `client_address` through the vhost on port 12346. */
+static const char *run_from(const struct config *c, const char *client_address)
+{
+	struct attribute attr = { "client_address", client_address, 14, strlen(client_address) };
+	struct request req = { &attr, 1 };
+	static struct session s;
+
+	session_clear(&s);
+	return unit_run_chain(config_find_vhost(c, 12346, NULL), &req, &s);
+}
+
+START_TEST(test_an_exempt_client_skips_the_plugin_and_the_others_do_not)
+{
+	struct config *c = load("{ name = \"rate\"; module = \"RateLimit\"; field = "
+				"\"client_address\"; limits = [1, 3600]; action = \"defer rate\";\n"
+				"  exempt = \"192.0.2.0/24, ::1\"; }");
+
+	for (int i = 0; i < 3; i++) {
+		ck_assert_str_eq(run_from(c, "192.0.2.1"), "dunno");
+		ck_assert_str_eq(run_from(c, "::ffff:192.0.2.2"), "dunno");
+		ck_assert_str_eq(run_from(c, "::1"), "dunno");
+	}
+	ck_assert_str_eq(run_from(c, "198.51.100.1"), "dunno");
+	ck_assert_str_eq(run_from(c, "198.51.100.1"), "defer rate");
+	ck_assert_str_eq(run_from(c, "unknown"), "dunno");
+	ck_assert_str_eq(run_from(c, "unknown"), "defer rate");
+	config_free(c);
+}
+END_TEST
 
 START_TEST(test_session_values_are_replaced_and_merged)
 {
@@ -222,6 +253,7 @@ static Suite *chain_suite(void)
 	tcase_add_test(chain, test_chain_without_answer_says_dunno);
 	tcase_add_test(chain, test_module_names_match_without_case);
 	tcase_add_test(chain, test_virtual_hosts_are_chosen_by_port_or_socket);
+	tcase_add_test(chain, test_an_exempt_client_skips_the_plugin_and_the_others_do_not);
 	suite_add_tcase(s, chain);
 	tcase_add_test(session, test_session_values_are_replaced_and_merged);
 	tcase_add_test(session, test_uc_switch_off_only_for_the_string_off);
