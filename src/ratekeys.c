@@ -2,7 +2,7 @@
  * ratekeys.c: the RateLimit plugins' tables of keys (see ratekeys.h).
  *
  * Locking: `registry_lock` guards `tables` and every table's `users`,
- * `name` and `next`; a shard's `lock` guards its buckets, its list of keys
+ * `name`, `next`, `field`, `limits` and `max_keys`; a shard's `lock` guards its buckets, its list of keys
  * (newest message first) and every field of the keys in it.  A table's
  * counts are atomics, read without a lock.
  *
@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "hash.h"
 #include "keyfold.h"
 #include "log.h"
@@ -49,15 +50,33 @@ struct ratekeys {
 	struct ratekeys *next;           /* registry */
 	char *name;
 	int users;                       /* configs that hold it */
+	char *field;                     /* as configured (ratekeys_configure) */
+	struct rate_limits limits;
+	size_t max_keys;
 	uint64_t hash_key[2];
 	_Atomic size_t keys;
 	_Atomic uint64_t evicted_idle;
 	_Atomic uint64_t evicted_active;
+	_Atomic uint64_t restored;
 	struct shard shards[SHARD_COUNT];
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ratekeys *tables;
+
+/* The rate clock minus clock_ms(): set by the main thread before the
+ * workers start, read-only after. */
+static int64_t clock_offset;
+
+void ratekeys_set_clock(int64_t now)
+{
+	clock_offset = now - clock_ms();
+}
+
+int64_t ratekeys_clock(void)
+{
+	return clock_ms() + clock_offset;
+}
 
 void rate_limits_sign(struct rate_limits *limits, int metric)
 {
@@ -104,6 +123,7 @@ static void free_table(struct ratekeys *t)
 		free(s->buckets);
 		pthread_mutex_destroy(&s->lock);
 	}
+	free(t->field);
 	free(t->name);
 	free(t);
 }
@@ -125,11 +145,23 @@ void ratekeys_close(struct ratekeys *t)
 		free_table(t);
 }
 
+void ratekeys_configure(struct ratekeys *t, const char *field, const struct rate_limits *limits,
+			size_t max_keys)
+{
+	pthread_mutex_lock(&registry_lock);
+	free(t->field);
+	t->field = xstrdup(field);
+	t->limits = *limits;
+	t->max_keys = max_keys;
+	pthread_mutex_unlock(&registry_lock);
+}
+
 void ratekeys_stats(const struct ratekeys *t, struct ratekeys_stats *out)
 {
 	out->keys = atomic_load(&t->keys);
 	out->evicted_idle = atomic_load(&t->evicted_idle);
 	out->evicted_active = atomic_load(&t->evicted_active);
+	out->restored = atomic_load(&t->restored);
 }
 
 /* ------------------------------------------------------------- hash table */
@@ -275,6 +307,7 @@ int ratekeys_offer(struct ratekeys *t, const char *key, size_t key_len,
 {
 	int refused;
 
+	now += clock_offset;
 	if (key_len > UINT16_MAX)
 		key_len = UINT16_MAX;
 	uint64_t hash = hash_of(t, key, key_len);
@@ -305,4 +338,125 @@ int ratekeys_offer(struct ratekeys *t, const char *key, size_t key_len,
 	}
 	pthread_mutex_unlock(&s->lock);
 	return refused;
+}
+
+/* ------------------------------------------------- saving, showing, reset */
+
+static void copy_state(const struct rate_key *k, struct ratekey_state *out)
+{
+	out->last = k->last;
+	out->signature = k->signature;
+	out->span = k->span;
+	out->window_count = k->window_count;
+	memcpy(out->windows, k->windows, k->window_count * sizeof(struct ratewindow));
+}
+
+void ratekeys_for_each_table(ratekeys_table_fn *fn, void *arg)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct ratekeys *t = tables; t; t = t->next)
+		fn(t, t->name, t->limits.signature, arg);
+	pthread_mutex_unlock(&registry_lock);
+}
+
+void ratekeys_for_each_key(struct ratekeys *t, ratekeys_key_fn *fn, void *arg)
+{
+	struct ratekey_state state;
+
+	for (int i = 0; i < SHARD_COUNT; i++) {
+		struct shard *s = &t->shards[i];
+		pthread_mutex_lock(&s->lock);
+		for (struct rate_key *k = s->oldest; k; k = k->newer) {
+			copy_state(k, &state);
+			fn(key_bytes(k), k->key_len, &state, arg);
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+struct ratekeys *ratekeys_find(const char *name, uint64_t *signature)
+{
+	struct ratekeys *t;
+
+	pthread_mutex_lock(&registry_lock);
+	for (t = tables; t && strcmp(t->name, name) != 0; t = t->next)
+		;
+	if (t)
+		*signature = t->limits.signature;
+	pthread_mutex_unlock(&registry_lock);
+	return t;
+}
+
+static bool state_is_valid(const struct ratekey_state *state, size_t key_len)
+{
+	if (key_len == 0 || key_len > UINT16_MAX || state->window_count < 1 ||
+	    state->window_count > RATEKEYS_WINDOWS_MAX || state->last <= 0 ||
+	    state->span < 1 || state->span > RATEWINDOW_SECONDS_MAX)
+		return false;
+	for (size_t i = 0; i < state->window_count; i++) {
+		const struct ratewindow *w = &state->windows[i];
+		if (w->first >= RATEWINDOW_SLICES || w->closed > RATEWINDOW_SLICES)
+			return false;
+	}
+	return true;
+}
+
+bool ratekeys_restore(struct ratekeys *t, const char *key, size_t key_len,
+		      const struct ratekey_state *state)
+{
+	int64_t now = ratekeys_clock();
+	struct rate_limits limits = { .count = state->window_count,
+				      .signature = state->signature };
+
+	if (!state_is_valid(state, key_len) || now - state->last >= (int64_t)state->span * 1000)
+		return false;
+	uint64_t hash = hash_of(t, key, key_len);
+	struct shard *s = shard_of(t, hash);
+	pthread_mutex_lock(&s->lock);
+	struct rate_key *k = find(s, hash, key, key_len);
+	if (k)
+		drop(t, s, k, hash);          /* a key the file holds twice: the later wins */
+	make_room(t, s, now, t->max_keys);
+	k = create(t, s, hash, key, key_len, &limits, state->windows, state->last);
+	k->span = state->span;
+	atomic_fetch_add(&t->restored, 1);
+	pthread_mutex_unlock(&s->lock);
+	return true;
+}
+
+/* Copies out the key's windows (and forgets it): true when it is kept. */
+static bool take_key(struct ratekeys *t, const char *key, size_t key_len, bool forget,
+		     struct ratekey_state *out)
+{
+	uint64_t hash = hash_of(t, key, key_len);
+	struct shard *s = shard_of(t, hash);
+
+	pthread_mutex_lock(&s->lock);
+	struct rate_key *k = find(s, hash, key, key_len);
+	if (k)
+		copy_state(k, out);
+	if (k && forget)
+		drop(t, s, k, hash);
+	pthread_mutex_unlock(&s->lock);
+	return k != NULL;
+}
+
+int ratekeys_visit_key(const char *which, const char *key, size_t key_len, bool forget,
+		       ratekeys_visit_fn *fn, void *arg)
+{
+	struct ratekey_state state;
+	int matched = 0;
+
+	if (key_len > UINT16_MAX)
+		key_len = UINT16_MAX;
+	pthread_mutex_lock(&registry_lock);
+	for (struct ratekeys *t = tables; t; t = t->next) {
+		if (strcmp(t->name, which) != 0 && (t->field == NULL || strcmp(t->field, which) != 0))
+			continue;
+		bool found = take_key(t, key, key_len, forget, &state);
+		fn(t->name, t->field ? t->field : "", &t->limits, found ? &state : NULL, arg);
+		matched++;
+	}
+	pthread_mutex_unlock(&registry_lock);
+	return matched;
 }

@@ -244,6 +244,7 @@ static int ratelimit_setup(struct plugin *plugin, const config_setting_t *where,
 	rate_limits_sign(&r->limits, r->metric_index);
 	r->field_len = strlen(r->field);
 	r->keys = ratekeys_open(plugin->name);
+	ratekeys_configure(r->keys, r->field, &r->limits, (size_t)r->max_keys);
 	return 0;
 }
 
