@@ -352,6 +352,8 @@ static const struct config_option global_options[] = {
 	  .default_string = "/run/tallyd/control.sock" },
 	{ .name = "metrics_listen", .type = OPTION_STRING, .offset = GLOBAL(metrics_listen),
 	  .default_string = "" },
+	{ .name = "ratelimit_state", .type = OPTION_STRING, .offset = GLOBAL(ratelimit_state),
+	  .default_string = "" },
 	{ .name = "listen", .type = OPTION_CUSTOM },
 	{ .name = "workers", .type = OPTION_INT, .offset = GLOBAL(workers),
 	  .default_number = 8, .min = 1, .max = 1024 },
@@ -771,6 +773,7 @@ static void derive(struct config *config)
 	make_absolute(&config->accounting.journal);
 	make_absolute(&config->pid_file);
 	make_absolute(&config->control_socket);
+	make_absolute(&config->ratelimit_state);
 }
 
 /* ------------------------------------------------------- 64-bit integers */

@@ -152,6 +152,7 @@ struct config {
 	char *instance_id;
 	char *control_socket;      /* tallyctl's unix socket; "" = none */
 	char *metrics_listen;      /* Prometheus HTTP listener; "" = none */
+	char *ratelimit_state;     /* RateLimit windows' file; "" = in the journal directory */
 	struct listen_address metrics_address;
 
 	struct listen_address *listen;

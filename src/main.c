@@ -7,10 +7,12 @@
  * the listeners (as root), daemonize, write the pid file, drop privileges,
  * open the database side (caches, journal, loader, flusher; none when no
  * plugin uses the database), start the workers, the acceptor and the admin
- * thread, then wait for signals.  Signals are
+ * thread, then wait for signals (and save the RateLimit windows every
+ * snapshot_interval, ratestate.h).  Signals are
  * blocked in every thread and taken here with sigwaitinfo(), so no handler
  * runs inside other code.  Shutdown reverses it: stop accepting, let the
- * workers finish, answer what is buffered, write every pending increment.
+ * workers finish, answer what is buffered, save the RateLimit windows,
+ * write every pending increment.
  *
  * Reload (SIGHUP, or tallyctl through the admin thread; reload_lock keeps
  * them apart) swaps in a new config for listeners, virtual hosts, plugins,
@@ -36,6 +38,7 @@
 #include <unistd.h>
 
 #include "chain.h"
+#include "clock.h"
 #include "config.h"
 #include "control.h"
 #include "counters.h"
@@ -49,6 +52,7 @@
 #include "live.h"
 #include "log.h"
 #include "preflight.h"
+#include "ratestate.h"
 #include "stats.h"
 #include "store.h"
 #include "tables.h"
@@ -191,6 +195,7 @@ static void warn_restart_only(const struct config *old, const struct config *nex
 		{ "database.name", old->database.name, next->database.name },
 		{ "database.path", old->database.path, next->database.path },
 		{ "accounting.journal", old->accounting.journal, next->accounting.journal },
+		{ "ratelimit_state", old->ratelimit_state, next->ratelimit_state },
 	};
 	const struct { const char *name; double a, b; } numbers[] = {
 		{ "workers", old->workers, next->workers },
@@ -442,12 +447,23 @@ static void block_signals(sigset_t *set)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-/* Reloads on SIGHUP; returns the signal that asked tallyd to stop. */
-static int wait_for_stop(const sigset_t *set)
+/* Reloads on SIGHUP, saves the RateLimit windows to `rate_state` (NULL:
+ * none) every `interval` seconds; returns the signal that asked tallyd to
+ * stop. */
+static int wait_for_stop(const sigset_t *set, const char *rate_state, double interval)
 {
+	int64_t next_save = clock_ms() + (int64_t)(interval * 1000);
+
 	for (;;) {
 		siginfo_t info;
-		int sig = sigwaitinfo(set, &info);
+		int64_t left = next_save - clock_ms();
+		struct timespec wait = { .tv_sec = left > 0 ? left / 1000 : 0,
+					 .tv_nsec = left > 0 ? left % 1000 * 1000000 : 0 };
+		int sig = rate_state ? sigtimedwait(set, &info, &wait) : sigwaitinfo(set, &info);
+		if (rate_state && clock_ms() >= next_save) {
+			ratestate_save(rate_state, false);
+			next_save = clock_ms() + (int64_t)(interval * 1000);
+		}
 		if (sig == SIGHUP) {
 			struct buf why;
 			buf_init(&why);
@@ -497,6 +513,9 @@ int main(int argc, char **argv)
 	write_pid_file(config);
 	drop_privileges(config, uid, gid);
 	start_database(config);
+	char *rate_state = ratestate_path(config);
+	if (rate_state)
+		ratestate_load(rate_state);
 	if (workers_start(workers) < 0 || listener_start(acceptor_slot) < 0)
 		fatal("start-up failed");
 	control_start(config, admin_slot, reload);
@@ -504,12 +523,15 @@ int main(int argc, char **argv)
 		   config->listen_count, workers);
 	report_ready(ready_fd, config);
 
-	int sig = wait_for_stop(&signals);
+	int sig = wait_for_stop(&signals, rate_state, config->accounting.snapshot_interval);
 	log_notice("%s: stopping", strsignal(sig));
 	control_stop();
 	listener_stop();
 	workers_stop();
 	workers_drain();
+	if (rate_state)
+		ratestate_save(rate_state, true);
+	free(rate_state);
 	stop_database();
 	if (config->pid_file[0] != '\0' && unlink(config->pid_file) < 0)
 		log_debug("cannot remove pid_file %s: %s", config->pid_file, strerror(errno));
