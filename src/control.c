@@ -5,7 +5,8 @@
  * report.c; admin.c reads the requests).  Commands run one at a time.  A flush or a reload
  * waits for the flusher or the main thread, not for a lock; `show` may
  * wait up to database.wait for a total the loader reads.  It reads the
- * config through live.h like a worker.
+ * config through live.h like a worker.  `show rate:...` and `reset
+ * rate:...` read and clear RateLimit keys (ratekeys.h).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,6 +28,7 @@
 #include "flusher.h"
 #include "live.h"
 #include "log.h"
+#include "ratekeys.h"
 #include "report.h"
 #include "tables.h"
 #include "timekey.h"
@@ -172,6 +174,61 @@ static void command_top(struct buf *out, char **args, int count)
 	top_report(out, period, metric, (size_t)n);
 }
 
+/* What `show rate:...` prints of one RateLimit's key. */
+static void show_rate_key(const char *name, const char *field, const struct rate_limits *limits,
+			  const struct ratekey_state *state, void *arg)
+{
+	struct buf *out = arg;
+	int64_t now = ratekeys_clock();
+
+	buf_printf(out, "ratelimit %s\nfield %s\n", name, field);
+	if (state == NULL) {
+		buf_append_str(out, "last never (no message in its windows)\n");
+	} else {
+		buf_printf(out, "last %.3f seconds ago\n", (double)(now - state->last) / 1000.0);
+		if (state->signature != limits->signature)
+			buf_append_str(out, "note: its windows were made for limits other than the "
+				       "configured ones (uc_limits); their loads are not shown\n");
+	}
+	bool known = state == NULL || state->signature == limits->signature;
+	for (size_t i = 0; known && i < limits->count; i++) {
+		struct ratewindow w = state ? state->windows[i] : (struct ratewindow){ 0 };
+		uint64_t load = state ? ratewindow_load(&w, &limits->limit[i], state->last, now) : 0;
+		buf_printf(out, "limit %llu in %lu seconds: load %llu\n",
+			   (unsigned long long)limits->limit[i].count,
+			   (unsigned long)limits->limit[i].seconds, (unsigned long long)load);
+	}
+}
+
+/* show|reset rate:PLUGIN-or-FIELD KEY: a RateLimit key's windows, each
+ * window's load against its limit; reset empties them (and shows what
+ * they held). */
+static void command_rate(struct buf *out, char **args, int count)
+{
+	bool reset = strcmp(args[0], "reset") == 0;
+	const char *which = args[1] + strlen("rate:");
+	char long_form[ACCOUNTING_VALUE_MAX];
+	struct buf shown;
+
+	if (count != 3 || which[0] == '\0') {
+		buf_printf(out, "usage: %s rate:PLUGIN KEY, or %s rate:FIELD KEY\n", args[0], args[0]);
+		return;
+	}
+	size_t key_len = strlen(args[2]);
+	const char *key = accounting_key(args[2], &key_len, long_form);
+	buf_init(&shown);
+	if (ratekeys_visit_key(which, key, key_len, reset, show_rate_key, &shown) == 0) {
+		buf_printf(out, "error: no RateLimit plugin is named %s or limits by that field\n",
+			   which);
+	} else {
+		buf_append_str(out, "ok\nkey ");
+		top_append_key(out, key, key_len);
+		buf_printf(out, "\n%s", reset ? "reset: its windows are empty now; they held:\n" : "");
+		buf_append(out, shown.data, shown.len);
+	}
+	buf_free(&shown);
+}
+
 /* show|reset FIELD KEY [TIME] */
 static void command_key(struct buf *out, char **args, int count)
 {
@@ -235,6 +292,9 @@ static void run_command(struct buf *out, char *line)
 		buf_append_str(out, "ok\n");
 		report_stats(out, live_enter(), started);
 		live_leave();
+	} else if ((strcmp(args[0], "show") == 0 || strcmp(args[0], "reset") == 0) &&
+		   count >= 2 && strncmp(args[1], "rate:", 5) == 0) {
+		command_rate(out, args, count);
 	} else if (strcmp(args[0], "show") == 0 || strcmp(args[0], "reset") == 0) {
 		command_key(out, args, count);
 	} else if (strcmp(args[0], "top") == 0) {

@@ -3,6 +3,7 @@
  * socket and prints the answer:
  *
  *   tallyctl [-s SOCKET] stats | show FIELD KEY [TIME] | reset FIELD KEY [TIME]
+ *                        | show rate:PLUGIN-or-FIELD KEY | reset rate:PLUGIN-or-FIELD KEY
  *                        | top FIELD [N] [METRIC] | forget FIELD KEY | flush | reload
  *
  * Exit status: 0 when tallyd answered "ok", 1 when it answered an error, 2
@@ -26,6 +27,8 @@ static void usage(FILE *out)
 		"  stats                   requests, answers, cache, flusher and database state\n"
 		"  show FIELD KEY [TIME]   the four metrics of a key (flushed + pending)\n"
 		"  reset FIELD KEY [TIME]  set a key's four metrics to zero\n"
+		"  show rate:NAME KEY      a RateLimit key's windows: each one's load and limit\n"
+		"  reset rate:NAME KEY     empty a RateLimit key's windows\n"
 		"  top FIELD [N] [METRIC]  the N (10) keys of this period with the largest METRIC\n"
 		"                          (count), from memory\n"
 		"  forget FIELD KEY        read the key's SqlUserConfig config afresh\n"
@@ -33,7 +36,8 @@ static void usage(FILE *out)
 		"  reload                  re-read tallyd's configuration\n"
 		"  -s SOCKET               tallyd's control_socket (default " DEFAULT_SOCKET ")\n"
 		"FIELD is the request attribute (client_address) or the table (acct_client_address);\n"
-		"TIME defaults to the current period.\n");
+		"TIME defaults to the current period.  NAME is the RateLimit plugin's name or its\n"
+		"field.\n");
 }
 
 static int connect_to(const char *path)
