@@ -81,9 +81,10 @@ void report_stats(struct buf *out, const struct config *config, time_t started)
 				struct ratekeys_stats k;
 				p->module->key_stats(p, &k);
 				buf_printf(out, "plugin %s %s keys %zu evicted_idle %llu "
-					   "evicted_active %llu\n", v->name, p->name, k.keys,
-					   (unsigned long long)k.evicted_idle,
-					   (unsigned long long)k.evicted_active);
+					   "evicted_active %llu restored %llu\n", v->name, p->name,
+					   k.keys, (unsigned long long)k.evicted_idle,
+					   (unsigned long long)k.evicted_active,
+					   (unsigned long long)k.restored);
 			}
 		}
 	}
@@ -204,15 +205,17 @@ static void object_metrics(struct buf *out, const struct config *config)
 /* The keys of the plugins that keep their own (RateLimit). */
 static void key_metrics(struct buf *out, const struct config *config)
 {
-	enum { FAMILIES = 3 };
+	enum { FAMILIES = 4 };
 	static const char *const names[FAMILIES] = { "tallyd_plugin_keys",
 						     "tallyd_plugin_keys_evicted_idle_total",
-						     "tallyd_plugin_keys_evicted_active_total" };
-	static const char *const types[FAMILIES] = { "gauge", "counter", "counter" };
+						     "tallyd_plugin_keys_evicted_active_total",
+						     "tallyd_plugin_keys_restored_total" };
+	static const char *const types[FAMILIES] = { "gauge", "counter", "counter", "counter" };
 	static const char *const help[FAMILIES] = {
 		"Keys a RateLimit tracks.",
 		"Keys a RateLimit let go with empty windows.",
-		"Keys a RateLimit let go at max_keys with messages still in a window." };
+		"Keys a RateLimit let go at max_keys with messages still in a window.",
+		"Keys a RateLimit put back from its state file at start." };
 
 	for (int which = 0; which < FAMILIES; which++) {
 		buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", names[which], help[which],
@@ -226,7 +229,8 @@ static void key_metrics(struct buf *out, const struct config *config)
 					continue;
 				p->module->key_stats(p, &k);
 				double values[FAMILIES] = { (double)k.keys, (double)k.evicted_idle,
-							    (double)k.evicted_active };
+							    (double)k.evicted_active,
+							    (double)k.restored };
 				plugin_sample(out, names[which], v, p, values[which]);
 			}
 		}
