@@ -1,17 +1,19 @@
 """test_ratelimit.py: RateLimit in a running tallyd — windows that slide,
 several windows per key, per-user limits from SqlUserConfig JSON on
-MariaDB, deferrals that name their window and are not counted."""
+MariaDB, deferrals that name their window and are not counted; windows that
+survive a restart (ratelimit_state), and tallyctl show/reset rate:..."""
+import os
 import time
 
-from harness import PolicyClient, free_port
+from harness import PolicyClient, free_port, wait_for
 
 HOWTO_QUERY = ("SELECT p.config FROM relay_policies p JOIN relay_hosts h "
                "ON (h.relay_policy = p.id) WHERE h.client_address=?")
 
 
-def rate_config(port, database, limits):
+def rate_config(port, database, limits, extra=""):
     """SqlUserConfig, RateLimit on client_address, then Accounting."""
-    return ('listen = "127.0.0.1:%d";\n%s'
+    return ('listen = "127.0.0.1:%d";\n%s%s'
             'accounting = { flush_interval = 0.2; };\n'
             'virtual_hosts = ( { port = %d; plugins = (\n'
             '  { name = "PolicyConfig"; module = "SqlUserConfig"; field = "client_address";\n'
@@ -19,7 +21,7 @@ def rate_config(port, database, limits):
             '  { name = "RateIP"; module = "RateLimit"; field = "client_address";\n'
             '    limits = %s; uc_limits = "rate_limits"; },\n'
             '  { name = "AcctIP"; module = "Accounting"; fields = "client_address"; }\n'
-            ') } );\n' % (port, database, port, HOWTO_QUERY, limits))
+            ') } );\n' % (port, database, extra, port, HOWTO_QUERY, limits))
 
 
 def deferral(count, seconds, unit="messages"):
@@ -113,3 +115,156 @@ def test_per_user_limits_come_from_sql_json(tallyd, db):
     daemon.ctl("flush")
     assert [counted(db, "198.51.100.%d" % n) for n in (1, 2, 3, 4)] == [2, 4, 3, 1]
     assert "not usable limits" in daemon.log()
+
+
+def state_config(port, directory, short, long):
+    """Two RateLimits and no database: RateShort on client_address,
+    RateLong on sasl_username, their windows kept in directory/rl.state."""
+    return ('listen = "127.0.0.1:%d";\nratelimit_state = "%s/rl.state";\n'
+            'virtual_hosts = ( { port = %d; plugins = (\n'
+            '  { name = "RateShort"; module = "RateLimit"; field = "client_address";\n'
+            '    limits = %s; },\n'
+            '  { name = "RateLong"; module = "RateLimit"; field = "sasl_username";\n'
+            '    limits = %s; }\n'
+            ') } );\n' % (port, directory, port, short, long))
+
+
+def restart(daemon, port, config=None, pause_until=None):
+    """Stops and starts the daemon, and waits for this start's "started"."""
+    assert daemon.stop() == 0
+    if config:
+        daemon.write_config(config)
+    if pause_until:
+        time.sleep(max(0, pause_until - time.monotonic()))
+    starts = daemon.log().count(" started: ")
+    daemon.start(wait_port=port)
+    wait_for(lambda: daemon.log().count(" started: ") > starts, 15, "tallyd to start again")
+    return PolicyClient(port=port)
+
+
+def key_stats(daemon, plugin):
+    """The 'plugin VHOST NAME keys ...' line of tallyctl stats, from 'keys'."""
+    for line in daemon.ctl("stats").stdout.splitlines():
+        words = line.split()
+        if words[:1] == ["plugin"] and plugin in words and "keys" in words:
+            return " ".join(words[words.index("keys"):])
+    return None
+
+
+def test_a_client_at_its_limit_is_still_deferred_after_a_restart(tallyd, tmp_path):
+    port = free_port()
+    config = state_config(port, tmp_path, "( [100, 60] )", "( [2, 3600] )")
+    daemon = tallyd(config, wait_port=port)
+    client = PolicyClient(port=port)
+    for n in range(2):
+        assert client.ask(sasl_username="alice", client_address="192.0.2.%d" % n) == "dunno"
+    assert client.ask(sasl_username="alice", client_address="192.0.2.9") == deferral(2, 3600)
+
+    client = restart(daemon, port)
+    assert "rate limit state %s/rl.state: 4 keys saved" % tmp_path in daemon.log()
+    assert client.ask(sasl_username="alice", client_address="192.0.2.8") == deferral(2, 3600)
+    assert client.ask(sasl_username="bob", client_address="192.0.2.8") == "dunno"
+    assert key_stats(daemon, "RateLong") == "keys 2 evicted_idle 0 evicted_active 0 restored 1"
+    assert key_stats(daemon, "RateShort") == "keys 4 evicted_idle 0 evicted_active 0 restored 3"
+
+    # other limits for RateLong: its keys start afresh, said in the log;
+    # RateShort's are still restored
+    client = restart(daemon, port, state_config(port, tmp_path, "( [100, 60] )", "( [3, 3600] )"))
+    assert ("the limits or the metric of RateLimit RateLong changed since the state was "
+            "saved; its 2 keys start afresh") in daemon.log()
+    assert client.ask(sasl_username="alice", client_address="192.0.2.7") == "dunno"
+    assert key_stats(daemon, "RateShort") == "keys 5 evicted_idle 0 evicted_active 0 restored 4"
+
+
+def test_a_window_that_emptied_while_tallyd_was_stopped_is_not_restored(tallyd, tmp_path):
+    port = free_port()
+    daemon = tallyd(state_config(port, tmp_path, "( [2, 3] )", "( [2, 3600] )"), wait_port=port)
+    client = PolicyClient(port=port)
+    assert client.ask(client_address="192.0.2.1") == "dunno"
+    assert client.ask(client_address="192.0.2.1") == "dunno"
+    last = time.monotonic()
+    assert client.ask(client_address="192.0.2.1") == deferral(2, 3)
+    client = restart(daemon, port, pause_until=last + 3.5)   # the 3-second window is empty
+    assert "0 keys restored" in daemon.log()
+    assert "1 whose windows emptied since" in daemon.log()
+    assert key_stats(daemon, "RateShort") == "keys 0 evicted_idle 0 evicted_active 0 restored 0"
+    assert client.ask(client_address="192.0.2.1") == "dunno"
+    assert client.ask(client_address="192.0.2.1") == "dunno"
+    assert client.ask(client_address="192.0.2.1") == deferral(2, 3)
+
+
+def test_a_damaged_or_cut_state_file_is_set_aside_and_logged(tallyd, tmp_path):
+    port = free_port()
+    path = os.path.join(str(tmp_path), "rl.state")
+    with open(path, "wb") as f:
+        f.write(b"this is no state file\n")
+    daemon = tallyd(state_config(port, tmp_path, "( [2, 3600] )", "( [2, 3600] )"),
+                    wait_port=port)
+    client = PolicyClient(port=port)
+    assert ("rate limit state %s: not a tallyd rate limit state file; set aside as %s.damaged"
+            % (path, path)) in daemon.log()
+    with open(path + ".damaged", "rb") as f:
+        assert f.read() == b"this is no state file\n"
+    for n in range(3):
+        client.ask(client_address="192.0.2.1")
+    assert client.ask(client_address="192.0.2.1") == deferral(2, 3600)
+    assert daemon.stop() == 0
+    assert "1 keys saved" in daemon.log()
+
+    with open(path, "rb") as f:                          # a whole file, then cut short
+        whole = f.read()
+    with open(path, "wb") as f:
+        f.write(whole[:len(whole) - 3])
+    os.unlink(path + ".damaged")
+    starts = daemon.log().count(" started: ")
+    daemon.start(wait_port=port)
+    wait_for(lambda: daemon.log().count(" started: ") > starts, 15, "tallyd to start again")
+    client = PolicyClient(port=port)
+    assert ("rate limit state %s: cut short or damaged (its length does not match); set aside"
+            % path) in daemon.log()
+    assert os.path.getsize(path + ".damaged") == len(whole) - 3
+    assert client.ask(client_address="192.0.2.1") == "dunno"    # started empty
+
+
+def test_show_and_reset_a_rate_limited_key(tallyd, db):
+    daemon, client = start(tallyd, db, "( [3, 3600], [10, 60] )")
+    for n in range(3):
+        assert client.ask(client_address="192.0.2.5") == "dunno"
+    assert client.ask(client_address="192.0.2.5") == deferral(3, 3600)
+
+    for which in ("rate:RateIP", "rate:client_address"):
+        shown = daemon.ctl("show", which, "192.0.2.5").stdout
+        assert "ratelimit RateIP\nfield client_address\n" in shown
+        assert "limit 3 in 3600 seconds: load 3\nlimit 10 in 60 seconds: load 3\n" in shown
+    shown = daemon.ctl("show", "rate:RateIP", "192.0.2.99").stdout
+    assert "last never" in shown and "limit 3 in 3600 seconds: load 0\n" in shown
+    # the counter form is another command: the Accounting table's totals
+    daemon.ctl("flush")
+    assert "count 3 " in daemon.ctl("show", "client_address", "192.0.2.5").stdout
+
+    reset = daemon.ctl("reset", "rate:RateIP", "192.0.2.5").stdout
+    assert "reset: its windows are empty now; they held:" in reset
+    assert "limit 3 in 3600 seconds: load 3" in reset
+    assert client.ask(client_address="192.0.2.5") == "dunno"
+    assert "limit 3 in 3600 seconds: load 1\n" in daemon.ctl("show", "rate:RateIP",
+                                                             "192.0.2.5").stdout
+
+    wrong = daemon.ctl("show", "rate:NoSuch", "192.0.2.5", check=False)
+    assert wrong.returncode == 1 and "no RateLimit plugin is named NoSuch" in wrong.stderr
+    wrong = daemon.ctl("reset", "rate:RateIP", check=False)
+    assert wrong.returncode == 2 and "usage: reset rate:PLUGIN KEY" in wrong.stderr
+
+
+def test_the_state_is_kept_in_the_journal_directory_by_default(tallyd, db, tmp_path):
+    journal = os.path.join(str(tmp_path), "journal")
+    db.load_howto_tables()
+    port = free_port()
+    config = rate_config(port, db.config(), "( [2, 3600] )").replace(
+        "flush_interval = 0.2;", 'flush_interval = 0.2; journal = "%s";' % journal)
+    daemon = tallyd(config, wait_port=port)
+    client = PolicyClient(port=port)
+    assert client.ask(client_address="192.0.2.6") == "dunno"
+    assert client.ask(client_address="192.0.2.6") == "dunno"
+    client = restart(daemon, port)
+    assert os.path.exists(os.path.join(journal, "ratelimit.state"))
+    assert client.ask(client_address="192.0.2.6") == deferral(2, 3600)
