@@ -1,7 +1,8 @@
 /*
  * check_ratewindow.c: RateLimit's sliding windows (ratewindow.c), its key
- * tables (ratekeys.c) and the plugin (plugins/ratelimit.c).  Time is passed
- * in, so every schedule is played exactly.
+ * tables (ratekeys.c), their state file (ratestate.c) and the plugin
+ * (plugins/ratelimit.c).  Time is passed in, so every schedule is played
+ * exactly.
  */
 #include <check.h>
 #include <pthread.h>
@@ -13,8 +14,12 @@
 
 #include "chain.h"
 #include "config.h"
+#include "clock.h"
+#include "hash.h"
 #include "json.h"
+#include "log.h"
 #include "ratekeys.h"
+#include "ratestate.h"
 #include "ratewindow.h"
 #include "session.h"
 #include "unit.h"
@@ -340,6 +345,134 @@ START_TEST(test_threads_offering_one_key_never_pass_its_limit_together)
 }
 END_TEST
 
+/* ------------------------------------------------------------- state file */
+
+#define DAY (86400LL * SECOND)
+
+/* A table "saved" configured with `limits`, as a plugin's setup makes it. */
+static struct ratekeys *configured(const struct rate_limits *limits)
+{
+	struct ratekeys *t = ratekeys_open("saved");
+
+	ratekeys_configure(t, "client_address", limits, MAX_KEYS);
+	return t;
+}
+
+static int offer_now(struct ratekeys *t, const struct rate_limits *limits)
+{
+	return ratekeys_offer(t, "192.0.2.1", 9, limits, 1, clock_ms(), MAX_KEYS);
+}
+
+/* Saves a table with 192.0.2.1 at its limit of 2 per `seconds`, the rate
+ * clock reading `clock`; the table is gone afterwards, as at a stop. */
+static void save_at_limit(const char *path, int64_t clock, uint32_t seconds)
+{
+	struct rate_limits two = limits_of(2, seconds);
+	struct ratekeys *t = configured(&two);
+
+	ratekeys_set_clock(clock);
+	ck_assert_int_eq(offer_now(t, &two), -1);
+	ck_assert_int_eq(offer_now(t, &two), -1);
+	ck_assert_int_eq(offer_now(t, &two), 0);
+	ck_assert_int_eq(ratestate_save(path, false), 0);
+	ratekeys_close(t);
+}
+
+static uint64_t restored(struct ratekeys *t)
+{
+	struct ratekeys_stats st;
+
+	ratekeys_stats(t, &st);
+	return st.restored;
+}
+
+START_TEST(test_saved_windows_go_on_when_the_monotonic_clock_starts_elsewhere)
+{
+	char path[] = "/tmp/check_ratestate_XXXXXX";
+	struct rate_limits two = limits_of(2, 3600);
+
+	close(mkstemp(path));
+	save_at_limit(path, 1000 * SECOND, 3600);
+	/* another boot: the monotonic clock reads a year more; loading sets
+	 * the rate clock back to the saved one, and the key is still full */
+	ratekeys_set_clock(365 * DAY);
+	struct ratekeys *t = configured(&two);
+	ratestate_load(path);
+	ck_assert_uint_eq(restored(t), 1);
+	ck_assert_int_eq(offer_now(t, &two), 0);
+	ck_assert_int_eq(ratekeys_offer(t, "192.0.2.2", 9, &two, 1, clock_ms(), MAX_KEYS), -1);
+	ratekeys_close(t);
+	unlink(path);
+}
+END_TEST
+
+/* Moves the file's save time `ms` into the past, with a checksum to match. */
+static void age_file(const char *path, int64_t ms)
+{
+	FILE *f = fopen(path, "r+b");
+	char data[4096];
+	size_t len = fread(data, 1, sizeof(data), f);
+	int64_t wall;
+
+	ck_assert_uint_gt(len, 48);
+	memcpy(&wall, data + 40, 8);
+	wall -= ms;
+	memcpy(data + 40, &wall, 8);
+	uint64_t hash = hash_bytes(HASH_SEED, data + 32, len - 32);
+	memcpy(data + 24, &hash, 8);
+	rewind(f);
+	ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+	fclose(f);
+}
+
+START_TEST(test_a_key_whose_windows_emptied_while_stopped_is_not_restored)
+{
+	char path[] = "/tmp/check_ratestate_XXXXXX";
+	struct rate_limits two = limits_of(2, 60);
+
+	close(mkstemp(path));
+	save_at_limit(path, 1000 * SECOND, 60);
+	age_file(path, 55 * SECOND);           /* stopped 55 s: the window still holds it */
+	struct ratekeys *t = configured(&two);
+	ratestate_load(path);
+	ck_assert_uint_eq(restored(t), 1);
+	ck_assert_int_eq(offer_now(t, &two), 0);
+	ratekeys_close(t);
+
+	save_at_limit(path, 1000 * SECOND, 60);
+	age_file(path, 61 * SECOND);           /* 61 s: empty */
+	t = configured(&two);
+	ratestate_load(path);
+	ck_assert_uint_eq(restored(t), 0);
+	ck_assert_int_eq(offer_now(t, &two), -1);
+	ratekeys_close(t);
+	unlink(path);
+}
+END_TEST
+
+START_TEST(test_a_damaged_state_file_is_set_aside_and_nothing_is_restored)
+{
+	char path[] = "/tmp/check_ratestate_XXXXXX";
+	struct rate_limits two = limits_of(2, 3600);
+
+	close(mkstemp(path));
+	save_at_limit(path, 1000 * SECOND, 3600);
+	FILE *f = fopen(path, "r+b");
+	fseek(f, 60, SEEK_SET);
+	fputc('!', f);                          /* one byte of the payload */
+	fclose(f);
+	struct ratekeys *t = configured(&two);
+	ratestate_load(path);
+	ck_assert_uint_eq(restored(t), 0);
+	ck_assert_int_eq(access(path, F_OK), -1);
+	char *aside = xasprintf("%s.damaged", path);
+	ck_assert_int_eq(access(aside, F_OK), 0);
+	ratekeys_close(t);
+	unlink(aside);
+	free(aside);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- plugin */
 
 static const char *run(const struct config *c, const char *user, const char *json)
@@ -420,6 +553,9 @@ static Suite *ratewindow_suite(void)
 	tcase_add_test(keys, test_a_table_survives_a_reload_that_keeps_the_plugin);
 	tcase_add_test(keys, test_max_keys_bounds_the_table_and_idle_keys_go_first);
 	tcase_add_test(keys, test_threads_offering_one_key_never_pass_its_limit_together);
+	tcase_add_test(keys, test_saved_windows_go_on_when_the_monotonic_clock_starts_elsewhere);
+	tcase_add_test(keys, test_a_key_whose_windows_emptied_while_stopped_is_not_restored);
+	tcase_add_test(keys, test_a_damaged_state_file_is_set_aside_and_nothing_is_restored);
 	suite_add_tcase(s, keys);
 	tcase_add_unchecked_fixture(plugin, counters_init, counters_free_all);
 	tcase_add_test(plugin, test_the_plugin_names_the_window_and_takes_limits_from_a_json_array);
