@@ -6,13 +6,14 @@
  * stops here, and with --connect checks the database too, dbcheck.h), bind
  * the listeners (as root), daemonize, write the pid file, drop privileges,
  * open the database side (caches, journal, loader, flusher; none when no
- * plugin uses the database), start the workers, the acceptor and the admin
- * thread, then wait for signals (and save the RateLimit windows every
- * snapshot_interval, ratestate.h).  Signals are
- * blocked in every thread and taken here with sigwaitinfo(), so no handler
- * runs inside other code.  Shutdown reverses it: stop accepting, let the
- * workers finish, answer what is buffered, save the RateLimit windows,
- * write every pending increment.
+ * plugin uses the database), read the RateLimit windows back (ratestate.h),
+ * start the workers, the acceptor and the admin thread, then wait for
+ * signals, saving the RateLimit windows every snapshot_interval.  Signals
+ * are blocked in every thread and taken here with sigwaitinfo() (or
+ * sigtimedwait(), between saves), so no handler runs inside other code.
+ * Shutdown reverses it: stop accepting, let the workers finish, answer
+ * what is buffered, save the RateLimit windows, write every pending
+ * increment.
  *
  * Reload (SIGHUP, or tallyctl through the admin thread; reload_lock keeps
  * them apart) swaps in a new config for listeners, virtual hosts, plugins,

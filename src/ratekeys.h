@@ -1,6 +1,6 @@
 /*
  * ratekeys.h: the keys a RateLimit plugin tracks, key → its windows
- * (ratewindow.h), in memory only.
+ * (ratewindow.h), in memory (ratestate.h saves and restores them).
  *
  * One table per RateLimit plugin name, shared by the configs that name it:
  * a reload that keeps the plugin keeps its keys (ratekeys_open() finds the

@@ -13,7 +13,8 @@
  * window it overflows) and counted in none.  enabled, field, metric, action
  * and limits can be replaced per request by session values (uc_...;
  * uc_limits takes a JSON array of [count, seconds] pairs, or a string
- * holding one).  Memory only: no database, per tallyd instance.
+ * holding one).  In memory (ratestate.c keeps it across restarts): no
+ * database, per tallyd instance.
  *
  * Settings are read-only after setup; run() is called by all workers at
  * once and changes only the plugin's key table (its own shard locks).
