@@ -3,6 +3,7 @@ several windows per key, per-user limits from SqlUserConfig JSON on
 MariaDB, deferrals that name their window and are not counted; windows that
 survive a restart (ratelimit_state), and tallyctl show/reset rate:..."""
 import os
+import signal
 import time
 
 from harness import PolicyClient, free_port, wait_for
@@ -174,6 +175,27 @@ def test_a_client_at_its_limit_is_still_deferred_after_a_restart(tallyd, tmp_pat
             "saved; its 2 keys start afresh") in daemon.log()
     assert client.ask(sasl_username="alice", client_address="192.0.2.7") == "dunno"
     assert key_stats(daemon, "RateShort") == "keys 5 evicted_idle 0 evicted_active 0 restored 4"
+
+
+def test_a_crash_keeps_the_windows_of_the_last_periodic_save(tallyd, tmp_path):
+    port = free_port()
+    path = os.path.join(str(tmp_path), "rl.state")
+    config = ("accounting = { snapshot_interval = 1; };\n" +
+              state_config(port, tmp_path, "( [100, 60] )", "( [2, 3600] )"))
+    daemon = tallyd(config, wait_port=port)
+    client = PolicyClient(port=port)
+    assert client.ask(sasl_username="carol", client_address="192.0.2.1") == "dunno"
+    assert client.ask(sasl_username="carol", client_address="192.0.2.2") == "dunno"
+    answered = time.time_ns()
+    wait_for(lambda: os.path.exists(path) and os.stat(path).st_mtime_ns > answered, 15,
+             "a periodic save of the state file")
+    assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+
+    starts = daemon.log().count(" started: ")
+    daemon.start(wait_port=port)
+    wait_for(lambda: daemon.log().count(" started: ") > starts, 15, "tallyd to start again")
+    client = PolicyClient(port=port)
+    assert client.ask(sasl_username="carol", client_address="192.0.2.3") == deferral(2, 3600)
 
 
 def test_a_window_that_emptied_while_tallyd_was_stopped_is_not_restored(tallyd, tmp_path):
