@@ -175,23 +175,25 @@ static void command_top(struct buf *out, char **args, int count)
 }
 
 /* What `show rate:...` prints of one RateLimit's key. */
-static void show_rate_key(const char *name, const char *field, const struct rate_limits *limits,
+static void show_rate_key(const char *name, const char *field,
+			  const struct rate_limits *configured, const struct rate_limits *limits,
 			  const struct ratekey_state *state, void *arg)
 {
 	struct buf *out = arg;
 	int64_t now = ratekeys_clock();
 
 	buf_printf(out, "ratelimit %s\nfield %s\n", name, field);
-	if (state == NULL) {
+	if (state == NULL)
 		buf_append_str(out, "last never (no message in its windows)\n");
-	} else {
+	else
 		buf_printf(out, "last %.3f seconds ago\n", (double)(now - state->last) / 1000.0);
-		if (state->signature != limits->signature)
-			buf_append_str(out, "note: its windows were made for limits other than the "
-				       "configured ones (uc_limits); their loads are not shown\n");
-	}
-	bool known = state == NULL || state->signature == limits->signature;
-	for (size_t i = 0; known && i < limits->count; i++) {
+	if (limits == NULL)
+		buf_append_str(out, "note: its windows were made for limits other than the "
+			       "configured ones (uc_limits), which are not known now; their loads "
+			       "are not shown\n");
+	else if (limits != configured)
+		buf_append_str(out, "note: its limits are not the configured ones (uc_limits)\n");
+	for (size_t i = 0; limits && i < limits->count; i++) {
 		struct ratewindow w = state ? state->windows[i] : (struct ratewindow){ 0 };
 		uint64_t load = state ? ratewindow_load(&w, &limits->limit[i], state->last, now) : 0;
 		buf_printf(out, "limit %llu in %lu seconds: load %llu\n",

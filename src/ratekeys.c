@@ -24,6 +24,7 @@
 
 #define SHARD_COUNT 64
 #define INITIAL_BUCKETS 16
+#define LIMIT_SETS 8
 
 struct rate_key {
 	struct rate_key *next;           /* hash chain */
@@ -44,6 +45,10 @@ struct shard {
 	size_t bucket_count;             /* a power of two */
 	size_t count;
 	struct rate_key *newest, *oldest;
+	/* the last LIMIT_SETS limits keys were made for here: a key keeps only
+	 * their signature, and tallyctl show needs the limits (uc_limits) */
+	struct rate_limits *sets[LIMIT_SETS];
+	unsigned next_set;
 } __attribute__((aligned(64)));
 
 struct ratekeys {
@@ -121,6 +126,8 @@ static void free_table(struct ratekeys *t)
 			free(k);
 		}
 		free(s->buckets);
+		for (int j = 0; j < LIMIT_SETS; j++)
+			free(s->sets[j]);
 		pthread_mutex_destroy(&s->lock);
 	}
 	free(t->field);
@@ -273,6 +280,27 @@ static void make_room(struct ratekeys *t, struct shard *s, int64_t now, size_t m
 	}
 }
 
+/* The limits of keys made for `signature` in s, or NULL (shard locked). */
+static const struct rate_limits *known_limits(const struct shard *s, uint64_t signature)
+{
+	for (int i = 0; i < LIMIT_SETS; i++) {
+		if (s->sets[i] && s->sets[i]->signature == signature)
+			return s->sets[i];
+	}
+	return NULL;
+}
+
+/* Remembers the limits a new key is made for (shard locked). */
+static void remember_limits(struct shard *s, const struct rate_limits *limits)
+{
+	if (known_limits(s, limits->signature))
+		return;
+	struct rate_limits **slot = &s->sets[s->next_set++ % LIMIT_SETS];
+	if (*slot == NULL)
+		*slot = xmalloc(sizeof(**slot));
+	**slot = *limits;
+}
+
 static struct rate_key *create(struct ratekeys *t, struct shard *s, uint64_t hash,
 			       const char *key, size_t key_len, const struct rate_limits *limits,
 			       const struct ratewindow *windows, int64_t last)
@@ -334,6 +362,7 @@ int ratekeys_offer(struct ratekeys *t, const char *key, size_t key_len,
 		if (refused < 0 && amount > 0) {
 			make_room(t, s, now, max_keys);
 			create(t, s, hash, key, key_len, limits, fresh, last);
+			remember_limits(s, limits);
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -441,10 +470,28 @@ static bool take_key(struct ratekeys *t, const char *key, size_t key_len, bool f
 	return k != NULL;
 }
 
+/* The limits of the keys made for `signature` in any shard of t, copied
+ * into *out; false when none is remembered. */
+static bool find_limits(struct ratekeys *t, uint64_t signature, struct rate_limits *out)
+{
+	const struct rate_limits *found = NULL;
+
+	for (int i = 0; i < SHARD_COUNT && found == NULL; i++) {
+		struct shard *s = &t->shards[i];
+		pthread_mutex_lock(&s->lock);
+		found = known_limits(s, signature);
+		if (found)
+			*out = *found;
+		pthread_mutex_unlock(&s->lock);
+	}
+	return found != NULL;
+}
+
 int ratekeys_visit_key(const char *which, const char *key, size_t key_len, bool forget,
 		       ratekeys_visit_fn *fn, void *arg)
 {
 	struct ratekey_state state;
+	struct rate_limits own;
 	int matched = 0;
 
 	if (key_len > UINT16_MAX)
@@ -454,7 +501,10 @@ int ratekeys_visit_key(const char *which, const char *key, size_t key_len, bool 
 		if (strcmp(t->name, which) != 0 && (t->field == NULL || strcmp(t->field, which) != 0))
 			continue;
 		bool found = take_key(t, key, key_len, forget, &state);
-		fn(t->name, t->field ? t->field : "", &t->limits, found ? &state : NULL, arg);
+		const struct rate_limits *limits = &t->limits;
+		if (found && state.signature != t->limits.signature)
+			limits = find_limits(t, state.signature, &own) ? &own : NULL;
+		fn(t->name, t->field ? t->field : "", &t->limits, limits, found ? &state : NULL, arg);
 		matched++;
 	}
 	pthread_mutex_unlock(&registry_lock);

@@ -108,11 +108,14 @@ bool ratekeys_restore(struct ratekeys *t, const char *key, size_t key_len,
 		      const struct ratekey_state *state);
 
 /* tallyctl show and reset: for each table whose plugin is named `which`,
- * or whose field is `which`, calls fn with the table's configuration and
- * the key's windows (NULL: no such key); with `forget`, the key is dropped
- * after it was copied.  Returns how many tables matched.  The registry is
- * locked while fn runs.  The admin thread. */
+ * or whose field is `which`, calls fn with the table's configuration, the
+ * limits the key's windows were made for (the configured ones, or other
+ * ones from uc_limits; NULL when no key of the table made for them is
+ * remembered) and the key's windows (NULL: no such key); with `forget`,
+ * the key is dropped after it was copied.  Returns how many tables
+ * matched.  The registry is locked while fn runs.  The admin thread. */
 typedef void ratekeys_visit_fn(const char *name, const char *field,
+			       const struct rate_limits *configured,
 			       const struct rate_limits *limits, const struct ratekey_state *state,
 			       void *arg);
 int ratekeys_visit_key(const char *which, const char *key, size_t key_len, bool forget,

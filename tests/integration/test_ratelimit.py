@@ -276,6 +276,16 @@ def test_show_and_reset_a_rate_limited_key(tallyd, db):
     wrong = daemon.ctl("reset", "rate:RateIP", check=False)
     assert wrong.returncode == 2 and "usage: reset rate:PLUGIN KEY" in wrong.stderr
 
+    # a key with its own limits from SqlUserConfig is shown against them
+    db.execute("INSERT INTO relay_policies VALUES (9, 'p9', '{\"rate_limits\": [[1, 60]]}')")
+    db.execute("INSERT INTO relay_hosts (client_address, relay_policy) VALUES "
+               "('192.0.2.50', 9)")
+    assert client.ask(client_address="192.0.2.50") == "dunno"
+    assert client.ask(client_address="192.0.2.50") == deferral(1, 60)
+    shown = daemon.ctl("show", "rate:RateIP", "192.0.2.50").stdout
+    assert ("note: its limits are not the configured ones (uc_limits)\n"
+            "limit 1 in 60 seconds: load 1\n") in shown
+
 
 def test_the_state_is_kept_in_the_journal_directory_by_default(tallyd, db, tmp_path):
     journal = os.path.join(str(tmp_path), "journal")
