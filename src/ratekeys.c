@@ -2,13 +2,15 @@
  * ratekeys.c: the RateLimit plugins' tables of keys (see ratekeys.h).
  *
  * Locking: `registry_lock` guards `tables` and every table's `users`,
- * `name`, `next`, `field`, `limits` and `max_keys`; a shard's `lock` guards its buckets, its list of keys
- * (newest message first) and every field of the keys in it.  A table's
- * counts are atomics, read without a lock.
+ * `name`, `next`, `field`, `limits` and `max_keys`; a shard's `lock`
+ * guards its buckets, its list of keys (newest message first), every field
+ * of the keys in it and its remembered limit sets.  Locks are taken
+ * registry first, then one shard at a time.  A table's counts are atomics,
+ * read without a lock; `clock_offset` is written before any worker runs.
  *
  * Memory: a key costs its header (48 bytes), 32 bytes per window and its
  * bytes, plus a bucket pointer; a key that was never let through is not
- * kept.
+ * kept.  A shard remembers up to 8 limit sets (144 bytes each).
  */
 #include <pthread.h>
 #include <stddef.h>
