@@ -127,11 +127,18 @@ static size_t encode(struct buf *out, size_t *tables)
 	return e.keys;
 }
 
+/* The directory `path` is in (the caller frees it). */
+static char *directory_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? xstrndup(path, (size_t)(slash - path) + (slash == path)) : xstrdup(".");
+}
+
 /* A rename is durable once the directory is synced too. */
 static void sync_directory(const char *path)
 {
-	const char *slash = strrchr(path, '/');
-	char *dir = slash ? xstrndup(path, (size_t)(slash - path) + (slash == path)) : xstrdup(".");
+	char *dir = directory_of(path);
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	if (fd < 0 || fsync(fd) < 0)
@@ -176,6 +183,13 @@ int ratestate_save(const char *path, bool at_stop)
 	}
 	char *temporary = xasprintf("%s.new", path);
 	int rc = write_synced(temporary, &data);
+	if (rc < 0 && errno == ENOENT) {
+		/* the journal directory, when no journal was opened to make it */
+		char *dir = directory_of(path);
+		if (mkdir(dir, 0700) == 0)
+			rc = write_synced(temporary, &data);
+		free(dir);
+	}
 	if (rc == 0)
 		rc = rename(temporary, path);
 	if (rc < 0) {

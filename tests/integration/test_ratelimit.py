@@ -300,3 +300,18 @@ def test_the_state_is_kept_in_the_journal_directory_by_default(tallyd, db, tmp_p
     client = restart(daemon, port)
     assert os.path.exists(os.path.join(journal, "ratelimit.state"))
     assert client.ask(client_address="192.0.2.6") == deferral(2, 3600)
+
+
+def test_without_a_database_the_journal_directory_is_made_for_the_state(tallyd, tmp_path):
+    journal = os.path.join(str(tmp_path), "journal")     # no journal is opened to make it
+    port = free_port()
+    config = state_config(port, tmp_path, "( [2, 3600] )", "( [2, 3600] )").replace(
+        'ratelimit_state = "%s/rl.state";' % tmp_path,
+        'accounting = { journal = "%s"; };' % journal)
+    daemon = tallyd(config, wait_port=port)
+    client = PolicyClient(port=port)
+    assert client.ask(client_address="192.0.2.6") == "dunno"
+    assert client.ask(client_address="192.0.2.6") == "dunno"
+    client = restart(daemon, port)
+    assert os.path.exists(os.path.join(journal, "ratelimit.state"))
+    assert client.ask(client_address="192.0.2.6") == deferral(2, 3600)
