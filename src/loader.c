@@ -47,6 +47,7 @@ static const struct config *config;
 static struct loader_thread *threads;
 static int thread_count;
 static _Atomic int64_t retry_at;        /* ms: failed entries are not queued before */
+static _Atomic int64_t conflict_noticed; /* ms: reads that outlast their tries, once a minute */
 
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t work_queued;
@@ -150,15 +151,19 @@ static void lost(struct loader_thread *t, const char *what)
 }
 
 /* After a read lost conflict number `attempt` in a row: counts it; true
- * after a short pause while it may run again, false (noticed) when the
- * tries are used up. */
+ * after a short pause while it may run again, false (noticed once a
+ * minute: a node not ready can refuse every refresh) when the tries are
+ * used up. */
 static bool conflicted(struct loader_thread *t, const char *what, int attempt)
 {
 	count(&status.conflicts, 1);
 	if (conflict_retry(&t->retry, "loader", what, t->store->error, attempt))
 		return true;
-	log_notice("loader: %s lost %d conflicts in a row (%s); tried again later (tallyctl "
-		   "stats: loader_conflicts)", what, CONFLICT_TRIES, t->store->error);
+	int64_t now = clock_ms(), last = atomic_load(&conflict_noticed);
+	if (now - last >= 60000 && atomic_compare_exchange_strong(&conflict_noticed, &last, now))
+		log_notice("loader: %s lost %d conflicts in a row (%s); tried again later "
+			   "(tallyctl stats: loader_conflicts)", what, CONFLICT_TRIES,
+			   t->store->error);
 	return false;
 }
 
