@@ -28,9 +28,9 @@
  * because another writer of the same rows won (a Galera certification
  * failure or deadlock, a lock wait timeout) or the Galera node is not
  * ready, the flush runs again at once, up to CONFLICT_TRIES times, after a
- * short random pause; each is counted (flush_conflicts) and logged at
- * debug.  The schedule has ±25% jitter so that instances started together
- * do not keep meeting on the same rows.
+ * short random pause (conflict.h); each is counted (flush_conflicts) and
+ * logged at debug.  The schedule has ±25% jitter so that instances started
+ * together do not keep meeting on the same rows.
  *
  * One writer per instance id: the flusher claims its row of tallyd_flushes
  * (identity.h) before its first flush on each connection, and the
@@ -40,14 +40,13 @@
  * every flush and, when idle, by housekeeping; a clean stop gives the row
  * up.
  */
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "clock.h"
+#include "conflict.h"
 #include "counters.h"
 #include "flusher.h"
 #include "identity.h"
@@ -64,8 +63,6 @@ enum claim { CLAIMED, NOT_CLAIMED, CLAIM_REFUSED };   /* refused: another live o
 enum ensured { TABLES_THERE, TABLES_REFUSED, TABLES_LOST };   /* lost: the connection */
 
 #define HOUSEKEEPING_MS 5000     /* evicting past periods, sweeping user configs */
-#define CONFLICT_TRIES 5         /* runs of one flush's transaction before it waits */
-#define CONFLICT_BACKOFF_MS 10   /* the first pause after a conflict: 0 to this, doubling */
 
 struct flusher {
 	const struct config *config;
@@ -86,7 +83,7 @@ struct flusher {
 	uint32_t unknown_take;          /* ... and the take it carried */
 	int64_t last_complaint;         /* ms; failed flushes are logged once a minute */
 	int64_t next_snapshot;          /* ms; 0: at the first chance */
-	uint64_t random;                /* xorshift state: jitter and backoff */
+	struct conflict_retry retry;    /* the pauses after a conflict; the schedule's jitter */
 	int64_t last_conflict_notice;   /* ms; conflicts that outlast the retries: once a minute */
 };
 
@@ -159,26 +156,13 @@ static void note_refused(const char *table, const struct store_row *row, const c
 		    (int)row->time_len, row->time, why);
 }
 
-/* A number from the flusher's own generator (xorshift64*): the flush
- * schedule's jitter and the pause after a conflict need no more. */
-static uint64_t next_random(struct flusher *f)
-{
-	f->random ^= f->random >> 12;
-	f->random ^= f->random << 25;
-	f->random ^= f->random >> 27;
-	return f->random * 2685821657736338717ULL;
-}
-
-/* Counts a transaction that a conflict rolled back (attempt 0: a statement
- * on the sequence row).  Another writer of the same rows is normal on a
- * Galera cluster and a retry settles it: the log says so at debug. */
-static void note_conflict(const char *what, const char *why, int attempt)
+/* Counts a transaction that a conflict rolled back.  Another writer of
+ * the same rows is normal on a Galera cluster: no failure. */
+static void note_conflict(void)
 {
 	pthread_mutex_lock(&control_lock);
 	shared_status.conflicts++;
 	pthread_mutex_unlock(&control_lock);
-	log_debug("%s: conflict with another writer (%s), attempt %d; run again", what, why,
-		  attempt);
 }
 
 /* A flush whose transaction lost CONFLICT_TRIES conflicts in a row: it
@@ -195,17 +179,6 @@ static void conflicts_outlasted(struct flusher *f, uint64_t seq, const char *why
 	log_notice("flush %llu lost %d conflicts in a row with other writers of the same rows "
 		   "(%s); the increments are kept and written by the next flush (tallyctl stats: "
 		   "flush_conflicts)", (unsigned long long)seq, CONFLICT_TRIES, why);
-}
-
-/* The pause before running a conflicted transaction again: random, so that
- * two writers do not meet again, from 0 to 10 ms doubling each attempt. */
-static void conflict_backoff(struct flusher *f, int attempt)
-{
-	int64_t ms = (int64_t)(next_random(f) % ((uint64_t)CONFLICT_BACKOFF_MS << (attempt - 1)));
-	struct timespec pause = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
-
-	while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
-		;
 }
 
 /* ------------------------------------------------------------- connection */
@@ -442,7 +415,9 @@ static bool sequence_failed(struct flusher *f, enum store_status status, const c
 	}
 	if (status == STORE_RETRY) {
 		f->store->ops->rollback(f->store);
-		note_conflict(what, f->store->error, 0);
+		note_conflict();
+		log_debug("flusher: %s: rolled back by a conflict with another writer (%s); "
+			  "the next flush runs it again", what, f->store->error);
 		return false;
 	}
 	complain(f, what, f->store->error);
@@ -607,12 +582,12 @@ static bool flush(struct flusher *f)
 	}
 	enum outcome outcome = write_batch(f, seq);
 	for (int attempt = 1; outcome == CONFLICTED; attempt++) {
-		note_conflict("writing the accounting increments", f->store->error, attempt);
-		if (attempt == CONFLICT_TRIES) {
+		note_conflict();
+		if (!conflict_retry(&f->retry, "flusher", "writing the accounting increments",
+				    f->store->error, attempt)) {
 			conflicts_outlasted(f, seq, f->store->error);
 			return false;
 		}
-		conflict_backoff(f, attempt);
 		for (size_t i = 0; i < f->written.count; i++)
 			f->written.rows[i].refused = false;
 		outcome = write_batch(f, seq);
@@ -717,7 +692,7 @@ static int64_t jittered(struct flusher *f, int64_t interval)
 
 	if (spread <= 0)
 		return interval;
-	return interval - spread / 2 + (int64_t)(next_random(f) % (uint64_t)(spread + 1));
+	return interval - spread / 2 + (int64_t)(conflict_random(&f->retry) % (uint64_t)(spread + 1));
 }
 
 static void *flusher_main(void *arg)
@@ -781,10 +756,7 @@ int flusher_start(const struct config *config, struct journal_replay *replay)
 	memset(&flusher, 0, sizeof(flusher));
 	memset(&shared_status, 0, sizeof(shared_status));
 	flusher.config = config;
-	flusher.random = ((uint64_t)getpid() << 32) ^ (uint64_t)clock_ms() ^
-		(uint64_t)time(NULL) << 20;
-	if (flusher.random == 0)
-		flusher.random = 1;
+	conflict_retry_init(&flusher.retry);
 	flusher.link.config = &config->database;
 	flusher.link.statement_timeout = config->database.statement_timeout;
 	if (replay) {            /* a flush of unknown outcome from the last run */

@@ -9,6 +9,11 @@
  * Jobs in order of urgency: queued counters, queued user configs (someone
  * waits for those), then a live period to load in bulk, the refresh of
  * totals quotas used, a due preload_query.
+ *
+ * A read that lost a conflict (STORE_RETRY: a Galera node not ready, a
+ * lock wait timeout) is run again at once as the flusher runs its
+ * transaction (conflict.h), counted (loader_conflicts); the connection is
+ * kept.  A preload_query is not: it is tried again a few seconds later.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -17,6 +22,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "conflict.h"
 #include "counters.h"
 #include "loader.h"
 #include "log.h"
@@ -32,6 +38,7 @@ struct loader_thread {
 	pthread_t thread;
 	struct store_link link;         /* the connection, reopened when lost */
 	struct store *store;            /* link.store, when connected */
+	struct conflict_retry retry;    /* the pauses after a conflict */
 	struct rowset rows;
 	struct store_lookup lookups[STORE_BATCH_MAX];
 };
@@ -40,6 +47,7 @@ static const struct config *config;
 static struct loader_thread *threads;
 static int thread_count;
 static _Atomic int64_t retry_at;        /* ms: failed entries are not queued before */
+static _Atomic int64_t conflict_noticed; /* ms: reads that outlast their tries, once a minute */
 
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t work_queued;
@@ -142,15 +150,31 @@ static void lost(struct loader_thread *t, const char *what)
 	t->store = NULL;
 }
 
+/* After a read lost conflict number `attempt` in a row: counts it; true
+ * after a short pause while it may run again, false (noticed once a
+ * minute: a node not ready can refuse every refresh) when the tries are
+ * used up. */
+static bool conflicted(struct loader_thread *t, const char *what, int attempt)
+{
+	count(&status.conflicts, 1);
+	if (conflict_retry(&t->retry, "loader", what, t->store->error, attempt))
+		return true;
+	int64_t now = clock_ms(), last = atomic_load(&conflict_noticed);
+	if (now - last >= 60000 && atomic_compare_exchange_strong(&conflict_noticed, &last, now))
+		log_notice("loader: %s lost %d conflicts in a row (%s); tried again later "
+			   "(tallyctl stats: loader_conflicts)", what, CONFLICT_TRIES,
+			   t->store->error);
+	return false;
+}
+
 /* ------------------------------------------------------------ counter keys */
 
 static bool select_rows(struct loader_thread *t, size_t *done)
 {
 	size_t chunk = (size_t)config->accounting.flush_batch;
+	int losses = 0, conflicts = 0;
 
-	for (int attempt = 0; attempt < 2; attempt++) {
-		if (!connect_store(t))
-			return false;
+	while (connect_store(t)) {
 		size_t part;
 		struct rowset rest = { .keys = t->rows.keys + *done, .rows = t->rows.rows + *done,
 				       .count = t->rows.count - *done };
@@ -159,11 +183,18 @@ static bool select_rows(struct loader_thread *t, size_t *done)
 		*done += part;
 		if (st == STORE_OK)
 			return true;
+		if (st == STORE_RETRY) {
+			if (!conflicted(t, "reading totals", ++conflicts))
+				return false;
+			continue;
+		}
 		if (st == STORE_ERROR) {
 			log_warning("loader: reading totals: %s", t->store->error);
 			return false;
 		}
 		lost(t, "reading totals");       /* once more on a new connection */
+		if (++losses == 2)
+			return false;
 	}
 	return false;
 }
@@ -266,6 +297,26 @@ static size_t same_query(struct user_config **entries, size_t count, size_t firs
 	return n;
 }
 
+/* run_lookups() on a connection: once more on a new one when it was lost,
+ * again at once after a conflict. */
+static enum store_status run_query(struct loader_thread *t, struct user_config **entries,
+				   size_t n)
+{
+	enum store_status st = STORE_LOST;
+	int losses = 0, conflicts = 0;
+
+	while (losses < 2 && connect_store(t)) {
+		st = run_lookups(t, entries, n);
+		if (st == STORE_RETRY && conflicted(t, "running sql_query", ++conflicts))
+			continue;
+		if (st != STORE_LOST)
+			break;
+		lost(t, "running sql_query");
+		losses++;
+	}
+	return st;
+}
+
 static void load_user_configs(struct loader_thread *t, struct user_config **entries,
 			      size_t count)
 {
@@ -274,12 +325,7 @@ static void load_user_configs(struct loader_thread *t, struct user_config **entr
 	qsort(entries, count, sizeof(*entries), compare_entries);
 	while (done < count) {
 		size_t n = same_query(entries, count, done);
-		enum store_status st = STORE_LOST;
-		for (int attempt = 0; attempt < 2 && st == STORE_LOST && connect_store(t); attempt++) {
-			st = run_lookups(t, entries + done, n);
-			if (st == STORE_LOST)
-				lost(t, "running sql_query");   /* once more on a new connection */
-		}
+		enum store_status st = run_query(t, entries + done, n);
 		if (st == STORE_ERROR)
 			log_warning("SqlUserConfig failed: %s", t->store->error);
 		for (size_t i = 0; i < n && st != STORE_OK; i++)
@@ -330,7 +376,12 @@ static bool load_period(struct loader_thread *t)
 	const char *table = tables_name(periods_table(period));
 	const char *time = periods_time(period, &time_len);
 	int64_t started = clock_ms();
-	enum store_status st = t->store->ops->scan(t->store, table, time, time_len, bulk_row, &scan);
+	enum store_status st;
+	int conflicts = 0;
+	do {
+		scan.rows = 0;
+		st = t->store->ops->scan(t->store, table, time, time_len, bulk_row, &scan);
+	} while (st == STORE_RETRY && conflicted(t, "reading a period", ++conflicts));
 	periods_load_done(period, st == STORE_OK);
 	park_wake();
 	if (st == STORE_OK) {
@@ -495,6 +546,7 @@ int loader_start(const struct config *c)
 		threads[i].link.statement_timeout = c->database.connect_timeout;
 		for (int k = 0; k < STORE_BATCH_MAX; k++)
 			buf_init(&threads[i].lookups[k].value);
+		conflict_retry_init(&threads[i].retry);
 		int rc = pthread_create(&threads[i].thread, NULL, loader_main, &threads[i]);
 		if (rc != 0) {
 			log_error("cannot start loader thread %d: %s", i, strerror(rc));

@@ -92,6 +92,7 @@ struct loader_status {
 	uint64_t refreshes;
 	uint64_t preloads;
 	uint64_t failures;           /* rounds or loads that failed */
+	uint64_t conflicts;          /* reads that lost a conflict and ran again (conflict.h) */
 	size_t queued;               /* waiting in the queue now */
 };
 void loader_status(struct loader_status *out);

@@ -100,6 +100,7 @@ void report_stats(struct buf *out, const struct config *config, time_t started)
 	buf_printf(out, "loader_refreshes %llu\n", (unsigned long long)loader.refreshes);
 	buf_printf(out, "loader_preloads %llu\n", (unsigned long long)loader.preloads);
 	buf_printf(out, "loader_failures %llu\n", (unsigned long long)loader.failures);
+	buf_printf(out, "loader_conflicts %llu\n", (unsigned long long)loader.conflicts);
 	buf_printf(out, "pending_keys %zu\n", cache.dirty_keys);
 	buf_printf(out, "cache_evicted %llu\n", (unsigned long long)cache.evicted);
 	buf_printf(out, "in_flight_keys %zu\n", f.in_flight_keys);
@@ -284,6 +285,8 @@ void report_metrics(struct buf *out, const struct config *config)
 	       (double)loader.queued);
 	metric(out, "tallyd_loader_failures_total", "counter", "Loader reads that failed.",
 	       (double)loader.failures);
+	metric(out, "tallyd_loader_conflicts_total", "counter",
+	       "Loader reads that lost a conflict and ran again.", (double)loader.conflicts);
 	metric(out, "tallyd_cache_evicted_total", "counter",
 	       "Keys the counter cache let go for cache_max_keys.", (double)cache.evicted);
 	metric(out, "tallyd_pending_keys", "gauge", "Keys with increments not yet flushed.",

@@ -10,6 +10,7 @@ instance, 120,000: about 15 s on two cores).
 """
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -19,7 +20,8 @@ import uuid
 
 import pytest
 
-from harness import TALLYD, PolicyClient, free_port, wait_for
+from harness import TALLYD, PolicyClient, Tallyd, free_port, wait_for
+from test_identity import refused
 
 pytestmark = pytest.mark.galera
 
@@ -120,17 +122,20 @@ def database(cluster):
     cluster.execute(1, "DROP DATABASE " + name)
 
 
-def relay_config(port, node_port, database, instance, extra=""):
-    return ('listen = "127.0.0.1:%d";\ninstance_id = "%s";\n'
+def relay_config(port, node_port, database, instance, extra="", journal=None):
+    """instance None: no instance_id, the one kept in `journal` is used."""
+    return ('listen = "127.0.0.1:%d";\n%s'
             'database = { driver = "mysql"; host = "127.0.0.1"; port = %d; user = "tallyd"; '
             'password = "tallyd"; name = "%s"; connect_timeout = 3; };\n'
-            'accounting = { flush_interval = %s; flush_batch = 10; refresh_interval = 1.0; };\n'
+            'accounting = { flush_interval = %s; flush_batch = 10; refresh_interval = 1.0;%s };\n'
             '%s'
             'virtual_hosts = ( { port = %d; name = "relay"; plugins = (\n'
             '  { name = "QuotaIP"; module = "Quota"; field = "client_address"; metric = "count";\n'
             '    threshold = 1000000000; action = "defer over quota"; },\n'
             '  { name = "AcctIP"; module = "Accounting"; fields = "client_address"; }\n'
-            ') } );\n' % (port, instance, node_port, database, FLUSH_INTERVAL, extra, port))
+            ') } );\n' % (port, 'instance_id = "%s";\n' % instance if instance else "",
+                           node_port, database, FLUSH_INTERVAL,
+                           ' journal = "%s";' % journal if journal else "", extra, port))
 
 
 def control_stats(daemon):
@@ -361,3 +366,126 @@ def test_reads_wait_for_the_cluster_on_galera(cluster, database, tallyd):
         cluster.execute(1, "SET GLOBAL general_log = 0")
     assert sets, "no connection of tallyd's set wsrep_sync_wait"
     assert "reads wait until it has applied" in daemon.log()
+
+
+def cluster_size(cluster, node):
+    return int(cluster.execute(node, "SHOW GLOBAL STATUS LIKE 'wsrep_cluster_size'")[0][1])
+
+
+def kept_id(journal):
+    with open(os.path.join(journal, "instance")) as f:
+        return f.read().strip()
+
+
+def add_sent(total, sent):
+    for key, count in sent.items():
+        total[key] = total.get(key, 0) + count
+    return total
+
+
+def test_persisted_ids_count_once_through_a_node_kill_and_restarts(cluster, database, tallyd,
+                                                                    tmp_path):
+    """Each instance keeps the id it made in its journal directory (no
+    instance_id set).  Under load node 2 dies (kill -9) and the instance on
+    it dies too, with increments it answered but could not write; node 2
+    comes back (--wsrep-recover, IST), that instance restarts on its
+    journal, and a healthy one restarts cleanly.  Every message is counted
+    once on every node, and each instance kept its id."""
+    nodes = (1, 2, 3)
+    ports = [free_port() for _ in nodes]
+    journals = [str(tmp_path / ("journal%d" % n)) for n in nodes]
+    configs = [relay_config(port, cluster.ports[n], database, None, journal=journal)
+               for n, port, journal in zip(nodes, ports, journals)]
+    daemons = [tallyd(config, name="relay%d" % n, wait_port=port)
+               for n, config, port in zip(nodes, configs, ports)]
+    ids = [kept_id(journal) for journal in journals]
+    assert len(set(ids)) == 3, ids
+    loads = [Load([port], KEYS[:10], clients_per_instance=2) for port in ports]
+    for load in loads:
+        load.start()
+    wait_for(lambda: all(control_stats(d).get("flushes", "0") != "0" for d in daemons), 15,
+             "every instance to flush")
+    cluster.kill(2)
+    # relay2 answers on from memory and its journal, and cannot write them
+    wait_for(lambda: control_stats(daemons[1]).get("flush_failures", "0") != "0", 30,
+             "relay2 to find node 2 gone")
+    sent = add_sent({}, loads[1].stop())
+    daemons[1].send_signal(signal.SIGKILL)
+    daemons[1].process.wait(10)
+    wait_for(lambda: cluster_size(cluster, 1) == 2, 30, "the cluster to evict node 2")
+    cluster.restart(2)
+    tallyd(configs[1], name="relay2-again", wait_port=ports[1])
+    loads[1] = Load([ports[1]], KEYS[:10], clients_per_instance=2)
+    loads[1].start()
+    add_sent(sent, loads[2].stop())
+    assert daemons[2].stop() == 0
+    daemons[2] = tallyd(configs[2], name="relay3-again", wait_port=ports[2])
+    loads[2] = Load([ports[2]], KEYS[:10], clients_per_instance=2)
+    loads[2].start()
+    wait_for(lambda: control_stats(daemons[2]).get("flushes", "0") != "0", 15,
+             "relay3 to flush after its restart")
+    for load in loads:
+        add_sent(sent, load.stop())
+    assert [kept_id(journal) for journal in journals] == ids
+    for name in ("relay2-again", "relay3-again"):
+        with open(str(tmp_path / (name + ".log"))) as f:
+            assert "instance id changed" not in f.read()
+    rows = cluster.execute(3, "SELECT instance FROM tallyd_flushes", database)
+    assert sorted(r[0].decode() for r in rows) == sorted(ids)
+    assert_totals_on_every_node(cluster, database, sent)
+
+
+def test_two_instances_with_one_id_on_two_nodes_are_refused(cluster, database, tallyd,
+                                                             tmp_path):
+    """The owner row is read on the second node after the cluster applied
+    the first node's claim (wsrep_sync_wait): the second is refused, the
+    first goes on."""
+    ports = free_port(), free_port()
+    first = tallyd(relay_config(ports[0], cluster.ports[1], database, "twin"), name="first",
+                   wait_port=ports[0])
+    log = refused(str(tmp_path), relay_config(ports[1], cluster.ports[3], database, "twin"),
+                  "second")
+    assert 'refusing to start: instance_id "twin" is in use by another tallyd' in log, log
+    assert PolicyClient(port=ports[0]).ask(client_address="192.0.2.12") == "dunno"
+    first.ctl("flush")
+    assert cluster.execute(3, "SELECT `count` FROM acct_client_address WHERE "
+                              "`key` = '192.0.2.12'", database) == ((1,),)
+
+
+def test_a_read_the_node_refuses_is_run_again_not_a_lost_connection(cluster, database,
+                                                                    tallyd):
+    """A node that is not ready answers 1047 (here wsrep_reject_queries):
+    the loader's refresh of the totals a quota uses runs again at once on
+    the same connection, is counted, and is logged below error."""
+    port = free_port()
+    daemon = tallyd(relay_config(port, cluster.ports[2], database, "reader",
+                                 extra='log_level = "debug";\n'), wait_port=port)
+    client = PolicyClient(port=port)
+    asked = []
+
+    def ask_and_count_conflicts():
+        # a refresh reads the keys quotas used since the last one
+        assert client.ask(client_address="192.0.2.13") == "dunno"
+        asked.append(1)
+        return int(control_stats(daemon).get("loader_conflicts", "0")) >= 5
+
+    ask_and_count_conflicts()
+    daemon.ctl("flush")
+    cluster.execute(2, "SET GLOBAL wsrep_reject_queries = ALL")
+    try:
+        wait_for(ask_and_count_conflicts, 15, "a refresh to meet error 1047 five times",
+                 interval=0.1)
+    finally:
+        cluster.execute(2, "SET GLOBAL wsrep_reject_queries = NONE")
+    log = daemon.log()
+    assert "loader: reading totals: rolled back by a conflict with another writer" in log
+    assert "attempt 2; run again" in log
+    assert "loader: reading totals lost 5 conflicts in a row" in log
+    assert "loader: reading totals: database connection lost" not in log
+    refreshes = int(control_stats(daemon)["loader_refreshes"])
+    wait_for(lambda: int(control_stats(daemon)["loader_refreshes"]) > refreshes + 1, 15,
+             "refreshes to go on")
+    ask_and_count_conflicts()
+    wait_for(lambda: daemon.ctl("flush", check=False).returncode == 0, 15, "a flush")
+    assert cluster.execute(1, "SELECT `count` FROM acct_client_address WHERE "
+                              "`key` = '192.0.2.13'", database) == ((len(asked),),)
