@@ -74,6 +74,11 @@ def test_five_rcpt_requests_of_one_message_count_once_for_ratelimit(tallyd, db):
     assert send_message(client, "c1.d1.3", **who) == ["defer rate"] * 5
     daemon.ctl("flush")
     assert totals(db, "acct_sasl_username", "ann") == (2, 2, 0, 0)
+    # RateLimit's and Accounting's marks of the two messages let through;
+    # Quota skipped them (no client_address), the deferred one left none
+    stats = daemon.stats()
+    assert stats["session_marks"] == "4"
+    assert stats["session_marks_evicted"] == "0"
 
 
 def test_a_repeated_end_of_message_counts_once(tallyd, db):
@@ -98,6 +103,7 @@ def test_a_repeated_end_of_message_counts_once(tallyd, db):
 
 def test_without_session_cache_every_request_counts(tallyd, db):
     daemon, client, port = start(tallyd, db, session_cache="")
+    assert daemon.stats()["session_marks"] == "0"
 
     # Quota: the total is 2 at the third RCPT
     assert send_message(client, "g1.h1.1", client_address="192.0.2.30", sasl_username="") == \
