@@ -4,10 +4,15 @@ a policy timeout, with the same `instance` each time.  With session_cache the
 first request of an instance that a plugin lets through counts for that plugin
 (Accounting adds it once, RateLimit counts it once, Quota passes the message's
 later requests); without it every request counts, as in mtpolicyd without a
-<SessionCache>."""
+<SessionCache>.  The last test has a real Postfix ask at RCPT."""
+import os
+import shutil
 import signal
 
+import pytest
+
 from harness import PolicyClient, free_port, postfix_request, wait_for
+from postfix import Postfix, RecordingPolicyServer, smtp_source
 
 SESSION_CACHE = "session_cache = { ttl = 3600; max_entries = 1000; };\n"
 
@@ -143,3 +148,30 @@ def test_a_reload_keeps_the_messages_in_progress_and_can_turn_the_cache_off(tall
     assert send_message(client, "k1.l1.2", recipients=1, **who) == ["defer quota"]
     daemon.ctl("flush")
     assert totals(db, "acct_client_address", "192.0.2.40") == (2, 2, 0, 0)
+
+
+@pytest.mark.skipif(shutil.which("postfix") is None, reason="postfix is not installed")
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting Postfix needs root")
+def test_postfix_asking_at_every_rcpt_counts_each_message_once(tallyd, db):
+    daemon, client, port = start(tallyd, db)
+    recorder = RecordingPolicyServer(port)
+    postfix = Postfix("smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:%d, "
+                      "permit_mynetworks, reject\n" % recorder.port)
+    postfix.start()
+    try:
+        result = smtp_source(postfix.port, messages=2, recipients=5)
+        assert result.returncode == 0, result.stderr + postfix.log()
+        # Postfix asked at each of the ten RCPTs, with one instance per message
+        wait_for(lambda: len(recorder.requests) >= 10, 30, "Postfix's ten requests")
+        asked = recorder.requests[:10]
+        assert {r["protocol_state"] for r in asked} == {"RCPT"}
+        assert len({r["instance"] for r in asked}) == 2
+        # two messages are the quota (threshold 2): the third is deferred at RCPT
+        smtp_source(postfix.port, messages=1, recipients=5)
+        wait_for(lambda: "Recipient address rejected: quota" in postfix.log(), 30,
+                 "the deferral in the maillog (maillog: %s)" % postfix.log())
+    finally:
+        postfix.stop()
+        recorder.close()
+    daemon.ctl("flush")
+    assert totals(db, "acct_client_address", "127.0.0.1") == (2, 2, 0, 0)
