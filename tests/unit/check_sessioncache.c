@@ -4,6 +4,7 @@
  * one per request without.  Time is passed in, so ttl is played exactly.
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -121,6 +122,31 @@ START_TEST(test_off_keeps_nothing_and_every_claim_counts)
 }
 END_TEST
 
+/* Claims marks 0..CLAIMED-1 (a request repeated on another connection
+ * comes to another worker); counts the claims it won. */
+enum { CLAIMED = 2000 };
+
+static void *claim_all(void *won)
+{
+	for (int i = 0; i < CLAIMED; i++)
+		*(int *)won += sessioncache_claim(nth(i), 10);
+	return NULL;
+}
+
+START_TEST(test_workers_claiming_one_message_at_once_count_it_once)
+{
+	pthread_t threads[4];
+	int won[4] = { 0 };
+
+	sessioncache_configure(true, 3600, 4 * CLAIMED);
+	for (int i = 0; i < 4; i++)
+		pthread_create(&threads[i], NULL, claim_all, &won[i]);
+	for (int i = 0; i < 4; i++)
+		pthread_join(threads[i], NULL);
+	ck_assert_int_eq(won[0] + won[1] + won[2] + won[3], CLAIMED);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- plugins */
 
 /* An RCPT request of message `instance` from sasl user `user`. */
@@ -199,6 +225,7 @@ static Suite *sessioncache_suite(void)
 	tcase_add_test(table, test_a_full_table_evicts_its_oldest_marks_and_stays_bounded);
 	tcase_add_test(table, test_a_reload_keeps_the_marks_and_a_smaller_table_the_newest);
 	tcase_add_test(table, test_off_keeps_nothing_and_every_claim_counts);
+	tcase_add_test(table, test_workers_claiming_one_message_at_once_count_it_once);
 	suite_add_tcase(s, table);
 	tcase_add_unchecked_fixture(plugins, counters_init, counters_free_all);
 	tcase_add_test(plugins, test_ratelimit_counts_a_message_once_however_many_recipients_it_has);
