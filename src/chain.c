@@ -206,9 +206,9 @@ const char *chain_run(const struct vhost *vhost, const struct request *request,
 	if (vhost == NULL)
 		return "dunno";
 	if (sessioncache_enabled()) {
-		call.instance = request_find(request, "instance");
-		if (attribute_is_blank(call.instance))
-			call.instance = NULL;
+		const struct attribute *instance = request_find(request, "instance");
+		if (!attribute_is_blank(instance))
+			call.message = sessioncache_message(instance->value, instance->value_len);
 	}
 	if (vhost->stats && state->next == 0)
 		stats_bump(&vhost->stats[slot].calls, 1);

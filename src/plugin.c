@@ -77,20 +77,16 @@ void plugin_unavailable(const struct plugin *plugin, const struct plugin_call *c
 			   "the database did not answer within database.wait", instead);
 }
 
-static uint64_t message_mark(const struct plugin *plugin, const struct plugin_call *call)
-{
-	return sessioncache_mark(plugin->name_hash, call->instance->value,
-				 call->instance->value_len);
-}
-
 bool plugin_message_done(const struct plugin *plugin, const struct plugin_call *call)
 {
-	return call->instance != NULL &&
-	       sessioncache_seen(message_mark(plugin, call), clock_seconds());
+	return call->message != 0 &&
+	       sessioncache_seen(sessioncache_mark(call->message, plugin->name_hash),
+				 clock_seconds());
 }
 
 bool plugin_message_claim(const struct plugin *plugin, const struct plugin_call *call)
 {
-	return call->instance == NULL ||
-	       sessioncache_claim(message_mark(plugin, call), clock_seconds());
+	return call->message == 0 ||
+	       sessioncache_claim(sessioncache_mark(call->message, plugin->name_hash),
+				  clock_seconds());
 }

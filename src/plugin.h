@@ -40,8 +40,9 @@ struct plugin_call {
 	bool may_wait;             /* false once the request's database.wait is over:
 	                              what is missing then counts as unavailable */
 	uint64_t ticket;           /* set by a plugin that waits (park.h) */
-	const struct attribute *instance;   /* the message's `instance` with session_cache
-	                                       on, else NULL: every request counts */
+	uint64_t message;          /* with session_cache on, the hash of the message's
+	                              `instance` (sessioncache.h), else 0: every
+	                              request counts */
 };
 
 struct plugin;

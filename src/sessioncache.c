@@ -52,9 +52,11 @@ static void setup(void)
 		pthread_mutex_init(&shards[i].lock, NULL);
 }
 
-uint64_t sessioncache_mark(uint64_t plugin, const char *instance, size_t instance_len)
+uint64_t sessioncache_message(const char *instance, size_t instance_len)
 {
-	return hash_keyed(hash_key, plugin, instance, instance_len);
+	uint64_t message = hash_keyed(hash_key, 0, instance, instance_len);
+
+	return message != 0 ? message : 1;
 }
 
 bool sessioncache_enabled(void)
@@ -137,8 +139,9 @@ bool sessioncache_seen(uint64_t mark, int64_t now)
 
 	pthread_mutex_lock(&s->lock);
 	if (s->capacity > 0) {
-		expire(s, now);
-		seen = s->index[probe(s, mark)] != 0;
+		uint32_t at = s->index[probe(s, mark)];
+		seen = at != 0 && now - s->ring[at - 1].born <
+			atomic_load_explicit(&ttl_seconds, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return seen;

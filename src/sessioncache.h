@@ -7,9 +7,9 @@
  * policy timeout).  A plugin that has let a message through (Accounting has
  * counted it, Quota has passed it, RateLimit has counted it) leaves a mark
  * for (instance, plugin name); a later request of the same message finds
- * the mark and the plugin adds nothing again.  A mark is a 64-bit keyed hash
- * of the two (no instance text is kept), valid for `ttl` seconds after it
- * was made.  The table holds at most `max_entries` marks: when a shard is
+ * the mark and the plugin adds nothing again.  A mark is a 64-bit hash of
+ * the two, keyed (no instance text is kept), valid for `ttl` seconds after
+ * it was made.  The table holds at most `max_entries` marks: when a shard is
  * full its oldest mark goes, even before its ttl.
  *
  * Memory only.  Workers call sessioncache_seen() and sessioncache_claim()
@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hash.h"
+
 #define SESSIONCACHE_SHARDS 64
 
 struct sessioncache_stats {
@@ -43,9 +45,18 @@ void sessioncache_configure(bool enabled, int ttl, int max_entries);
 /* Whether the table is on: with it off, every request counts. */
 bool sessioncache_enabled(void);
 
-/* The mark of (instance, plugin): `plugin` is a hash of the plugin's name
- * (plugin->name_hash). */
-uint64_t sessioncache_mark(uint64_t plugin, const char *instance, size_t instance_len);
+/* The message an `instance` names: a keyed hash, never 0 (once per
+ * request, by the chain). */
+uint64_t sessioncache_message(const char *instance, size_t instance_len);
+
+/* The mark of (message, plugin): `plugin` is a hash of the plugin's name
+ * (plugin->name_hash).  The mix is a bijection of the message for each
+ * plugin, so two messages never share a plugin's mark, and nobody without
+ * the key can choose messages whose marks collide. */
+static inline uint64_t sessioncache_mark(uint64_t message, uint64_t plugin)
+{
+	return hash_mix(message, plugin);
+}
 
 /* True when `mark` was made less than ttl seconds before `now` (monotonic
  * seconds) and is still held. */

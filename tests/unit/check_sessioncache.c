@@ -15,7 +15,7 @@
 
 static uint64_t mark_of(uint64_t plugin, const char *instance)
 {
-	return sessioncache_mark(plugin, instance, strlen(instance));
+	return sessioncache_mark(sessioncache_message(instance, strlen(instance)), plugin);
 }
 
 /* The mark of the n-th made-up message. */
