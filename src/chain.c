@@ -2,9 +2,10 @@
  * chain.c: the plugin modules tallyd knows, building plugins from the
  * config, and the chain that runs them (see chain.h).  Config loading runs
  * in one thread; chain_run() is called by every worker at once and only
- * reads the config; it counts calls, answers, waits and time per virtual
- * host and plugin in the calling thread's own slot (stats.h), so it takes
- * no lock.  A plugin's `exempt` list (cidr.h) is parsed here and applied
+ * reads the config (and, with session_cache on, finds the message's
+ * `instance` for the plugins' marks, sessioncache.h); it counts calls,
+ * answers, waits and time per virtual host and plugin in the calling
+ * thread's own slot (stats.h), so it takes no lock.  A plugin's `exempt` list (cidr.h) is parsed here and applied
  * here: a request from an exempt client_address skips the plugin.
  */
 #include <stdio.h>
@@ -14,7 +15,9 @@
 
 #include "chain.h"
 #include "clock.h"
+#include "hash.h"
 #include "log.h"
+#include "sessioncache.h"
 
 static const struct plugin_module *const modules[] = {
 	&action_module,
@@ -95,6 +98,7 @@ struct plugin *chain_create_plugin(const config_setting_t *group, struct config_
 	struct plugin *plugin = xcalloc(1, sizeof(*plugin));
 	plugin->module = module;
 	plugin->name = xstrdup(name);
+	plugin->name_hash = hash_bytes(HASH_SEED, name, strlen(name));
 	plugin->settings = xcalloc(1, module->settings_size);
 	config_default_options(module->options, plugin->settings);
 
@@ -201,6 +205,11 @@ const char *chain_run(const struct vhost *vhost, const struct request *request,
 
 	if (vhost == NULL)
 		return "dunno";
+	if (sessioncache_enabled()) {
+		const struct attribute *instance = request_find(request, "instance");
+		if (!attribute_is_blank(instance))
+			call.message = sessioncache_message(instance->value, instance->value_len);
+	}
 	if (vhost->stats && state->next == 0)
 		stats_bump(&vhost->stats[slot].calls, 1);
 	bool timed = ++timing_turn % TIMED_EVERY == 0;

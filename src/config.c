@@ -333,6 +333,7 @@ static const char *const drivers[] = { "sqlite", "mysql", NULL };
 #define DATABASE(field) offsetof(struct database_config, field)
 #define ACCOUNTING(field) offsetof(struct accounting_config, field)
 #define VHOST(field) offsetof(struct vhost, field)
+#define SESSION_CACHE(field) offsetof(struct session_cache_config, field)
 
 static const struct config_option global_options[] = {
 	{ .name = "user", .type = OPTION_STRING, .offset = GLOBAL(user), .default_string = "" },
@@ -371,6 +372,7 @@ static const struct config_option global_options[] = {
 	  .default_number = 60, .min = 0, .max = 86400 },
 	{ .name = "database", .type = OPTION_CUSTOM },
 	{ .name = "accounting", .type = OPTION_CUSTOM },
+	{ .name = "session_cache", .type = OPTION_CUSTOM },
 	{ .name = "virtual_hosts", .type = OPTION_CUSTOM },
 	{ .name = NULL },
 };
@@ -418,6 +420,14 @@ static const struct config_option accounting_options[] = {
 	{ .name = "journal_sync", .type = OPTION_SWITCH, .offset = ACCOUNTING(journal_sync) },
 	{ .name = "snapshot_interval", .type = OPTION_DOUBLE,
 	  .offset = ACCOUNTING(snapshot_interval), .default_number = 60, .min = 1, .max = 86400 },
+	{ .name = NULL },
+};
+
+static const struct config_option session_cache_options[] = {
+	{ .name = "ttl", .type = OPTION_INT, .offset = SESSION_CACHE(ttl),
+	  .default_number = 3600, .min = 1, .max = 604800 },
+	{ .name = "max_entries", .type = OPTION_INT, .offset = SESSION_CACHE(max_entries),
+	  .default_number = 100000, .min = 64, .max = 100000000 },
 	{ .name = NULL },
 };
 
@@ -937,6 +947,8 @@ struct config *config_load(const char *file, struct config_errors *errors)
 		add_listen(config, "127.0.0.1:12345", NULL, errors);
 	apply_group(database_options, &config->database, "database", root, errors);
 	apply_group(accounting_options, &config->accounting, "accounting", root, errors);
+	apply_group(session_cache_options, &config->session_cache, "session_cache", root, errors);
+	config->session_cache.enabled = config_setting_get_member(root, "session_cache") != NULL;
 	const config_setting_t *vhosts = config_setting_get_member(root, "virtual_hosts");
 	if (vhosts)
 		parse_vhosts(config, vhosts, errors);

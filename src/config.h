@@ -119,6 +119,13 @@ struct accounting_config {
 	double snapshot_interval;  /* seconds between snapshots in the journal */
 };
 
+/* session_cache = { ... }: one count per message (sessioncache.h). */
+struct session_cache_config {
+	bool enabled;              /* the group is in the file */
+	int ttl;                   /* seconds a message's marks are kept */
+	int max_entries;           /* marks held at most */
+};
+
 struct vhost {
 	char *name;
 	int port;                  /* 0 when matched by socket */
@@ -167,6 +174,7 @@ struct config {
 
 	struct database_config database;
 	struct accounting_config accounting;
+	struct session_cache_config session_cache;
 
 	struct vhost *vhosts;
 	size_t vhost_count;

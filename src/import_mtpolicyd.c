@@ -551,6 +551,46 @@ static void write_connection(struct writer *w)
 			       password ? password->value : NULL, used ? used->line : dsn->line);
 }
 
+/* mtpolicyd's session cache keeps a message's session in memcached or
+ * Redis for `expire` seconds (300 when not set), so that its plugins count
+ * a message once however many requests Postfix makes about it: tallyd's
+ * session_cache does that in memory, with expire as its ttl.  Module None
+ * (mtpolicyd's default) is no cache; the backend's own options (servers,
+ * locks) change no answer. */
+static void write_session_cache(struct writer *w)
+{
+	const struct item *cache = NULL;
+
+	for (size_t i = 0; i < w->root->count && cache == NULL; i++) {
+		const struct item *it = &w->root->children[i];
+		if (it->block && strcasecmp(it->name, "SessionCache") == 0)
+			cache = it;
+	}
+	if (cache == NULL)
+		return;
+	const struct item *module = find(cache, "module"), *expire = find(cache, "expire");
+	if (module == NULL || strcasecmp(module->value, "None") == 0) {
+		place(&w->inert, w->path, cache->line, "<SessionCache> with module %s: no session "
+		      "cache, as in tallyd without session_cache", module ? module->value : "not set");
+		return;
+	}
+	long ttl = expire ? strtol(expire->value, NULL, 10) : 300;
+	if (expire && (!is_integer(expire->value) || ttl < 1 || ttl > 604800)) {
+		ttl = is_integer(expire->value) ? 604800 : 300;
+		place(&w->inert, w->path, expire->line, "<SessionCache> expire = %s: tallyd keeps a "
+		      "message's session 1 to 604800 s; it keeps it %ld s", expire->value, ttl);
+	}
+	for (size_t i = 0; i < cache->count; i++) {
+		const struct item *o = &cache->children[i];
+		if (o != module && o != expire)
+			place(&w->inert, w->path, o->line, "<SessionCache> %s = %s: tallyd keeps "
+			      "sessions in its own memory", o->name, o->value);
+	}
+	buf_printf(&w->config, "# mtpolicyd's <SessionCache> (%s): one count per message, kept "
+		   "in memory\nsession_cache = {\n  ttl = %ld;%s\n};\n", module->value, ttl,
+		   expire ? "" : "   # mtpolicyd's default expire");
+}
+
 /* Net::Server's log levels 0..4. */
 static const char *log_level_name(const char *level)
 {
@@ -631,7 +671,8 @@ static void write_globals(struct writer *w)
 		for (int k = 0; handled[k] && !known; k++)
 			known = strcasecmp(it->name, handled[k]) == 0;
 		if (it->block && strcasecmp(it->name, "VirtualHost") != 0 &&
-		    strcasecmp(it->name, "Connection") != 0)
+		    strcasecmp(it->name, "Connection") != 0 &&
+		    strcasecmp(it->name, "SessionCache") != 0)
 			place(&w->left_out, w->path, it->line, "<%s%s%s>", it->name,
 			      *it->value ? " " : "", it->value);
 		else if (why)
@@ -645,6 +686,7 @@ static void write_globals(struct writer *w)
 		      "keepalive_timeout (default 300 s, Postfix's max_idle)");
 	write_listen(w, find(w->root, "port"), find(w->root, "host"));
 	write_connection(w);
+	write_session_cache(w);
 	buf_append_str(&w->config, "accounting = {\n  # Not in mtpolicyd: every increment is "
 		       "written here before its answer,\n  # so that a crash loses no count.\n"
 		       "  journal = \"" PACKAGED_JOURNAL "\";\n};\n");

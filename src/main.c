@@ -54,6 +54,7 @@
 #include "log.h"
 #include "preflight.h"
 #include "ratestate.h"
+#include "sessioncache.h"
 #include "stats.h"
 #include "store.h"
 #include "tables.h"
@@ -231,6 +232,13 @@ static void warn_restart_only(const struct config *old, const struct config *nex
 	}
 }
 
+static void configure_session_cache(const struct config *config)
+{
+	const struct session_cache_config *c = &config->session_cache;
+
+	sessioncache_configure(c->enabled, c->ttl, c->max_entries);
+}
+
 /* Reads the config file again and puts it in force; on any problem the
  * running config stays and `why` says what was wrong. */
 static int reload(struct buf *why)
@@ -272,6 +280,7 @@ static int reload(struct buf *why)
 	if (old != startup_config)
 		config_free((struct config *)old);
 	usercache_forget_all();              /* a changed relay policy applies at once */
+	configure_session_cache(next);       /* keeps the marks of messages in progress */
 	tables_retire_patterns(next->generation);
 	usercache_retire_queries(next->generation);
 	log_notice("configuration %s reloaded", options.config_file);
@@ -500,6 +509,7 @@ int main(int argc, char **argv)
 	stats_bind(main_slot);
 	chain_enable_stats(config);
 	live_init(config, workers + 3);
+	configure_session_cache(config);
 	log_set_level(config->log_level);
 	block_signals(&signals);
 

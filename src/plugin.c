@@ -1,14 +1,17 @@
 /*
  * plugin.c: helpers the plugin modules share (see plugin.h).  Called at
  * config time by the main thread and at run time by any worker; the only
- * shared state is the rate limit of the warnings (atomics).
+ * shared state is the rate limit of the warnings (atomics) and the session
+ * cache's marks (sessioncache.h, its own locks).
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin.h"
+#include "sessioncache.h"
 #include "tables.h"
 
 bool plugin_valid_prefix(const char *prefix)
@@ -72,4 +75,18 @@ void plugin_unavailable(const struct plugin *plugin, const struct plugin_call *c
 		log_notice("plugin %s: %s is not known: %s; %s", plugin->name, what,
 			   call->may_wait ? "the database cannot be reached" :
 			   "the database did not answer within database.wait", instead);
+}
+
+bool plugin_message_done(const struct plugin *plugin, const struct plugin_call *call)
+{
+	return call->message != 0 &&
+	       sessioncache_seen(sessioncache_mark(call->message, plugin->name_hash),
+				 clock_seconds());
+}
+
+bool plugin_message_claim(const struct plugin *plugin, const struct plugin_call *call)
+{
+	return call->message == 0 ||
+	       sessioncache_claim(sessioncache_mark(call->message, plugin->name_hash),
+				  clock_seconds());
 }

@@ -40,6 +40,9 @@ struct plugin_call {
 	bool may_wait;             /* false once the request's database.wait is over:
 	                              what is missing then counts as unavailable */
 	uint64_t ticket;           /* set by a plugin that waits (park.h) */
+	uint64_t message;          /* with session_cache on, the hash of the message's
+	                              `instance` (sessioncache.h), else 0: every
+	                              request counts */
 };
 
 struct plugin;
@@ -74,6 +77,7 @@ struct plugin_module {
 struct plugin {
 	const struct plugin_module *module;
 	char *name;
+	uint64_t name_hash;        /* names the plugin's marks in the session cache */
 	void *settings;            /* the module's settings struct */
 	struct object_stats *stats;   /* per thread; set when the config goes live */
 	struct cidr_list exempt;   /* client addresses the chain lets pass this plugin
@@ -124,6 +128,13 @@ void plugin_table_error(struct config_errors *errors, const config_setting_t *wh
  * this request, and what happens instead. */
 void plugin_unavailable(const struct plugin *plugin, const struct plugin_call *call,
 			const char *what, const char *instead);
+
+/* With session_cache (sessioncache.h): whether the plugin has already let
+ * this request's message through, and marking that it has.  claim returns
+ * false when the message was already marked (nothing to count again), true
+ * when this call marked it or there is no session (count). */
+bool plugin_message_done(const struct plugin *plugin, const struct plugin_call *call);
+bool plugin_message_claim(const struct plugin *plugin, const struct plugin_call *call);
 
 /* False (logged, rate-limited) when the plugin's time_pattern gives no
  * period now: nothing is counted or checked then. */

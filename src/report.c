@@ -18,6 +18,7 @@
 #include "plugin.h"
 #include "ratekeys.h"
 #include "report.h"
+#include "sessioncache.h"
 #include "stats.h"
 #include "store.h"
 #include "usercache.h"
@@ -103,6 +104,10 @@ void report_stats(struct buf *out, const struct config *config, time_t started)
 	buf_printf(out, "loader_conflicts %llu\n", (unsigned long long)loader.conflicts);
 	buf_printf(out, "pending_keys %zu\n", cache.dirty_keys);
 	buf_printf(out, "cache_evicted %llu\n", (unsigned long long)cache.evicted);
+	struct sessioncache_stats sessions;
+	sessioncache_stats(&sessions);
+	buf_printf(out, "session_marks %llu\n", (unsigned long long)sessions.marks);
+	buf_printf(out, "session_marks_evicted %llu\n", (unsigned long long)sessions.evicted);
 	buf_printf(out, "in_flight_keys %zu\n", f.in_flight_keys);
 	buf_printf(out, "flushes %llu\n", (unsigned long long)f.flushes);
 	buf_printf(out, "flush_failures %llu\n", (unsigned long long)f.failures);
@@ -289,6 +294,14 @@ void report_metrics(struct buf *out, const struct config *config)
 	       "Loader reads that lost a conflict and ran again.", (double)loader.conflicts);
 	metric(out, "tallyd_cache_evicted_total", "counter",
 	       "Keys the counter cache let go for cache_max_keys.", (double)cache.evicted);
+	struct sessioncache_stats sessions;
+	sessioncache_stats(&sessions);
+	metric(out, "tallyd_session_marks", "gauge",
+	       "Messages' marks in the session cache (one per message and plugin).",
+	       (double)sessions.marks);
+	metric(out, "tallyd_session_marks_evicted_total", "counter",
+	       "Marks the session cache let go before their ttl for max_entries.",
+	       (double)sessions.evicted);
 	metric(out, "tallyd_pending_keys", "gauge", "Keys with increments not yet flushed.",
 	       (double)flusher_keys_waiting());
 	metric(out, "tallyd_flushes_total", "counter", "Flushes committed.", (double)f.flushes);

@@ -6,7 +6,9 @@
  *
  * For each field whose value is not blank it adds the request's metrics to
  * (table_prefix + field, time key, value) in the counter cache, and to the
- * journal when there is one; the flusher writes them to the database.  Never answers.  Settings are read-only after setup; run()
+ * journal when there is one; the flusher writes them to the database.
+ * With session_cache, only the first request of a message counts (the
+ * plugin's mark, sessioncache.h).  Never answers.  Settings are read-only after setup; run()
  * is called by all workers at once and only touches the counter cache.
  */
 #include <stddef.h>
@@ -104,6 +106,8 @@ static enum plugin_result accounting_run(const struct plugin *plugin, struct plu
 
 	if (!session_uc_switch(call->session, plugin_uc(a->uc_enabled), a->enabled))
 		return PLUGIN_NEXT;
+	if (!plugin_message_claim(plugin, call))
+		return PLUGIN_NEXT;        /* session_cache: the message is counted */
 	metrics_of_request(call->request, &delta);
 	for (size_t i = 0; i < a->count; i++) {
 		const struct accounting_field *f = &a->list[i];

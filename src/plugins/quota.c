@@ -13,7 +13,9 @@
  * makes the request wait for the loader; when the database cannot be
  * reached, or did not answer within database.wait, on_db_error decides
  * ("continue" with tallyd's own increments as the total, or an action to
- * answer).
+ * answer).  With session_cache, a message it passed passes at its later
+ * requests without a new comparison (its own first count is in the total
+ * by then); a deferred one is compared again.
  *
  * The first time in a period that a key is over the threshold, a notice is
  * logged (notice.h).  With monitor = true the plugin answers nothing: it
@@ -171,6 +173,8 @@ static enum plugin_result quota_run(const struct plugin *plugin, struct plugin_c
 
 	if (!session_uc_switch(session, plugin_uc(q->uc_enabled), q->enabled))
 		return PLUGIN_NEXT;
+	if (plugin_message_done(plugin, call))
+		return PLUGIN_NEXT;        /* session_cache: passed at its first request */
 	const char *field = session_uc_text(session, plugin_uc(q->uc_field), q->field,
 					    config_is_identifier, name, "field");
 	const char *metric = session_uc_text(session, plugin_uc(q->uc_metric), q->metric,
@@ -207,8 +211,10 @@ static enum plugin_result quota_run(const struct plugin *plugin, struct plugin_c
 		}
 	}
 	uint64_t value = total.v[metric_parse(metric)];
-	if (threshold > 0 && value < (uint64_t)threshold)
+	if (threshold > 0 && value < (uint64_t)threshold) {
+		plugin_message_claim(plugin, call);
 		return PLUGIN_NEXT;
+	}
 	struct over over = { field, key, metric, value, threshold, action };
 	tell(plugin, period, stored, stored_len, &over);
 	if (q->monitor) {

@@ -13,8 +13,10 @@
  * window it overflows) and counted in none.  enabled, field, metric, action
  * and limits can be replaced per request by session values (uc_...;
  * uc_limits takes a JSON array of [count, seconds] pairs, or a string
- * holding one).  In memory (ratestate.c keeps it across restarts): no
- * database, per tallyd instance.
+ * holding one).  With session_cache, a message it counted is not offered
+ * again at its later requests; a refused one is offered again.  In memory
+ * (ratestate.c keeps it across restarts): no database, per tallyd
+ * instance.
  *
  * Settings are read-only after setup; run() is called by all workers at
  * once and changes only the plugin's key table (its own shard locks).
@@ -304,6 +306,8 @@ static enum plugin_result ratelimit_run(const struct plugin *plugin, struct plug
 
 	if (!session_uc_switch(session, plugin_uc(r->uc_enabled), r->enabled))
 		return PLUGIN_NEXT;
+	if (plugin_message_done(plugin, call))
+		return PLUGIN_NEXT;        /* session_cache: counted at its first request */
 	const char *field = session_uc_text(session, plugin_uc(r->uc_field), r->field,
 					    config_is_identifier, name, "field");
 	const struct attribute *value = request_find_len(call->request, field,
@@ -325,8 +329,10 @@ static enum plugin_result ratelimit_run(const struct plugin *plugin, struct plug
 	const char *key = key_for(r, field, value, &key_len, key_buf, sizeof(key_buf));
 	int refused = ratekeys_offer(r->keys, key, key_len, limits, amounts.v[metric], clock_ms(),
 				     (size_t)r->max_keys);
-	if (refused < 0)
+	if (refused < 0) {
+		plugin_message_claim(plugin, call);
 		return PLUGIN_NEXT;
+	}
 
 	const struct rate_limit *over = &limits->limit[refused];
 	const char *action = session_uc_text(session, plugin_uc(r->uc_action), r->action,

@@ -25,7 +25,7 @@ RUN_AS_UNIT = os.path.join(os.path.dirname(__file__), "..", "lib", "run-as-unit"
 
 # The how-to's configuration as a relay runs it: Debian's process settings
 # (user, group, pid_file, Net::Server's pool, log_file, a Memcached
-# connection), then the how-to's connection, virtual host and plugins.
+# connection and session cache), then the how-to's connection, virtual host and plugins.
 MTPOLICYD_CONF = """\
 # -*- apache -*-
 user=mtpolicyd
@@ -53,6 +53,12 @@ request_timeout=20
   module = "Memcached"
   servers = "127.0.0.1:11211"
 </Connection>
+
+<SessionCache>
+  module = "Memcached"
+  expire = "600"
+  lock_wait = 50
+</SessionCache>
 
 <Connection db>
   module = "Sql"
@@ -204,9 +210,11 @@ def test_imported_howto_config_starts_under_the_debian_unit_and_answers(db, unit
         service.wait_started()
         client = PolicyClient(port=port)
         # the relay policy's quota_count (2) replaces the threshold: the
-        # third message of the month is deferred
-        answers = [client.ask(client_address="192.0.2.7") for _ in range(3)]
-        assert answers == ["dunno", "dunno",
+        # third message of the month is deferred; with the session cache a
+        # request repeated for the first message does not count it again
+        answers = [client.ask(client_address="192.0.2.7", instance="7a.7b.%d" % n)
+                   for n in (1, 1, 2, 3)]
+        assert answers == ["dunno", "dunno", "dunno",
                            "defer you exceeded your monthly limit, please insert coin"], \
             service.output()
         assert client.ask(client_address="192.0.2.8") == "dunno"
@@ -222,8 +230,11 @@ def test_imported_howto_config_starts_under_the_debian_unit_and_answers(db, unit
     assert imported.returncode == 0, imported.stderr
     assert "were not translated" not in imported.stderr
     for knob in ("min_servers = 4", "max_requests = 1000", "max_keepalive = 0",
-                 "log_file = /var/log/mtpolicyd.log", "connection memcached"):
+                 "log_file = /var/log/mtpolicyd.log", "connection memcached",
+                 "<SessionCache> lock_wait = 50"):
         assert knob in imported.stdout and knob in imported.stderr, knob
+    # the session cache is kept, with mtpolicyd's expire as its ttl
+    assert "session_cache = {\n  ttl = 600;\n};" in imported.stdout
 
 
 def test_imported_debian_sqlite_config_starts_under_the_debian_unit(unit_directory):

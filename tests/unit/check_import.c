@@ -215,7 +215,9 @@ START_TEST(test_debian_configuration_translates_what_tallyd_has)
 	ck_assert_int_eq(status, 2);
 	ck_assert(strstr(report, "mtpolicyd-debian.conf:66: plugin greylist (module Greylist): "
 			 "tallyd has no such module") != NULL);
-	ck_assert(strstr(report, ":48: <SessionCache>\n") != NULL);
+	ck_assert(strstr(report, ":48: <SessionCache>") == NULL);   /* translated */
+	ck_assert(strstr(report, ":58: <SessionCache> lock_timeout = 10: tallyd keeps sessions "
+			 "in its own memory") != NULL);
 	ck_assert(strstr(report, "min_servers = 4") != NULL);
 	ck_assert(strstr(report, "keepalive_timeout = 0") != NULL);
 	ck_assert(strstr(report, ":37: connection memcached (module Memcached)") != NULL);
@@ -225,6 +227,8 @@ START_TEST(test_debian_configuration_translates_what_tallyd_has)
 	ck_assert_str_eq(c->listen[0].spec, "127.0.0.1:12345");
 	ck_assert_int_eq(c->database.driver, DATABASE_SQLITE);
 	ck_assert_str_eq(c->database.path, "/var/lib/tallyd/tallyd.sqlite");
+	ck_assert(c->session_cache.enabled);
+	ck_assert_int_eq(c->session_cache.ttl, 300);
 	ck_assert(strstr(report, ":43: database /var/lib/mtpolicyd/mtpolicyd.sqlite: "
 			 "tallyd.service lets tallyd write only /var/lib/tallyd/") != NULL);
 	config_free(c);
@@ -312,6 +316,41 @@ START_TEST(test_database_names_from_each_dsn_form)
 }
 END_TEST
 
+START_TEST(test_a_session_cache_becomes_session_cache_with_expire_as_ttl)
+{
+	import_text("port=1\n<SessionCache>\nmodule = \"Redis\"\nexpire = 900\n</SessionCache>\n");
+	ck_assert_int_eq(status, 0);
+	struct config *c = load_output();
+	ck_assert(c->session_cache.enabled);
+	ck_assert_int_eq(c->session_cache.ttl, 900);
+	config_free(c);
+
+	/* no expire: mtpolicyd's 300 s; 0 (never in memcached): tallyd's longest */
+	import_text("port=1\n<SessionCache>\nmodule = Memcached\n</SessionCache>\n");
+	c = load_output();
+	ck_assert_int_eq(c->session_cache.ttl, 300);
+	config_free(c);
+	import_text("port=1\n<SessionCache>\nmodule = Memcached\nexpire = 0\n</SessionCache>\n");
+	ck_assert_int_eq(status, 0);
+	ck_assert(strstr(report, ":4: <SessionCache> expire = 0: tallyd keeps a message's "
+			 "session 1 to 604800 s; it keeps it 604800 s") != NULL);
+	c = load_output();
+	ck_assert_int_eq(c->session_cache.ttl, 604800);
+	config_free(c);
+
+	/* module None, mtpolicyd's default, and no block at all: no cache */
+	import_text("port=1\n<SessionCache>\nmodule = None\n</SessionCache>\n");
+	ck_assert_int_eq(status, 0);
+	c = load_output();
+	ck_assert(!c->session_cache.enabled);
+	config_free(c);
+	import_text("port=1\n");
+	c = load_output();
+	ck_assert(!c->session_cache.enabled);
+	config_free(c);
+}
+END_TEST
+
 START_TEST(test_broken_or_missing_files_are_refused)
 {
 	import_text("port=1\n<VirtualHost 1>\n<Plugin a>\nmodule=Action\n</VirtualHost>\n");
@@ -348,6 +387,7 @@ static Suite *import_suite(void)
 	tcase_add_test(tc, test_unknown_modules_and_options_are_reported_with_their_lines);
 	tcase_add_test(tc, test_long_values_are_reported_whole);
 	tcase_add_test(tc, test_database_names_from_each_dsn_form);
+	tcase_add_test(tc, test_a_session_cache_becomes_session_cache_with_expire_as_ttl);
 	tcase_add_test(tc, test_broken_or_missing_files_are_refused);
 	suite_add_tcase(s, tc);
 	return s;
