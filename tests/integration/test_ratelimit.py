@@ -1,12 +1,15 @@
 """test_ratelimit.py: RateLimit in a running tallyd — windows that slide,
 several windows per key, per-user limits from SqlUserConfig JSON on
 MariaDB, deferrals that name their window and are not counted; windows that
-survive a restart (ratelimit_state), and tallyctl show/reset rate:..."""
+survive a restart (ratelimit_state), tallyctl show/reset rate:..., and the
+recipes of doc/ratelimit.md as written."""
 import os
+import re
 import signal
+import subprocess
 import time
 
-from harness import PolicyClient, free_port, wait_for
+from harness import TALLYD, PolicyClient, free_port, wait_for
 
 HOWTO_QUERY = ("SELECT p.config FROM relay_policies p JOIN relay_hosts h "
                "ON (h.relay_policy = p.id) WHERE h.client_address=?")
@@ -315,3 +318,75 @@ def test_without_a_database_the_journal_directory_is_made_for_the_state(tallyd, 
     client = restart(daemon, port)
     assert os.path.exists(os.path.join(journal, "ratelimit.state"))
     assert client.ask(client_address="192.0.2.6") == deferral(2, 3600)
+
+
+RATELIMIT_DOC = os.path.join(os.path.dirname(__file__), "..", "..", "doc", "ratelimit.md")
+
+
+def recipes():
+    """The tallyd.conf blocks and the SQL block of "## Recipes" in
+    doc/ratelimit.md, as an admin pastes them."""
+    with open(RATELIMIT_DOC) as f:
+        text = f.read()
+    section = text[text.index("## Recipes\n"):]
+    section = section[:section.index("\n## ", 1)]
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```$", section, re.S | re.M)
+    return ([block for _, block in blocks if block.startswith("listen = ")],
+            [block for language, block in blocks if language == "sql"][0])
+
+
+def recipe(text, port, database):
+    """A recipe on `port` and `database`."""
+    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:%d" % port, text)
+    return database + re.sub(r"port = \d+;", "port = %d;" % port, text)
+
+
+def test_every_recipe_is_a_config_tallyd_accepts(db, tmp_path):
+    confs, _ = recipes()
+    assert len(confs) == 3
+    for n, text in enumerate(confs):
+        path = tmp_path / ("recipe%d.conf" % n)
+        path.write_text(recipe(text, free_port(), db.config()))
+        result = subprocess.run([TALLYD, "-t", "-c", str(path)], capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, (text, result.stderr)
+
+
+def messages_accepted(client, user, limit, recipients=1, first=0):
+    """Sends messages of `recipients` RCPT requests each until one is
+    deferred or `limit` + 1 were sent: (how many passed, the deferral)."""
+    for n in range(limit + 1):
+        for _ in range(recipients):
+            answer = client.ask(sasl_username=user, protocol_state="RCPT",
+                                instance="%s-%d" % (user, first + n))
+            if answer != "dunno":
+                return n, answer
+    return limit + 1, None
+
+
+def test_the_submission_recipe_counts_messages_not_recipients(tallyd, db):
+    port = free_port()
+    daemon = tallyd(recipe(recipes()[0][0], port, db.config()), wait_port=port)
+    client = PolicyClient(port=port)
+    assert messages_accepted(client, "alice@example.org", 100, recipients=5) == \
+        (100, deferral(100, 60))
+    assert client.ask(sasl_username="", protocol_state="RCPT") == "dunno"   # not limited
+    assert "evicted" not in daemon.log()
+
+
+def test_the_sql_recipe_gives_some_users_their_own_limits(tallyd, db):
+    _, sql = recipes()
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    port = free_port()
+    daemon = tallyd(recipe(recipes()[0][2], port, db.config()), wait_port=port)
+    client = PolicyClient(port=port)
+    assert messages_accepted(client, "trainee@example.org", 10) == (10, deferral(10, 60))
+    assert messages_accepted(client, "newsletter@example.org", 150) == (151, None)
+    assert messages_accepted(client, "bob@example.org", 100) == (100, deferral(100, 60))
+    db.execute("UPDATE rate_policies SET config = '{\"rate_limits\": [[12, 60]]}' "
+               "WHERE sasl_username = 'trainee@example.org'")
+    daemon.ctl("forget", "sasl_username", "trainee@example.org")
+    assert messages_accepted(client, "trainee@example.org", 12, first=100) == \
+        (12, deferral(12, 60))                     # new limits: its windows start afresh
