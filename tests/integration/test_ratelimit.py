@@ -290,19 +290,24 @@ def test_show_and_reset_a_rate_limited_key(tallyd, db):
             "limit 1 in 60 seconds: load 1\n") in shown
 
 
-def test_the_state_is_kept_in_the_journal_directory_by_default(tallyd, db, tmp_path):
-    journal = os.path.join(str(tmp_path), "journal")
-    db.load_howto_tables()
-    port = free_port()
-    config = rate_config(port, db.config(), "( [2, 3600] )").replace(
-        "flush_interval = 0.2;", 'flush_interval = 0.2; journal = "%s";' % journal)
-    daemon = tallyd(config, wait_port=port)
+def assert_state_kept_in(daemon, port, journal):
+    """A [2, 3600] limit reached, then a restart: the state file is in the
+    journal directory and the client is still at its limit."""
     client = PolicyClient(port=port)
     assert client.ask(client_address="192.0.2.6") == "dunno"
     assert client.ask(client_address="192.0.2.6") == "dunno"
     client = restart(daemon, port)
     assert os.path.exists(os.path.join(journal, "ratelimit.state"))
     assert client.ask(client_address="192.0.2.6") == deferral(2, 3600)
+
+
+def test_the_state_is_kept_in_the_journal_directory_by_default(tallyd, db, tmp_path):
+    journal = os.path.join(str(tmp_path), "journal")
+    db.load_howto_tables()
+    port = free_port()
+    config = rate_config(port, db.config(), "( [2, 3600] )").replace(
+        "flush_interval = 0.2;", 'flush_interval = 0.2; journal = "%s";' % journal)
+    assert_state_kept_in(tallyd(config, wait_port=port), port, journal)
 
 
 def test_without_a_database_the_journal_directory_is_made_for_the_state(tallyd, tmp_path):
@@ -311,13 +316,7 @@ def test_without_a_database_the_journal_directory_is_made_for_the_state(tallyd, 
     config = state_config(port, tmp_path, "( [2, 3600] )", "( [2, 3600] )").replace(
         'ratelimit_state = "%s/rl.state";' % tmp_path,
         'accounting = { journal = "%s"; };' % journal)
-    daemon = tallyd(config, wait_port=port)
-    client = PolicyClient(port=port)
-    assert client.ask(client_address="192.0.2.6") == "dunno"
-    assert client.ask(client_address="192.0.2.6") == "dunno"
-    client = restart(daemon, port)
-    assert os.path.exists(os.path.join(journal, "ratelimit.state"))
-    assert client.ask(client_address="192.0.2.6") == deferral(2, 3600)
+    assert_state_kept_in(tallyd(config, wait_port=port), port, journal)
 
 
 RATELIMIT_DOC = os.path.join(os.path.dirname(__file__), "..", "..", "doc", "ratelimit.md")
