@@ -5,7 +5,7 @@
 #   bench_init NAME          # WORK=/tmp/bench-NAME.XXXXXX, clean-up on exit
 #
 # Sourced, not run, by bench/run, bench/extras, bench/edge, bench/hung,
-# bench/journal, bench/daemon-memory and bench/instructions.  It gives them:
+# bench/journal, bench/ratelimit, bench/daemon-memory and bench/instructions.  It gives them:
 #   - the programs: TALLYD, TALLYCTL, BENCH (bench/tallyd-bench), BARE
 #     (bench/bare-server), each from BUILD (this tree by default; an
 #     out-of-tree build sets BUILD=DIR, or the programs one by one);

@@ -36,6 +36,7 @@ struct rate_key {
 	uint32_t span;                   /* seconds of its longest window */
 	uint16_t key_len;
 	uint8_t window_count;
+	uint8_t tag;                     /* hash_tag() of its hash */
 	struct ratewindow windows[];   /* at offset 48 */     /* then the key's bytes, not NUL-terminated */
 };
 
@@ -214,12 +215,22 @@ static void grow(struct ratekeys *t, struct shard *s)
 	s->bucket_count = count;
 }
 
+/* Eight bits of the hash that pick neither the shard nor the bucket.  A
+ * key's bytes lie after its windows, a cache line or two from the header:
+ * comparing the tag first spares that line for the other keys of the
+ * chain, which is most of the cost of a new key in a large table. */
+static uint8_t hash_tag(uint64_t hash)
+{
+	return (uint8_t)(hash >> 50);
+}
+
 static struct rate_key *find(struct shard *s, uint64_t hash, const char *key, size_t key_len)
 {
 	if (s->bucket_count == 0)
 		return NULL;
 	struct rate_key *k = *bucket_of(s, hash);
-	while (k && !key_fold_equal(key_bytes(k), k->key_len, key, key_len))
+	uint8_t tag = hash_tag(hash);
+	while (k && (k->tag != tag || !key_fold_equal(key_bytes(k), k->key_len, key, key_len)))
 		k = k->next;
 	return k;
 }
@@ -314,6 +325,7 @@ static struct rate_key *create(struct ratekeys *t, struct shard *s, uint64_t has
 	k->signature = limits->signature;
 	k->key_len = (uint16_t)key_len;
 	k->window_count = (uint8_t)limits->count;
+	k->tag = hash_tag(hash);
 	for (size_t i = 0; i < limits->count; i++) {
 		if (limits->limit[i].seconds > k->span)
 			k->span = limits->limit[i].seconds;

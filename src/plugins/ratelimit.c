@@ -294,13 +294,25 @@ static const char *key_for(const struct ratelimit_settings *r, const char *field
 	return buf;
 }
 
+/* What the request weighs in `metric`.  A count is one a request: no
+ * need to scan the request for size and recipient_count, which costs about
+ * a fifth of this plugin's run. */
+static uint64_t amount_of(const struct request *request, int metric)
+{
+	struct metric_values amounts;
+
+	if (metric == METRIC_COUNT)
+		return 1;
+	metrics_of_request(request, &amounts);
+	return amounts.v[metric];
+}
+
 static enum plugin_result ratelimit_run(const struct plugin *plugin, struct plugin_call *call)
 {
 	const struct ratelimit_settings *r = plugin->settings;
 	const struct session *session = call->session;
 	const char *name = plugin->name;
 	struct rate_limits own;
-	struct metric_values amounts;
 	char key_buf[ACCOUNTING_VALUE_MAX + 80];
 	size_t key_len;
 
@@ -325,9 +337,9 @@ static enum plugin_result ratelimit_run(const struct plugin *plugin, struct plug
 		limits = &own;
 	}
 
-	metrics_of_request(call->request, &amounts);
 	const char *key = key_for(r, field, value, &key_len, key_buf, sizeof(key_buf));
-	int refused = ratekeys_offer(r->keys, key, key_len, limits, amounts.v[metric], clock_ms(),
+	int refused = ratekeys_offer(r->keys, key, key_len, limits,
+				     amount_of(call->request, metric), clock_ms(),
 				     (size_t)r->max_keys);
 	if (refused < 0) {
 		plugin_message_claim(plugin, call);

@@ -1,14 +1,16 @@
 """test_postfix.py: end to end with a real Postfix, as a relay admin
 deploys it — the main.cf block of doc/postfix.md, pasted as the doc shows
-it, pointing at tallyd on MariaDB, smtp-source as the client."""
+it, pointing at tallyd on MariaDB, smtp-source (or smtplib) as the client."""
 import os
 import shutil
+import smtplib
 
 import pytest
 
 from harness import free_port, wait_for
 from postfix import Postfix, RecordingPolicyServer, doc_main_cf, smtp_source
 from test_accounting import DEFER, howto_config, totals
+from test_ratelimit import counted, deferral, rate_config
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("postfix") is None, reason="postfix is not installed"),
@@ -103,3 +105,47 @@ def test_with_tallyd_stopped_postfix_applies_the_docs_default_action(relay):
     result = smtp_source(postfix.port, messages=1)
     assert result.returncode != 0
     assert "451 4.3.5" in result.stderr       # smtpd_policy_service_default_action
+
+
+def plugin_stat(daemon, plugin, name):
+    """A number of `tallyctl stats`'s lines "plugin VHOST PLUGIN name N ..."
+    (an unnamed virtual host is "port N", two words)."""
+    for line in daemon.ctl("stats").stdout.splitlines():
+        words = line.split()
+        if words[:1] == ["plugin"] and plugin in words[2:4] and name in words:
+            return int(words[words.index(name) + 1])
+    raise AssertionError("tallyctl stats has no %s for plugin %s" % (name, plugin))
+
+
+def test_rate_limit_per_minute_is_answered_450_4_7_1_by_postfix(tallyd, db):
+    """RateLimit on client_address, 3 messages a minute: Postfix takes three
+    from 127.0.0.1 and answers the fourth's end of data 450 4.7.1 with
+    tallyd's default text; the three are delivered, the fourth counted
+    nowhere but in the deferrals."""
+    db.load_howto_tables()
+    port = free_port()
+    daemon = tallyd(rate_config(port, db.config(), "( [3, 60] )"), wait_port=port)
+    postfix = Postfix(doc_main_cf(port))
+    postfix.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", postfix.port, timeout=60) as smtp:
+            for n in range(3):
+                smtp.sendmail("sender@example.org", ["rcpt@example.net"],
+                              "Subject: %d\r\n\r\nwithin the limit\r\n" % n)
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                smtp.sendmail("sender@example.org", ["rcpt@example.net"],
+                              "Subject: 3\r\n\r\none too many\r\n")
+        code, text = refused.value.smtp_code, refused.value.smtp_error.decode()
+        # Postfix takes the text's leading 4.7.1 as the reply's status code
+        assert (code, text) == (450, "4.7.1 <END-OF-MESSAGE>: End-of-data rejected: " +
+                                deferral(3, 60)[len("defer 4.7.1 "):]), postfix.log()
+        wait_for(lambda: postfix.log().count("status=sent") == 3, 30,
+                 "three deliveries (maillog: %s)" % postfix.log())
+        assert "End-of-data rejected: rate limit exceeded" in postfix.log()
+    finally:
+        postfix.stop()
+    assert plugin_stat(daemon, "RateIP", "answers") == 1
+    assert plugin_stat(daemon, "RateIP", "keys") == 1
+    assert daemon.stats()["answers defer"] == "1"
+    daemon.ctl("flush")
+    assert counted(db, "127.0.0.1") == 3      # Accounting, after RateLimit, saw three
