@@ -327,8 +327,8 @@ def recipes():
     doc/ratelimit.md, as an admin pastes them."""
     with open(RATELIMIT_DOC) as f:
         text = f.read()
-    section = text[text.index("## Recipes\n"):]
-    section = section[:section.index("\n## ", 1)]
+    section = text[text.index("## Recipes\n"):] + "\n## "
+    section = section[:section.index("\n## ", 1)]      # to the next section or the end
     blocks = re.findall(r"^```(\w*)\n(.*?)^```$", section, re.S | re.M)
     return ([block for _, block in blocks if block.startswith("listen = ")],
             [block for language, block in blocks if language == "sql"][0])
