@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -907,7 +908,7 @@ static void note_sources(struct config *config, const config_t *cf, const char *
 	static const char *const paths[SOURCE_COUNT] = {
 		[SOURCE_USER] = "user", [SOURCE_GROUP] = "group", [SOURCE_PID_FILE] = "pid_file",
 		[SOURCE_DATABASE] = "database", [SOURCE_DATABASE_PATH] = "database.path",
-		[SOURCE_JOURNAL] = "accounting.journal",
+		[SOURCE_JOURNAL] = "accounting.journal", [SOURCE_RATELIMIT_STATE] = "ratelimit_state",
 	};
 
 	for (int i = 0; i < SOURCE_COUNT; i++) {
@@ -998,16 +999,39 @@ void config_free(struct config *config)
 	free(config);
 }
 
-bool config_needs_store(const struct config *config)
+/* Whether a plugin of any virtual host is one that `picks`. */
+static bool any_plugin(const struct config *config,
+		       bool (*picks)(const struct plugin *plugin, const char *arg), const char *arg)
 {
 	for (size_t i = 0; i < config->vhost_count; i++) {
 		const struct vhost *v = &config->vhosts[i];
 		for (size_t j = 0; j < v->plugin_count; j++) {
-			if (v->plugins[j]->module->uses_database)
+			if (picks(v->plugins[j], arg))
 				return true;
 		}
 	}
 	return false;
+}
+
+static bool uses_database(const struct plugin *plugin, const char *unused)
+{
+	(void)unused;
+	return plugin->module->uses_database;
+}
+
+static bool is_module(const struct plugin *plugin, const char *module)
+{
+	return strcasecmp(plugin->module->name, module) == 0;
+}
+
+bool config_needs_store(const struct config *config)
+{
+	return any_plugin(config, uses_database, NULL);
+}
+
+bool config_uses_module(const struct config *config, const char *module)
+{
+	return any_plugin(config, is_module, module);
 }
 
 const struct vhost *config_find_vhost(const struct config *config, int port, const char *path)

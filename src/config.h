@@ -139,7 +139,7 @@ struct vhost {
  * where each is written, for the messages. */
 enum config_source {
 	SOURCE_USER, SOURCE_GROUP, SOURCE_PID_FILE, SOURCE_DATABASE, SOURCE_DATABASE_PATH,
-	SOURCE_JOURNAL, SOURCE_COUNT
+	SOURCE_JOURNAL, SOURCE_RATELIMIT_STATE, SOURCE_COUNT
 };
 
 struct config {
@@ -192,6 +192,8 @@ void config_free(struct config *config);
 /* Whether any plugin of `config` uses the database (Accounting, Quota,
  * SqlUserConfig): without one tallyd opens no store. */
 bool config_needs_store(const struct config *config);
+/* Whether any plugin of `config` is of `module` ("RateLimit"). */
+bool config_uses_module(const struct config *config, const char *module);
 
 /* Records a problem (a warning) at `where`, a "FILE:LINE" of config->source. */
 void config_error_at(struct config_errors *errors, const char *where, const char *fmt, ...)

@@ -177,9 +177,21 @@ int preflight_paths(const struct config *config, uid_t uid, gid_t gid,
 		problems += check_path(config->database.path, "database.path",
 				       config->source[SOURCE_DATABASE_PATH], user, uid, gid, false,
 				       errors);
-	if (store && config->accounting.journal[0] != '\0')
+	bool journal = config->accounting.journal[0] != '\0';
+	if (store && journal)
 		problems += check_directory(config->accounting.journal, "accounting.journal",
 					    config->source[SOURCE_JOURNAL], user, uid, gid, errors);
+	/* the RateLimit state file is written after the drop too (ratestate.h) */
+	if (config_uses_module(config, "RateLimit")) {
+		if (config->ratelimit_state[0] != '\0')
+			problems += check_path(config->ratelimit_state, "ratelimit_state",
+					       config->source[SOURCE_RATELIMIT_STATE], user, uid, gid,
+					       false, errors);
+		else if (journal && !store)
+			problems += check_directory(config->accounting.journal,
+						    "accounting.journal", config->source[SOURCE_JOURNAL],
+						    user, uid, gid, errors);
+	}
 	free(me);
 	return problems;
 }

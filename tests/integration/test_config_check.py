@@ -40,6 +40,8 @@ QUOTA = ('{ name = "QuotaIP"; module = "Quota"; field = "client_address"; metric
 USER_CONFIG = ('{ name = "Config"; module = "SqlUserConfig"; field = "client_address";\n'
                '  sql_query = "SELECT config FROM user_config WHERE address = ?"; }')
 ACTION = '{ name = "a"; module = "Action"; action = "OK"; }'
+RATELIMIT = ('{ name = "RateIP"; module = "RateLimit"; field = "client_address";'
+             ' limits = ( [10, 60] ); }')
 
 
 def start_fails(path):
@@ -100,6 +102,25 @@ def test_check_reports_files_the_run_as_user_cannot_write(tmp_path):
     status, out, err = check(path)
     assert status == 0, err
     assert "is OK" in out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (checks as user nobody)")
+def test_check_reports_a_ratelimit_state_the_run_as_user_cannot_write(tmp_path):
+    """The RateLimit state file is written after privileges drop, at stop
+    and every snapshot_interval: -t checks its directory as the user."""
+    root_only = tempfile.mkdtemp(prefix="tallyd-root-only-")
+    os.chmod(root_only, 0o755)
+    path = write(tmp_path, 'user = "nobody"; group = "nogroup";\n'
+                 'log_target = "stderr"; control_socket = "";\n'
+                 'ratelimit_state = "%s/rl.state";\n' % root_only +
+                 plugins_config(free_port(), "", [RATELIMIT]))
+    status, out, err = check(path)
+    assert status == 1, err
+    assert ("%s:3: ratelimit_state %s/rl.state: user nobody cannot write directory %s"
+            % (path, root_only, root_only)) in err
+    os.chmod(root_only, 0o777)
+    status, out, err = check(path)
+    assert status == 0, err
 
 
 def test_check_reports_a_pid_file_directory_that_cannot_be_written(tmp_path):
