@@ -129,13 +129,17 @@ void chain_free_plugin(struct plugin *plugin)
 	free(plugin);
 }
 
-void chain_enable_stats(struct config *config)
+void chain_activate(struct config *config)
 {
 	for (size_t i = 0; i < config->vhost_count; i++) {
 		struct vhost *v = &config->vhosts[i];
 		v->stats = object_stats_new();
-		for (size_t j = 0; j < v->plugin_count; j++)
-			v->plugins[j]->stats = object_stats_new();
+		for (size_t j = 0; j < v->plugin_count; j++) {
+			struct plugin *p = v->plugins[j];
+			p->stats = object_stats_new();
+			if (p->module->activate)
+				p->module->activate(p);
+		}
 	}
 }
 

@@ -21,9 +21,10 @@
 struct plugin *chain_create_plugin(const config_setting_t *group, struct config_errors *errors);
 void chain_free_plugin(struct plugin *plugin);
 
-/* Gives every virtual host and plugin of `config` its per-thread counters;
- * when a config goes live (stats_init() has run). */
-void chain_enable_stats(struct config *config);
+/* Readies `config` as it goes into force (at start, and at a reload that
+ * passed every check; stats_init() has run): gives every virtual host and
+ * plugin its per-thread counters and runs each plugin's activate(). */
+void chain_activate(struct config *config);
 
 /* Where a request is in its chain: a request that waits for the database
  * keeps this and its session, and goes on at `next` when it is resumed. */

@@ -274,7 +274,7 @@ static int reload(struct buf *why)
 	if (options.log_level)
 		log_level_parse(options.log_level, &next->log_level);
 	warn_restart_only(startup_config, next);
-	chain_enable_stats(next);
+	chain_activate(next);
 	log_set_level(next->log_level);
 	const struct config *old = live_replace(next);
 	if (old != startup_config)
@@ -507,7 +507,7 @@ int main(int argc, char **argv)
 	int acceptor_slot = workers, main_slot = workers + 1, admin_slot = workers + 2;
 	stats_init(workers + 3);
 	stats_bind(main_slot);
-	chain_enable_stats(config);
+	chain_activate(config);
 	live_init(config, workers + 3);
 	configure_session_cache(config);
 	log_set_level(config->log_level);

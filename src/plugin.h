@@ -60,6 +60,10 @@ struct plugin_module {
 	enum plugin_result (*run)(const struct plugin *plugin, struct plugin_call *call);
 	/* Frees what setup() made (options are freed by the chain). May be NULL. */
 	void (*destroy)(struct plugin *plugin);
+	/* When the plugin's config goes into force (chain_activate()), not when
+	 * it is loaded: a reload may still be refused.  Hands state shared
+	 * across configs this config's settings.  Main thread; may be NULL. */
+	void (*activate)(const struct plugin *plugin);
 	/* For the config's warnings; may be NULL.  reads(): the table (and its
 	 * time pattern) the plugin reads totals from, -1 when none.  writes():
 	 * whether the plugin may add to `table` under `time_pattern`. */

@@ -14,10 +14,10 @@
  * (ratestate.h) go on in the next.
  *
  * Threads: workers call ratekeys_offer() concurrently; the main thread
- * opens, configures and closes tables (config load and free), while no
- * worker can use a table being closed, and saves and restores their keys
- * (ratestate.c); the admin thread reads the counts and shows or forgets
- * keys.  Locks: the registry's mutex guards the list of tables, their
+ * opens and closes tables (config load and free; no worker can use a table
+ * being closed), configures them (a config going into force), and saves
+ * and restores their keys (ratestate.c); the admin thread reads the counts
+ * and shows or forgets keys.  Locks: the registry's mutex guards the list of tables, their
  * reference counts and what ratekeys_configure() set; each of a table's
  * 64 shards has a mutex that guards its hash chains, its list of keys by
  * last message and every field of its keys.  Counts are atomics.
@@ -52,7 +52,7 @@ struct ratekeys *ratekeys_open(const char *name);
 void ratekeys_close(struct ratekeys *t);
 
 /* What the table's plugin is configured with, for tallyctl and the state
- * file: the config that opened it last says.  Main thread. */
+ * file: the config in force says (the plugin's activate()).  Main thread. */
 void ratekeys_configure(struct ratekeys *t, const char *field, const struct rate_limits *limits,
 			size_t max_keys);
 

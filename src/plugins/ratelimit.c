@@ -247,8 +247,14 @@ static int ratelimit_setup(struct plugin *plugin, const config_setting_t *where,
 	rate_limits_sign(&r->limits, r->metric_index);
 	r->field_len = strlen(r->field);
 	r->keys = ratekeys_open(plugin->name);
-	ratekeys_configure(r->keys, r->field, &r->limits, (size_t)r->max_keys);
 	return 0;
+}
+
+static void ratelimit_activate(const struct plugin *plugin)
+{
+	const struct ratelimit_settings *r = plugin->settings;
+
+	ratekeys_configure(r->keys, r->field, &r->limits, (size_t)r->max_keys);
 }
 
 static void ratelimit_destroy(struct plugin *plugin)
@@ -380,5 +386,6 @@ const struct plugin_module ratelimit_module = {
 	.setup = ratelimit_setup,
 	.run = ratelimit_run,
 	.destroy = ratelimit_destroy,
+	.activate = ratelimit_activate,
 	.key_stats = ratelimit_key_stats,
 };

@@ -65,7 +65,7 @@ static void admin_fuzz_start(void)
 	check(config != NULL);
 	usercache_init(config->user_config_ttl);
 	stats_init(1);
-	chain_enable_stats(config);
+	chain_activate(config);
 	live_init(config, 1);
 }
 

@@ -290,6 +290,25 @@ def test_show_and_reset_a_rate_limited_key(tallyd, db):
             "limit 1 in 60 seconds: load 1\n") in shown
 
 
+def test_a_refused_reload_leaves_the_limits_shown_alone(tallyd, db):
+    """A reload is loaded whole (plugins set up) before it is refused: the
+    limits tallyctl shows (and the state file is labelled with) change
+    only when a config goes into force."""
+    daemon, client = start(tallyd, db, "( [3, 3600] )")
+    port = client.sock.getpeername()[1]
+
+    def configured():            # a key never seen is shown against the configured limits
+        return daemon.ctl("show", "rate:RateIP", "192.0.2.99").stdout
+
+    assert "limit 3 in 3600 seconds: load 0\n" in configured()
+    daemon.write_config(rate_config(port, db.config(), "( [5, 60] )", "workers = 0;\n"))
+    assert daemon.ctl("reload", check=False).returncode == 1
+    assert "limit 3 in 3600 seconds: load 0\n" in configured()
+    daemon.write_config(rate_config(port, db.config(), "( [5, 60] )"))
+    assert daemon.ctl("reload").stdout == "reloaded\n"
+    assert "limit 5 in 60 seconds: load 0\n" in configured()
+
+
 def assert_state_kept_in(daemon, port, journal):
     """A [2, 3600] limit reached, then a restart: the state file is in the
     journal directory and the client is still at its limit."""
