@@ -87,12 +87,15 @@ static int writable_as(const char *path, const char *user, uid_t uid, gid_t gid)
 }
 
 /* Checks that `path` can be created or written (see the header comment);
- * records a problem at `where` for `what` ("database.path").  The pid file
- * is special: its directory is made by systemd (RuntimeDirectory=) just
- * before start, so one that does not exist yet is only a warning, and the
- * file itself is replaced by a rename, never written. */
+ * records a problem at `where` for `what` ("database.path").  Flags:
+ * REPLACED, a file replaced by a rename, never written (the pid file, the
+ * RateLimit state): only its directory must be writable; MADE_AT_START, a
+ * directory systemd makes (RuntimeDirectory=) just before start: one that
+ * does not exist yet is only a warning. */
+enum { REPLACED = 1, MADE_AT_START = 2 };
+
 static int check_path(const char *path, const char *what, const char *where, const char *user,
-		      uid_t uid, gid_t gid, bool pid_file, struct config_errors *errors)
+		      uid_t uid, gid_t gid, int flags, struct config_errors *errors)
 {
 	struct stat st;
 	char *dir = xstrdup(path);
@@ -103,7 +106,7 @@ static int check_path(const char *path, const char *what, const char *where, con
 		slash[1] = '\0';
 	else if (slash)
 		*slash = '\0';
-	if (stat(dir, &st) < 0 && errno == ENOENT && pid_file) {
+	if (stat(dir, &st) < 0 && errno == ENOENT && (flags & MADE_AT_START)) {
 		config_warning_at(errors, where, "%s %s: directory %s does not exist (yet): start "
 				  "fails unless it is made first, as the systemd unit's "
 				  "RuntimeDirectory= does", what, path, dir);
@@ -123,7 +126,8 @@ static int check_path(const char *path, const char *what, const char *where, con
 		return 1;
 	}
 	free(dir);
-	if (!pid_file && stat(path, &st) == 0 && (err = writable_as(path, user, uid, gid)) != 0) {
+	if (!(flags & REPLACED) && stat(path, &st) == 0 &&
+	    (err = writable_as(path, user, uid, gid)) != 0) {
 		config_error_at(errors, where, "%s %s: user %s cannot write it: %s", what, path,
 				user, strerror(err));
 		return 1;
@@ -139,7 +143,7 @@ static int check_directory(const char *path, const char *what, const char *where
 	int err;
 
 	if (stat(path, &st) < 0)          /* its parent must take it */
-		return check_path(path, what, where, user, uid, gid, false, errors);
+		return check_path(path, what, where, user, uid, gid, 0, errors);
 	if (!S_ISDIR(st.st_mode)) {
 		config_error_at(errors, where, "%s %s: not a directory", what, path);
 		return 1;
@@ -161,7 +165,7 @@ int preflight_paths(const struct config *config, uid_t uid, gid_t gid,
 
 	if (config->pid_file[0] != '\0')
 		problems += check_path(config->pid_file, "pid_file", config->source[SOURCE_PID_FILE],
-				       me, (uid_t)-1, (gid_t)-1, true, errors);
+				       me, (uid_t)-1, (gid_t)-1, REPLACED | MADE_AT_START, errors);
 	/* the database and the journal are opened after privileges drop */
 	bool drops = geteuid() == 0 && uid != (uid_t)-1;
 	const char *user = drops ? config->user : me;
@@ -175,8 +179,7 @@ int preflight_paths(const struct config *config, uid_t uid, gid_t gid,
 	bool store = config_needs_store(config);
 	if (store && config->database.driver == DATABASE_SQLITE)
 		problems += check_path(config->database.path, "database.path",
-				       config->source[SOURCE_DATABASE_PATH], user, uid, gid, false,
-				       errors);
+				       config->source[SOURCE_DATABASE_PATH], user, uid, gid, 0, errors);
 	bool journal = config->accounting.journal[0] != '\0';
 	if (store && journal)
 		problems += check_directory(config->accounting.journal, "accounting.journal",
@@ -186,7 +189,7 @@ int preflight_paths(const struct config *config, uid_t uid, gid_t gid,
 		if (config->ratelimit_state[0] != '\0')
 			problems += check_path(config->ratelimit_state, "ratelimit_state",
 					       config->source[SOURCE_RATELIMIT_STATE], user, uid, gid,
-					       false, errors);
+					       REPLACED, errors);
 		else if (journal && !store)
 			problems += check_directory(config->accounting.journal,
 						    "accounting.journal", config->source[SOURCE_JOURNAL],

@@ -121,6 +121,10 @@ def test_check_reports_a_ratelimit_state_the_run_as_user_cannot_write(tmp_path):
     os.chmod(root_only, 0o777)
     status, out, err = check(path)
     assert status == 0, err
+    with open(os.path.join(root_only, "rl.state"), "w") as f:   # root's, 0644
+        f.write("left by a run as root")
+    status, out, err = check(path)          # a save replaces it by a rename
+    assert status == 0, err
 
 
 def test_check_reports_a_pid_file_directory_that_cannot_be_written(tmp_path):
