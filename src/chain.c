@@ -5,8 +5,10 @@
  * reads the config (and, with session_cache on, finds the message's
  * `instance` for the plugins' marks, sessioncache.h); it counts calls,
  * answers, waits and time per virtual host and plugin in the calling
- * thread's own slot (stats.h), so it takes no lock.  A plugin's `exempt` list (cidr.h) is parsed here and applied
- * here: a request from an exempt client_address skips the plugin.
+ * thread's own slot (stats.h), so it takes no lock.  A plugin's `exempt`
+ * list (cidr.h) is parsed here and applied here: a request from an exempt
+ * client_address skips the plugin.  chain_activate() (main thread) readies
+ * a config going into force: its counters and each plugin's activate().
  */
 #include <stdio.h>
 #include <stdlib.h>
