@@ -2,9 +2,11 @@
  * buf.c: growable byte buffers (see buf.h).  No locking: a buffer belongs to
  * whichever thread holds the object that contains it.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 
@@ -97,4 +99,20 @@ void buf_compact(struct buf *b, size_t keep_cap)
 		b->data = xrealloc(b->data, keep_cap);
 		b->cap = keep_cap;
 	}
+}
+
+int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }

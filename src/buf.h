@@ -6,6 +6,7 @@
  * data[start .. len); buf_consume() drops bytes from the front without
  * moving memory, buf_compact() moves the rest to the front when worth it.
  * Contents are always NUL-terminated after len, so text can be printed.
+ * write_all() is the one loop that writes bytes to a descriptor whole.
  */
 #ifndef TALLYD_BUF_H
 #define TALLYD_BUF_H
@@ -43,5 +44,9 @@ void buf_consume(struct buf *b, size_t n);
 /* Moves unconsumed bytes to the front, and gives memory back when a large
  * buffer holds little (a client sent one big request, then small ones). */
 void buf_compact(struct buf *b, size_t keep_cap);
+
+/* Writes all `len` bytes to `fd`, again after EINTR and short writes: 0,
+ * or -1 (errno set by the failed write(), 0 after a write of nothing). */
+int write_all(int fd, const void *data, size_t len);
 
 #endif

@@ -141,22 +141,6 @@ static char *segment_path(uint64_t number)
 	return xasprintf("%s/segment-%016llu", j.dir, (unsigned long long)number);
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* A batch is built in one buffer that begins with room for its header, so
  * that it goes to the file in one write(). */
 static void batch_start(struct buf *batch)

@@ -152,19 +152,12 @@ static void sync_directory(const char *path)
 static int write_synced(const char *temporary, const struct buf *data)
 {
 	int fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
 
-	if (f == NULL) {
-		int saved = errno;
-		if (fd >= 0)
-			close(fd);
-		errno = saved;
+	if (fd < 0)
 		return -1;
-	}
-	bool ok = fwrite(data->data, 1, data->len, f) == data->len && fflush(f) == 0 &&
-		fsync(fd) == 0;
+	bool ok = write_all(fd, buf_head(data), buf_size(data)) == 0 && fsync(fd) == 0;
 	int saved = errno;
-	if (fclose(f) != 0 && ok)
+	if (close(fd) != 0 && ok)
 		return -1;
 	errno = saved;
 	return ok ? 0 : -1;

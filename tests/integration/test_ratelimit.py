@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 
-from harness import TALLYD, PolicyClient, free_port, wait_for
+from harness import TALLYD, PolicyClient, build_preload, free_port, preloaded, wait_for
 
 HOWTO_QUERY = ("SELECT p.config FROM relay_policies p JOIN relay_hosts h "
                "ON (h.relay_policy = p.id) WHERE h.client_address=?")
@@ -408,3 +408,29 @@ def test_the_sql_recipe_gives_some_users_their_own_limits(tallyd, db):
     daemon.ctl("forget", "sasl_username", "trainee@example.org")
     assert messages_accepted(client, "trainee@example.org", 12, first=100) == \
         (12, deferral(12, 60))                     # new limits: its windows start afresh
+
+
+def test_a_full_disk_at_a_save_keeps_the_last_whole_state_file(tallyd, tmp_path):
+    """A save that cannot write (ENOSPC, from tests/lib/faultfs.c) is logged
+    and leaves the file the last save wrote whole: the next start restores
+    from it and sets nothing aside."""
+    port = free_port()
+    control = tmp_path / "fault"
+    binary = preloaded(str(tmp_path), "tallyd-faultfs", build_preload(str(tmp_path), "faultfs"),
+                       FAULTFS_MATCH="rl.state", FAULTFS_CONTROL=str(control))
+    config = state_config(port, tmp_path, "( [2, 3600] )", "( [2, 3600] )")
+    daemon = tallyd(config, binary=binary, wait_port=port)
+    client = PolicyClient(port=port)
+    assert [client.ask(client_address="192.0.2.9") for _ in range(2)] == ["dunno"] * 2
+    client = restart(daemon, port)                    # saved whole
+    assert client.ask(client_address="192.0.2.9") == deferral(2, 3600)
+    assert [client.ask(client_address="192.0.2.10") for _ in range(2)] == ["dunno"] * 2
+    control.write_text("enospc")
+    assert daemon.stop() == 0                         # this save fails
+    assert "rate limit state: cannot write" in daemon.log()
+    control.write_text("ok")
+    daemon.start(wait_port=port)
+    client = PolicyClient(port=port)
+    assert client.ask(client_address="192.0.2.9") == deferral(2, 3600)
+    assert client.ask(client_address="192.0.2.10") == "dunno"   # only in the failed save
+    assert "set aside" not in daemon.log()
